@@ -1,0 +1,178 @@
+//! Command-line arguments, shared by both binaries.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use lantalk_core::ratelimit::Rate;
+
+pub const DEFAULT_PORT: u16 = 5050;
+
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about = "LanTalk: group chat for the local network. No accounts, no internet, no cloud.",
+    long_about = "LanTalk: group chat for the local network. No accounts, no internet, no cloud.\n\n\
+        Run without a command for an interactive menu. Speaks the LanTalk 2.0 protocol, so the \
+        Python `lantalk` client and server interoperate with it.",
+    after_help = "Examples:\n  \
+        lantalk-smol server                          start a server on port 5050\n  \
+        lantalk-smol client 192.168.1.5 --name Bob   join it from another machine\n  \
+        lantalk-smol                                 the interactive menu"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a chat server; others join it with `client`.
+    #[command(after_help = "Examples:\n  \
+        lantalk-smol server\n  \
+        lantalk-smol server --name Hackathon --port 6000\n  \
+        LANTALK_PW=secret lantalk-smol server --password-env LANTALK_PW\n\n\
+        Console commands once running: /users /stats /kick <user> /ban <user|ip> /bans \
+        /unban <ip> /help /quit; any other line is sent to everyone.")]
+    Server(ServerArgs),
+    /// Join a chat server.
+    #[command(after_help = "Examples:\n  \
+        lantalk-smol client 192.168.1.5 --name Bob\n  \
+        lantalk-smol client chat-host.local:6000 --name Bob --password-file pw.txt\n  \
+        printf 'hello\\n/users\\n' | lantalk-smol client 127.0.0.1 --name Bot\n\n\
+        Chat commands: /users /pm <user> <message> /help /quit.\n\
+        With standard input not a terminal, every line is sent and every event is printed \
+        as one plain line; the exit status is 0 after /quit or end of input, 1 when refused \
+        or disconnected.")]
+    Client(ClientArgs),
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct PasswordArgs {
+    /// Read the password from this environment variable.
+    #[arg(long, value_name = "VAR", conflicts_with = "password_file")]
+    pub password_env: Option<String>,
+    /// Read the password from the first line of this file.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0")]
+    pub bind: std::net::IpAddr,
+    /// TCP port to listen on (0 picks a free one).
+    #[arg(long, short, value_name = "N", default_value_t = DEFAULT_PORT)]
+    pub port: u16,
+    /// The server's display name.
+    #[arg(long, value_name = "NAME", default_value = "Server")]
+    pub name: String,
+    /// Where bans and logs are kept [default: the platform's user data directory].
+    #[arg(long, value_name = "DIR", env = "LANTALK_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub password: PasswordArgs,
+    /// Messages allowed per user, as N/SECS, or `off`.
+    #[arg(long, value_name = "N/SECS|off", default_value = "10/5", value_parser = parse_rate)]
+    pub rate_limit: RateLimit,
+    /// Seconds of silence after which a user is disconnected.
+    #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_secs)]
+    pub idle_timeout: Duration,
+    /// Seconds a new connection has to log in.
+    #[arg(long, value_name = "SECS", default_value = "15", value_parser = parse_secs)]
+    pub auth_timeout: Duration,
+    /// Most connections at once.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub max_clients: usize,
+    /// Let clients without encryption (LanTalk 2.0) join. Every connection is
+    /// plaintext until encryption lands, so this is currently always the case.
+    #[arg(long)]
+    pub allow_plaintext: bool,
+    /// Do not announce the server on the LAN. (Discovery is not implemented
+    /// yet; the server announces nothing either way.)
+    #[arg(long)]
+    pub no_discovery: bool,
+    /// Log level for the console and lantalk.log: debug, info or warning.
+    #[arg(long, value_name = "LEVEL", env = "LANTALK_LOG_LEVEL", default_value = "info",
+          value_parser = parse_level)]
+    pub log_level: lantalk_core::server::Level,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ClientArgs {
+    /// Server to join, as HOST or HOST:PORT (IPv6 as [ADDR]:PORT).
+    #[arg(value_name = "HOST[:PORT]")]
+    pub server: Option<String>,
+    /// Your display name (letters, digits, _ and -; at most 24).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub password: PasswordArgs,
+    /// Join servers without encryption (LanTalk 2.0). Every connection is
+    /// plaintext until encryption lands, so this is currently always the case.
+    #[arg(long)]
+    pub allow_plaintext: bool,
+    /// Where keys and settings are kept [default: the platform's user data directory].
+    #[arg(long, value_name = "DIR", env = "LANTALK_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit(pub Option<Rate>);
+
+pub fn parse_rate(s: &str) -> Result<RateLimit, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(RateLimit(None));
+    }
+    let err = || format!("expected N/SECS (like 10/5) or off, not {s:?}");
+    let (n, secs) = s.split_once('/').ok_or_else(err)?;
+    let n: u32 = n.trim().parse().map_err(|_| err())?;
+    let secs: f64 = secs.trim().parse().map_err(|_| err())?;
+    if n == 0 || !(secs > 0.0 && secs.is_finite()) {
+        return Err(err());
+    }
+    Ok(RateLimit(Some(Rate::new(n, Duration::from_secs_f64(secs)))))
+}
+
+pub fn parse_secs(s: &str) -> Result<Duration, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() && v < 1e9 => Ok(Duration::from_secs_f64(v)),
+        _ => Err(format!(
+            "expected a number of seconds greater than 0, not {s:?}"
+        )),
+    }
+}
+
+pub fn parse_level(s: &str) -> Result<lantalk_core::server::Level, String> {
+    use lantalk_core::server::Level;
+    match s.trim().to_ascii_lowercase().as_str() {
+        "debug" => Ok(Level::Debug),
+        "info" => Ok(Level::Info),
+        "warning" | "warn" => Ok(Level::Warning),
+        _ => Err(format!("expected debug, info or warning, not {s:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates() {
+        assert_eq!(
+            parse_rate("10/5"),
+            Ok(RateLimit(Some(Rate::new(10, Duration::from_secs(5)))))
+        );
+        assert_eq!(parse_rate("OFF"), Ok(RateLimit(None)));
+        assert!(parse_rate("0/5").is_err());
+        assert!(parse_rate("10").is_err());
+        assert!(parse_rate("10/-1").is_err());
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

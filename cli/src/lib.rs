@@ -1,0 +1,38 @@
+//! The `lantalk-smol` and `lantalk-std` programs: the same command line over
+//! either runtime. Everything here is generic over
+//! [`lantalk_core::driver::Runtime`]; each binary only picks one.
+
+mod args;
+mod client_cmd;
+mod clock;
+mod files;
+mod logger;
+mod menu;
+mod password;
+mod server_cmd;
+mod term;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use lantalk_core::driver::Runtime;
+
+use args::{Cli, Command, ServerArgs};
+
+/// Runs the program named after `runtime_name` on runtime `R`.
+pub fn main<R: Runtime>(runtime_name: &str) -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Server(args)) => server_cmd::run::<R>(args, runtime_name),
+        Some(Command::Client(args)) => client_cmd::run::<R>(args),
+        None => menu::run::<R>(runtime_name),
+    }
+}
+
+/// `server` with every flag at its default, as the menu starts it.
+fn default_server_args() -> ServerArgs {
+    match Cli::parse_from(["lantalk", "server"]).command {
+        Some(Command::Server(args)) => args,
+        _ => unreachable!("`server` parses as the server command"),
+    }
+}

@@ -1,0 +1,170 @@
+//! `server`: configure the core from the command line, keep its files, log,
+//! and read the operator's console.
+
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use lantalk_core::driver::{Command, Control, Runtime, ServerHost};
+use lantalk_core::password::{HashParams, PasswordHash};
+use lantalk_core::server::{EventKind, Level, ServerEvent};
+use lantalk_core::{BanList, Now, Server, ServerConfig};
+
+use crate::args::ServerArgs;
+use crate::files;
+use crate::logger::Logger;
+use crate::term;
+
+pub fn run<R: Runtime>(args: ServerArgs, runtime_name: &str) -> ExitCode {
+    match start::<R>(args, runtime_name) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            term::eprint(&format!("error: {msg}\n"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn start<R: Runtime>(args: ServerArgs, runtime_name: &str) -> Result<(), String> {
+    let data_dir = files::data_dir(args.data_dir.as_deref()).map_err(|e| e.to_string())?;
+    let bans_path = data_dir.join("bans.json");
+    let bans = files::load_bans(&bans_path)?;
+    let password = match crate::password::from_args(&args.password)? {
+        Some(pw) => Some(pw),
+        None => crate::password::prompt("Set password (leave blank for none): "),
+    };
+    let password =
+        password.map(|pw| PasswordHash::new(&pw, random_salt(), HashParams::RECOMMENDED));
+
+    let config = ServerConfig {
+        name: args.name.clone(),
+        password,
+        rate_limit: args.rate_limit.0,
+        auth_timeout: args.auth_timeout,
+        idle_timeout: args.idle_timeout,
+        max_clients: args.max_clients,
+        ..ServerConfig::default()
+    };
+    let (logger, log_err) = Logger::open(args.log_level, &data_dir.join("lantalk.log"));
+    print_banner(&args, &config, &bans, &data_dir, runtime_name);
+    if let Some(e) = log_err {
+        term::eprint(&format!(
+            "warning: cannot open {}: {e}; logging to the console only\n",
+            data_dir.join("lantalk.log").display()
+        ));
+    }
+
+    let bind = SocketAddr::new(args.bind, args.port);
+    let server = Server::new(
+        config,
+        Now::new(Default::default(), crate::clock::wall_time()),
+        bans,
+    );
+    let host = CliServerHost { logger, bans_path };
+    R::serve(bind, server, Box::new(host)).map_err(|e| listen_error(bind, e))
+}
+
+fn listen_error(bind: SocketAddr, e: std::io::Error) -> String {
+    match e.kind() {
+        ErrorKind::AddrInUse => format!(
+            "cannot listen on {bind}: the port is already in use. Is another server running? \
+             Pick another with --port N (0 picks a free one)."
+        ),
+        ErrorKind::PermissionDenied => format!(
+            "cannot listen on {bind}: permission denied. Ports below 1024 need \
+             administrator rights; pick another with --port N."
+        ),
+        ErrorKind::AddrNotAvailable => format!(
+            "cannot listen on {bind}: this machine has no such address. Use --bind 0.0.0.0 \
+             for every interface."
+        ),
+        _ => format!("cannot listen on {bind}: {e}"),
+    }
+}
+
+fn print_banner(
+    args: &ServerArgs,
+    config: &ServerConfig,
+    bans: &BanList,
+    data_dir: &std::path::Path,
+    runtime_name: &str,
+) {
+    let rule = "═".repeat(54);
+    let mut s = format!(
+        "{rule}\n  LanTalk Server v{} ({runtime_name} runtime)  —  {}\n",
+        env!("CARGO_PKG_VERSION"),
+        args.name
+    );
+    s.push_str(&format!("  Data directory: {}\n", data_dir.display()));
+    s.push_str(&format!(
+        "  Password protection: {}\n",
+        if config.password.is_some() {
+            "ON"
+        } else {
+            "OFF"
+        }
+    ));
+    if !bans.is_empty() {
+        s.push_str(&format!("  Loaded {} persistent ban(s)\n", bans.len()));
+    }
+    s.push_str(&format!("  /help for server commands\n{rule}\n"));
+    term::print(&s);
+}
+
+/// Salt for the password hash, from the operating system's secure RNG.
+fn random_salt() -> [u8; 16] {
+    let mut salt = [0u8; 16];
+    if getrandom::getrandom(&mut salt).is_err() {
+        // No OS randomness at all is exotic; a time-derived salt still
+        // separates this server's hash from every other one.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        salt.copy_from_slice(&t.to_le_bytes());
+    }
+    salt
+}
+
+struct CliServerHost {
+    logger: Logger,
+    bans_path: PathBuf,
+}
+
+impl ServerHost for CliServerHost {
+    fn wall_time(&mut self) -> lantalk_core::WallTime {
+        crate::clock::wall_time()
+    }
+
+    fn persist_bans(&mut self, bans: &BanList) {
+        if let Err(e) = files::write_atomic(&self.bans_path, &bans.to_file_bytes()) {
+            self.logger.log(
+                Level::Warning,
+                &format!("Could not save bans to {}: {e}", self.bans_path.display()),
+            );
+        }
+    }
+
+    fn event(&mut self, event: &ServerEvent) {
+        if event.kind == EventKind::Reply {
+            term::print(&format!("{}\n", event.message));
+        } else {
+            self.logger.log(event.level, &event.message);
+        }
+    }
+
+    fn ready(&mut self, local_addr: SocketAddr, control: Control) {
+        term::print(&format!("Listening on {local_addr}\n"));
+        self.logger
+            .log(Level::Info, &format!("Server started on {local_addr}"));
+        let on_signal = control.clone();
+        if let Err(e) = ctrlc::set_handler(move || on_signal(Command::Shutdown)) {
+            term::eprint(&format!("warning: cannot handle Ctrl-C: {e}\n"));
+        }
+        // End of input ends the console only; the server keeps serving.
+        let _ = std::thread::Builder::new()
+            .name("console".into())
+            .spawn(move || term::for_each_stdin_line(|line| control(Command::Line(line))));
+    }
+}

@@ -1,0 +1,38 @@
+//! Writing to the terminal from several threads without interleaving lines.
+
+use std::io::{self, Write};
+
+/// Prints `text` to standard output as one write, and flushes it.
+pub fn print(text: &str) {
+    let mut out = io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+/// Prints `text` to standard error as one write.
+pub fn eprint(text: &str) {
+    let mut err = io::stderr().lock();
+    let _ = err.write_all(text.as_bytes());
+    let _ = err.flush();
+}
+
+/// Calls `each` with every line of standard input (invalid UTF-8 replaced,
+/// line ending removed) until end of input or a read error.
+pub fn for_each_stdin_line(mut each: impl FnMut(String)) {
+    use std::io::BufRead;
+    let stdin = io::stdin();
+    let mut input = stdin.lock();
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match input.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                while matches!(buf.last(), Some(b'\n' | b'\r')) {
+                    buf.pop();
+                }
+                each(String::from_utf8_lossy(&buf).into_owned());
+            }
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! Server passwords, kept only as a salted Argon2id hash.
+//!
+//! The salt is randomness, so it is handed in by the runtime; the core only
+//! computes. Comparison is constant-time so timing reveals nothing about how
+//! much of a guess was right.
+
+use argon2::{Algorithm, Argon2, Params, Version};
+use subtle::ConstantTimeEq;
+
+/// Cost parameters for Argon2id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashParams {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub lanes: u32,
+}
+
+impl HashParams {
+    /// OWASP's recommended minimum for Argon2id (19 MiB, 2 passes, 1 lane).
+    pub const RECOMMENDED: HashParams = HashParams {
+        memory_kib: 19 * 1024,
+        iterations: 2,
+        lanes: 1,
+    };
+
+    /// Fast and weak: for tests only.
+    pub const INSECURE_FAST: HashParams = HashParams {
+        memory_kib: 8,
+        iterations: 1,
+        lanes: 1,
+    };
+}
+
+/// The stored form of a password: salt, parameters and the Argon2id output.
+#[derive(Clone)]
+pub struct PasswordHash {
+    salt: [u8; 16],
+    params: HashParams,
+    hash: [u8; 32],
+}
+
+impl std::fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordHash(..)")
+    }
+}
+
+impl PasswordHash {
+    /// Hashes `password` with a salt the caller drew from a secure RNG.
+    pub fn new(password: &str, salt: [u8; 16], params: HashParams) -> Self {
+        let hash = derive(password.as_bytes(), &salt, params);
+        PasswordHash { salt, params, hash }
+    }
+
+    /// Whether `candidate` is the password, in time independent of the answer.
+    pub fn verify(&self, candidate: &str) -> bool {
+        let got = derive(candidate.as_bytes(), &self.salt, self.params);
+        bool::from(got.ct_eq(&self.hash))
+    }
+}
+
+fn derive(password: &[u8], salt: &[u8], p: HashParams) -> [u8; 32] {
+    let params = Params::new(
+        p.memory_kib.max(8),
+        p.iterations.max(1),
+        p.lanes.max(1),
+        Some(32),
+    )
+    .unwrap_or_default();
+    let mut out = [0u8; 32];
+    // Only fails for out-of-range parameters, which `Params::new` rejected above.
+    let _ = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password_into(password, salt, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verifies_only_the_right_password() {
+        let h = PasswordHash::new("secret", [7; 16], HashParams::INSECURE_FAST);
+        assert!(h.verify("secret"));
+        assert!(!h.verify("Secret"));
+        assert!(!h.verify(""));
+        let other_salt = PasswordHash::new("secret", [8; 16], HashParams::INSECURE_FAST);
+        assert_ne!(h.hash, other_salt.hash);
+    }
+}

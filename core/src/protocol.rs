@@ -1,0 +1,294 @@
+//! The LanTalk 2.0 wire protocol: one JSON object per `\n`-terminated line.
+//!
+//! Encoders produce exactly the bytes LanTalk 2.0 produces (see [`crate::json`]);
+//! decoders accept anything LanTalk 2.0 would accept, ignore unknown fields, and
+//! turn everything else into a [`Malformed`] reason instead of an error path.
+
+use serde_json::{Map, Value};
+
+use crate::json::ObjectWriter;
+use crate::time::WallTime;
+
+/// Longest chat text, in characters (LanTalk 2.0's limit).
+pub const MAX_TEXT_CHARS: usize = 2000;
+
+/// Why a line was not understood; the text is shown to the sender and logged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Malformed(pub &'static str);
+
+fn ts_str(ts: WallTime) -> String {
+    ts.to_string()
+}
+
+// ── Server → client ──────────────────────────────────────────────────────────
+
+pub fn auth_request(ts: WallTime, needs_password: bool) -> String {
+    ObjectWriter::new()
+        .str("type", "auth_request")
+        .str("ts", &ts_str(ts))
+        .bool("needs_password", needs_password)
+        .finish_line()
+}
+
+pub fn auth_ok(ts: WallTime, username: &str, server_name: &str) -> String {
+    ObjectWriter::new()
+        .str("type", "auth_ok")
+        .str("ts", &ts_str(ts))
+        .str("username", username)
+        .str("server_name", server_name)
+        .finish_line()
+}
+
+pub fn auth_fail(ts: WallTime, reason: &str) -> String {
+    ObjectWriter::new()
+        .str("type", "auth_fail")
+        .str("ts", &ts_str(ts))
+        .str("reason", reason)
+        .finish_line()
+}
+
+pub fn message(ts: WallTime, user: &str, text: &str) -> String {
+    ObjectWriter::with_capacity(48 + user.len() + text.len())
+        .str("type", "message")
+        .str("ts", &ts_str(ts))
+        .str("user", user)
+        .str("text", text)
+        .finish_line()
+}
+
+pub fn pm(ts: WallTime, from_user: &str, text: &str) -> String {
+    ObjectWriter::with_capacity(48 + from_user.len() + text.len())
+        .str("type", "pm")
+        .str("ts", &ts_str(ts))
+        .str("from_user", from_user)
+        .str("text", text)
+        .finish_line()
+}
+
+pub fn system(ts: WallTime, text: &str) -> String {
+    ObjectWriter::new()
+        .str("type", "system")
+        .str("ts", &ts_str(ts))
+        .str("text", text)
+        .finish_line()
+}
+
+// ── Client → server ──────────────────────────────────────────────────────────
+
+/// The login line. LanTalk 2.0 sends it without a `type` field.
+pub fn login(username: &str, password: &str) -> String {
+    ObjectWriter::new()
+        .str("username", username)
+        .str("password", password)
+        .finish_line()
+}
+
+pub fn chat(text: &str) -> String {
+    ObjectWriter::with_capacity(32 + text.len())
+        .str("type", "message")
+        .str("text", text)
+        .finish_line()
+}
+
+// ── Decoding ─────────────────────────────────────────────────────────────────
+
+fn object(line: &[u8]) -> Result<Map<String, Value>, Malformed> {
+    let text = std::str::from_utf8(line).map_err(|_| Malformed("invalid UTF-8"))?;
+    match serde_json::from_str::<Value>(text.trim()) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(Malformed("not a JSON object")),
+        Err(_) => Err(Malformed("malformed JSON")),
+    }
+}
+
+fn opt_str<'a>(
+    map: &'a Map<String, Value>,
+    key: &'static str,
+) -> Result<Option<&'a str>, Malformed> {
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(Malformed(match key {
+            "username" => "username must be a string",
+            "password" => "password must be a string",
+            "text" => "text must be a string",
+            "type" => "type must be a string",
+            _ => "field has the wrong type",
+        })),
+    }
+}
+
+/// A client's first line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Login {
+    pub username: String,
+    pub password: String,
+}
+
+pub fn parse_login(line: &[u8]) -> Result<Login, Malformed> {
+    let map = object(line)?;
+    let username = opt_str(&map, "username")?.ok_or(Malformed("missing username"))?;
+    let password = opt_str(&map, "password")?.unwrap_or("");
+    Ok(Login {
+        username: username.trim().to_string(),
+        password: password.to_string(),
+    })
+}
+
+/// A line from an authenticated client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientLine {
+    /// `{"type": "message", "text": ...}`, text trimmed as LanTalk does.
+    Message(String),
+    /// A well-formed object of a type clients do not send; ignored.
+    Other,
+}
+
+pub fn parse_client_line(line: &[u8]) -> Result<ClientLine, Malformed> {
+    let map = object(line)?;
+    let kind = opt_str(&map, "type")?.ok_or(Malformed("missing type"))?;
+    if kind != "message" {
+        return Ok(ClientLine::Other);
+    }
+    let text = opt_str(&map, "text")?.ok_or(Malformed("missing text"))?;
+    Ok(ClientLine::Message(text.trim().to_string()))
+}
+
+/// A line from the server, as the client understands it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerLine {
+    AuthRequest {
+        needs_password: bool,
+    },
+    AuthOk {
+        username: String,
+        server_name: String,
+    },
+    AuthFail {
+        reason: String,
+    },
+    Message {
+        ts: String,
+        user: String,
+        text: String,
+    },
+    Pm {
+        ts: String,
+        from_user: String,
+        text: String,
+    },
+    System {
+        ts: String,
+        text: String,
+    },
+    /// A well-formed object of a type this client does not know; ignored.
+    Other,
+}
+
+pub fn parse_server_line(line: &[u8]) -> Result<ServerLine, Malformed> {
+    let map = object(line)?;
+    let kind = opt_str(&map, "type")?.ok_or(Malformed("missing type"))?;
+    let s = |key: &'static str| -> Result<String, Malformed> {
+        Ok(opt_str(&map, key)?.unwrap_or("").to_string())
+    };
+    Ok(match kind {
+        "auth_request" => ServerLine::AuthRequest {
+            needs_password: map
+                .get("needs_password")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        },
+        "auth_ok" => ServerLine::AuthOk {
+            username: s("username")?,
+            server_name: s("server_name")?,
+        },
+        "auth_fail" => ServerLine::AuthFail {
+            reason: s("reason")?,
+        },
+        "message" => ServerLine::Message {
+            ts: s("ts")?,
+            user: s("user")?,
+            text: s("text")?,
+        },
+        "pm" => ServerLine::Pm {
+            ts: s("ts")?,
+            from_user: s("from_user")?,
+            text: s("text")?,
+        },
+        "system" => ServerLine::System {
+            ts: s("ts")?,
+            text: s("text")?,
+        },
+        _ => ServerLine::Other,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TS: WallTime = WallTime {
+        hour: 14,
+        minute: 2,
+    };
+
+    #[test]
+    fn encodes_like_lantalk() {
+        assert_eq!(
+            auth_request(TS, true),
+            "{\"type\": \"auth_request\", \"ts\": \"14:02\", \"needs_password\": true}\n"
+        );
+        assert_eq!(
+            auth_ok(TS, "Bob", "Alice"),
+            "{\"type\": \"auth_ok\", \"ts\": \"14:02\", \"username\": \"Bob\", \"server_name\": \"Alice\"}\n"
+        );
+        assert_eq!(
+            login("Bob", "secret"),
+            "{\"username\": \"Bob\", \"password\": \"secret\"}\n"
+        );
+        assert_eq!(
+            chat("Hello!"),
+            "{\"type\": \"message\", \"text\": \"Hello!\"}\n"
+        );
+    }
+
+    #[test]
+    fn decodes_and_rejects() {
+        assert_eq!(
+            parse_login(br#"{"username": " Bob ", "password": "x", "extra": 1}"#),
+            Ok(Login {
+                username: "Bob".into(),
+                password: "x".into()
+            })
+        );
+        assert_eq!(
+            parse_login(br#"{"password": "x"}"#),
+            Err(Malformed("missing username"))
+        );
+        assert_eq!(
+            parse_login(br#"{"username": 5}"#),
+            Err(Malformed("username must be a string"))
+        );
+        assert_eq!(parse_client_line(b"\xff"), Err(Malformed("invalid UTF-8")));
+        assert_eq!(
+            parse_client_line(b"[1]"),
+            Err(Malformed("not a JSON object"))
+        );
+        assert_eq!(parse_client_line(b"{"), Err(Malformed("malformed JSON")));
+        assert_eq!(
+            parse_client_line(br#"{"type": "message", "text": "  hi "}"#),
+            Ok(ClientLine::Message("hi".into()))
+        );
+        assert_eq!(
+            parse_client_line(br#"{"type": "ping"}"#),
+            Ok(ClientLine::Other)
+        );
+        assert_eq!(
+            parse_server_line(system(TS, "x").as_bytes()),
+            Ok(ServerLine::System {
+                ts: "14:02".into(),
+                text: "x".into()
+            })
+        );
+    }
+}

@@ -1,0 +1,53 @@
+//! Everything an operator can tune, as one plain struct.
+
+use std::time::Duration;
+
+use crate::password::PasswordHash;
+use crate::ratelimit::Rate;
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Display name; the console speaks as `"<name> (server)"`.
+    pub name: String,
+    /// `None`: anyone may join.
+    pub password: Option<PasswordHash>,
+    /// Chat lines (messages and commands) per user; `None` turns limiting off.
+    pub rate_limit: Option<Rate>,
+    /// A user warned this often for flooding is kicked.
+    pub flood_kick: Rate,
+    /// Failed logins allowed per address before further attempts are refused.
+    pub failed_logins: Rate,
+    /// How long a connection may take to log in.
+    pub auth_timeout: Duration,
+    /// How long a logged-in connection may stay silent.
+    pub idle_timeout: Duration,
+    /// Most simultaneous connections (logged in or not).
+    pub max_clients: usize,
+    /// Most simultaneous connections from one address.
+    pub max_per_address: usize,
+    /// Loopback addresses are exempt from `max_per_address` (tests, local demos).
+    pub exempt_loopback: bool,
+    /// Longest accepted line in bytes; a longer one closes the connection.
+    pub max_line: usize,
+    /// Malformed lines in a row after which a connection is closed.
+    pub max_malformed_in_a_row: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            name: "Server".to_string(),
+            password: None,
+            rate_limit: Some(Rate::new(10, Duration::from_secs(5))),
+            flood_kick: Rate::new(3, Duration::from_secs(60)),
+            failed_logins: Rate::new(5, Duration::from_secs(60)),
+            auth_timeout: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(300),
+            max_clients: 1024,
+            max_per_address: 16,
+            exempt_loopback: true,
+            max_line: 16 * 1024,
+            max_malformed_in_a_row: 10,
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! The operator's console commands.
+
+use core::net::IpAddr;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::{CloseReason, EventKind, Level, Server};
+use crate::names::name_key;
+use crate::protocol;
+use crate::time::Now;
+
+/// The answer to the console's `/help`.
+pub const CONSOLE_HELP: &str = "\
+/users           list connected users
+/stats           connections, bans, messages relayed, uptime
+/kick <user>     disconnect a user
+/ban <user|ip>   disconnect and ban an address (saved to bans.json)
+/bans            list banned addresses
+/unban <ip>      lift a ban
+/help            this list
+/quit            tell everyone and shut down
+anything else    is sent to everyone as a message from the server";
+
+impl Server {
+    /// A line the operator typed on the server console.
+    pub fn handle_console(&mut self, now: Now, line: &str) {
+        self.expire(now);
+        let line = line.trim();
+        if line.is_empty() || self.shut_down {
+            return;
+        }
+        if !line.starts_with('/') {
+            return self.console_say(now, line);
+        }
+        let (cmd, arg) = match line.split_once(char::is_whitespace) {
+            Some((cmd, arg)) => (cmd, arg.trim()),
+            None => (line, ""),
+        };
+        match (cmd.to_lowercase().as_str(), arg) {
+            ("/users", _) => {
+                let names = self.usernames();
+                let list = if names.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    names.join(", ")
+                };
+                self.reply(format!("Online: {list}"));
+            }
+            ("/stats", _) => self.reply(self.stats(now)),
+            ("/kick", "") => self.reply("Usage: /kick <user>"),
+            ("/kick", target) => self.console_kick(now, target),
+            ("/ban", "") => self.reply("Usage: /ban <user|ip>"),
+            ("/ban", target) => self.console_ban(now, target),
+            ("/bans", _) => {
+                if self.bans.is_empty() {
+                    self.reply("No banned IPs.");
+                } else {
+                    let list: Vec<String> = self.bans.iter().map(|ip| ip.to_string()).collect();
+                    self.reply(format!("Banned IPs: {}", list.join(", ")));
+                }
+            }
+            ("/unban", "") => self.reply("Usage: /unban <ip>"),
+            ("/unban", ip) => match ip.parse::<IpAddr>() {
+                Ok(addr) if self.bans.remove(addr) => {
+                    self.event(
+                        Level::Info,
+                        EventKind::Moderation,
+                        format!("Unbanned {addr}"),
+                    );
+                    self.persist_bans();
+                    self.reply(format!("Unbanned {addr}"));
+                }
+                Ok(addr) => self.reply(format!("IP {addr} is not in the ban list.")),
+                Err(_) => self.reply(format!("Not an IP address: {ip}")),
+            },
+            ("/help", _) => self.reply(CONSOLE_HELP),
+            ("/quit" | "/exit" | "/q", _) => self.shutdown(now),
+            (other, _) => self.reply(format!(
+                "Unknown command: {other}. Type /help for the list."
+            )),
+        }
+    }
+
+    fn console_say(&mut self, now: Now, text: &str) {
+        if text.chars().count() > protocol::MAX_TEXT_CHARS {
+            return self.reply(format!(
+                "Not sent: longer than {} characters.",
+                protocol::MAX_TEXT_CHARS
+            ));
+        }
+        let from = format!("{} (server)", self.config.name);
+        self.event(Level::Debug, EventKind::Chat, format!("<{from}> {text}"));
+        self.relayed += 1;
+        self.broadcast(protocol::message(now.wall, &from, text), None);
+    }
+
+    fn console_kick(&mut self, now: Now, target: &str) {
+        let Some(conn) = self.users.get(&name_key(target)).copied() else {
+            return self.reply(format!("User '{target}' not found."));
+        };
+        self.kick(
+            now,
+            conn,
+            "You have been kicked.",
+            CloseReason::Kicked,
+            "was kicked by the operator",
+        );
+        self.reply(format!("Kicked {target}"));
+    }
+
+    fn console_ban(&mut self, now: Now, target: &str) {
+        let (ip, who) = match self.users.get(&name_key(target)).copied() {
+            Some(conn) => match self.conns.get(&conn) {
+                Some(c) => (c.ip(), Some(conn)),
+                None => return,
+            },
+            None => match target.parse::<IpAddr>() {
+                Ok(ip) => (crate::bans::canonical(ip), None),
+                Err(_) => {
+                    return self.reply(format!("No user or IP address '{target}' to ban."));
+                }
+            },
+        };
+        let added = self.bans.insert(ip);
+        if let Some(conn) = who {
+            self.kick(
+                now,
+                conn,
+                "You have been banned.",
+                CloseReason::Banned,
+                "was banned by the operator",
+            );
+        }
+        // Everyone else connected from that address goes too: the ban is on it.
+        let others: Vec<_> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.ip() == ip)
+            .map(|(&id, _)| id)
+            .collect();
+        for conn in others {
+            self.kick(
+                now,
+                conn,
+                "You have been banned.",
+                CloseReason::Banned,
+                "was banned by the operator",
+            );
+        }
+        let label = match who {
+            Some(_) => format!("{target} ({ip})"),
+            None => ip.to_string(),
+        };
+        if added {
+            self.event(
+                Level::Info,
+                EventKind::Moderation,
+                format!("Banned {label}"),
+            );
+            self.persist_bans();
+            self.reply(format!("Banned {label}"));
+        } else {
+            self.reply(format!("{ip} was already banned."));
+        }
+    }
+
+    fn stats(&self, now: Now) -> String {
+        let users = self.users.len();
+        let total = self.conns.len();
+        let mut s = format!(
+            "Connections: {total} ({users} logged in, {} logging in) | Banned IPs: {} | \
+             Messages relayed: {} | Uptime: ",
+            total - users,
+            self.bans.len(),
+            self.relayed
+        );
+        write_duration(&mut s, now.instant.saturating_since(self.started));
+        s
+    }
+
+    fn persist_bans(&mut self) {
+        self.actions
+            .push_back(super::Action::PersistBans(self.bans.clone()));
+    }
+
+    fn reply(&mut self, text: impl Into<String>) {
+        self.event(Level::Info, EventKind::Reply, text);
+    }
+}
+
+fn write_duration(out: &mut String, d: Duration) {
+    let s = d.as_secs();
+    let _ = match (s / 3600, (s / 60) % 60, s % 60) {
+        (0, 0, sec) => write!(out, "{sec}s"),
+        (0, m, sec) => write!(out, "{m}m {sec:02}s"),
+        (h, m, sec) => write!(out, "{h}h {m:02}m {sec:02}s"),
+    };
+}

@@ -1,0 +1,790 @@
+//! The server state machine.
+//!
+//! A runtime owns one [`Server`] and feeds it everything that happens — a
+//! connection opened, bytes arrived, a connection dropped, time passed, the
+//! operator typed a line — then drains [`Server::poll_action`] and carries the
+//! actions out in order. It sleeps until [`Server::poll_timeout`] when idle.
+//! Nothing here blocks, allocates per recipient, or can be made to panic by a
+//! peer.
+
+mod config;
+mod console;
+mod event;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use core::net::{IpAddr, SocketAddr};
+
+pub use config::ServerConfig;
+pub use event::{EventKind, Level, ServerEvent};
+
+use crate::bans::{canonical, BanList};
+use crate::framing::{Frame, LineBuffer};
+use crate::names::{name_key, validate_username};
+use crate::protocol::{self, ClientLine, MAX_TEXT_CHARS};
+use crate::ratelimit::Window;
+use crate::time::{Instant, Now};
+
+/// Identifies one connection for its whole life. Never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId(pub u64);
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// Bytes ready for the wire. One broadcast is encoded once and the same
+/// allocation is handed to every recipient.
+pub type Payload = Arc<[u8]>;
+
+/// Why the server closes a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    Banned,
+    ServerFull,
+    TooManyFromAddress,
+    AuthFailed,
+    AuthTimeout,
+    IdleTimeout,
+    Quit,
+    Kicked,
+    Flooding,
+    LineTooLong,
+    Malformed,
+    Shutdown,
+}
+
+/// Why the transport under a connection went away (told to the server by the
+/// runtime through [`Server::handle_disconnect`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DisconnectCause {
+    /// The peer closed the connection or it failed.
+    PeerClosed,
+    /// The peer stopped reading and its outbound queue overflowed.
+    SlowReader,
+}
+
+/// What the runtime must do, in the order given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Queue these bytes on the connection.
+    Send { conn: ConnId, bytes: Payload },
+    /// Flush what is queued on the connection, then close it. The server has
+    /// already forgotten it.
+    Close { conn: ConnId, reason: CloseReason },
+    /// The ban list changed; store the whole list.
+    PersistBans(BanList),
+    /// Tell the operator and/or the log.
+    Event(ServerEvent),
+    /// The server has shut down: every connection was closed; flush and exit.
+    Shutdown,
+}
+
+/// Misuse by the caller (never caused by a peer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// The connection is not open: it was never opened, or it was closed.
+    UnknownConnection(ConnId),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::UnknownConnection(c) => write!(f, "unknown connection {c}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+enum Phase {
+    LoggingIn { deadline: Instant },
+    Active { name: String },
+}
+
+struct Conn {
+    addr: SocketAddr,
+    lines: LineBuffer,
+    phase: Phase,
+    last_input: Instant,
+    malformed_in_a_row: u32,
+    rate: Option<Window>,
+    flood_warnings: Window,
+}
+
+impl Conn {
+    fn deadline(&self, idle_timeout: Duration) -> Instant {
+        match self.phase {
+            Phase::LoggingIn { deadline } => deadline,
+            Phase::Active { .. } => self.last_input + idle_timeout,
+        }
+    }
+
+    fn name(&self) -> Option<&str> {
+        match &self.phase {
+            Phase::Active { name } => Some(name),
+            Phase::LoggingIn { .. } => None,
+        }
+    }
+
+    fn ip(&self) -> IpAddr {
+        canonical(self.addr.ip())
+    }
+}
+
+/// Addresses whose failed logins are tracked at most; beyond this the idle
+/// records are dropped first, so the table cannot grow without bound.
+const MAX_TRACKED_ADDRESSES: usize = 4096;
+
+pub struct Server {
+    config: ServerConfig,
+    started: Instant,
+    bans: BanList,
+    next_id: u64,
+    conns: BTreeMap<ConnId, Conn>,
+    /// Logged-in users by [`name_key`].
+    users: HashMap<String, ConnId>,
+    per_address: HashMap<IpAddr, usize>,
+    failed_logins: HashMap<IpAddr, Window>,
+    /// One entry per connection, possibly earlier than its real deadline;
+    /// a stale entry is re-armed when it comes up.
+    timers: BinaryHeap<Reverse<(Instant, ConnId)>>,
+    actions: VecDeque<Action>,
+    relayed: u64,
+    shut_down: bool,
+}
+
+impl Server {
+    pub fn new(config: ServerConfig, now: Now, bans: BanList) -> Self {
+        Server {
+            config,
+            started: now.instant,
+            bans,
+            next_id: 1,
+            conns: BTreeMap::new(),
+            users: HashMap::new(),
+            per_address: HashMap::new(),
+            failed_logins: HashMap::new(),
+            timers: BinaryHeap::new(),
+            actions: VecDeque::new(),
+            relayed: 0,
+            shut_down: false,
+        }
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    pub fn bans(&self) -> &BanList {
+        &self.bans
+    }
+
+    /// A new transport connection from `addr`. Refusals (ban, full server,
+    /// too many from one address, shutting down) come out as actions.
+    pub fn handle_connect(&mut self, now: Now, addr: SocketAddr) -> ConnId {
+        self.expire(now);
+        let conn = ConnId(self.next_id);
+        self.next_id += 1;
+        let ip = canonical(addr.ip());
+
+        let refusal = if self.shut_down {
+            Some((
+                CloseReason::Shutdown,
+                "The server is shutting down.".to_string(),
+            ))
+        } else if self.bans.contains(ip) {
+            Some((
+                CloseReason::Banned,
+                "You are banned from this server.".to_string(),
+            ))
+        } else if self.conns.len() >= self.config.max_clients {
+            Some((
+                CloseReason::ServerFull,
+                format!(
+                    "Server is full ({} connections). Try again later.",
+                    self.config.max_clients
+                ),
+            ))
+        } else if !(self.config.exempt_loopback && ip.is_loopback())
+            && self.per_address.get(&ip).copied().unwrap_or(0) >= self.config.max_per_address
+        {
+            Some((
+                CloseReason::TooManyFromAddress,
+                "Too many connections from your address.".to_string(),
+            ))
+        } else {
+            None
+        };
+
+        if let Some((reason, text)) = refusal {
+            self.send(conn, protocol::auth_fail(now.wall, &text));
+            self.actions.push_back(Action::Close { conn, reason });
+            self.event(
+                Level::Info,
+                EventKind::Connection,
+                format!("Refused {ip}: {text}"),
+            );
+            return conn;
+        }
+
+        let deadline = now.instant + self.config.auth_timeout;
+        self.conns.insert(
+            conn,
+            Conn {
+                addr,
+                lines: LineBuffer::new(self.config.max_line),
+                phase: Phase::LoggingIn { deadline },
+                last_input: now.instant,
+                malformed_in_a_row: 0,
+                rate: self.config.rate_limit.map(Window::new),
+                flood_warnings: Window::new(self.config.flood_kick),
+            },
+        );
+        *self.per_address.entry(ip).or_insert(0) += 1;
+        self.timers.push(Reverse((deadline, conn)));
+        self.send(
+            conn,
+            protocol::auth_request(now.wall, self.config.password.is_some()),
+        );
+        self.event(
+            Level::Debug,
+            EventKind::Connection,
+            format!("Connection {conn} from {addr}"),
+        );
+        conn
+    }
+
+    /// Bytes received on a connection, in whatever chunks the transport gave.
+    pub fn handle_input(&mut self, now: Now, conn: ConnId, bytes: &[u8]) -> Result<(), Error> {
+        if !self.conns.contains_key(&conn) {
+            return Err(Error::UnknownConnection(conn));
+        }
+        self.expire(now);
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return Ok(()); // it timed out just now
+        };
+        c.last_input = now.instant;
+        c.lines.push(bytes);
+        // Take the buffer out so each line can be handled with `&mut self`.
+        let mut lines = std::mem::replace(&mut c.lines, LineBuffer::new(0));
+        while let Some(frame) = lines.next_frame() {
+            match frame {
+                Frame::Line(line) => self.handle_line(now, conn, line),
+                Frame::TooLong => self.line_too_long(now, conn),
+            }
+            if !self.conns.contains_key(&conn) {
+                return Ok(());
+            }
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.lines = lines;
+        }
+        Ok(())
+    }
+
+    /// The transport under `conn` is gone. No `Close` action follows: the
+    /// runtime has already dropped (or is dropping) the connection.
+    pub fn handle_disconnect(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        cause: DisconnectCause,
+    ) -> Result<(), Error> {
+        if !self.conns.contains_key(&conn) {
+            return Err(Error::UnknownConnection(conn));
+        }
+        self.expire(now);
+        if let Some(c) = self.remove(conn) {
+            let why = match cause {
+                DisconnectCause::PeerClosed => "left",
+                DisconnectCause::SlowReader => {
+                    "was disconnected: not reading (outbound queue full)"
+                }
+            };
+            match c.phase {
+                Phase::Active { name } => {
+                    let level = match cause {
+                        DisconnectCause::PeerClosed => Level::Info,
+                        DisconnectCause::SlowReader => Level::Warning,
+                    };
+                    self.event(level, EventKind::Leave, format!("{name} {why}."));
+                    self.announce_left(now, &name);
+                }
+                Phase::LoggingIn { .. } => self.event(
+                    Level::Debug,
+                    EventKind::Connection,
+                    format!("Connection {conn} from {} {why} before logging in.", c.addr),
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    /// Time passed; fire every deadline that is due.
+    pub fn handle_timeout(&mut self, now: Now) {
+        self.expire(now);
+    }
+
+    /// The next action to carry out, in order.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When [`Server::handle_timeout`] should be called next. May be early
+    /// (then nothing happens), never late.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((t, _))| *t)
+    }
+
+    /// Tell everyone the server is closing, close every connection, and emit
+    /// [`Action::Shutdown`]. Used by the console's `/quit` and by signals.
+    pub fn shutdown(&mut self, now: Now) {
+        if self.shut_down {
+            return;
+        }
+        self.shut_down = true;
+        self.event(Level::Info, EventKind::Shutdown, "Server shutting down.");
+        let notice: Payload = protocol::system(now.wall, "Server is shutting down.")
+            .into_bytes()
+            .into();
+        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        for conn in ids {
+            if let Some(c) = self.remove(conn) {
+                if c.name().is_some() {
+                    self.send_shared(conn, &notice);
+                }
+                self.actions.push_back(Action::Close {
+                    conn,
+                    reason: CloseReason::Shutdown,
+                });
+            }
+        }
+        self.timers.clear();
+        self.actions.push_back(Action::Shutdown);
+    }
+
+    // ── Introspection (tests, fuzzing, statistics) ─────────────────────────
+
+    /// Whether `conn` is open as far as the server knows.
+    pub fn is_open(&self, conn: ConnId) -> bool {
+        self.conns.contains_key(&conn)
+    }
+
+    /// Logged-in users in the order they connected.
+    pub fn usernames(&self) -> Vec<&str> {
+        self.conns.values().filter_map(Conn::name).collect()
+    }
+
+    /// Bytes of an unfinished line held for `conn`.
+    pub fn buffered(&self, conn: ConnId) -> Option<usize> {
+        self.conns.get(&conn).map(|c| c.lines.buffered())
+    }
+
+    /// Open connections, logged in or not.
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn is_shut_down(&self) -> bool {
+        self.shut_down
+    }
+
+    // ── Lines ──────────────────────────────────────────────────────────────
+
+    fn handle_line(&mut self, now: Now, conn: ConnId, line: &[u8]) {
+        let logged_in = matches!(
+            self.conns.get(&conn).map(|c| &c.phase),
+            Some(Phase::Active { .. })
+        );
+        if logged_in {
+            self.handle_chat_line(now, conn, line);
+        } else {
+            self.handle_login(now, conn, line);
+        }
+    }
+
+    fn handle_login(&mut self, now: Now, conn: ConnId, line: &[u8]) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        let ip = c.ip();
+
+        let login = match protocol::parse_login(line) {
+            Ok(login) => login,
+            Err(m) => {
+                return self.refuse_login(now, conn, &format!("Malformed login: {}.", m.0));
+            }
+        };
+        if let Some(w) = self.failed_logins.get_mut(&ip) {
+            if w.is_full(now.instant) {
+                let wait = w
+                    .frees_at()
+                    .map(|t| t.saturating_since(now.instant).as_secs() + 1)
+                    .unwrap_or(1);
+                let text = format!("Too many failed logins; try again in {wait} s.");
+                return self.refuse_login(now, conn, &text);
+            }
+        }
+        if let Err(reason) = validate_username(&login.username) {
+            return self.refuse_login(now, conn, &reason);
+        }
+        let key = name_key(&login.username);
+        if self.users.contains_key(&key) {
+            return self.refuse_login(now, conn, "Username already taken.");
+        }
+        if let Some(hash) = &self.config.password {
+            if !hash.verify(&login.password) {
+                self.record_failed_login(now, ip);
+                self.event(
+                    Level::Warning,
+                    EventKind::Auth,
+                    format!("Wrong password attempt for '{}' from {ip}", login.username),
+                );
+                return self.refuse_login(now, conn, "Wrong password.");
+            }
+        }
+
+        let name = login.username;
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.phase = Phase::Active { name: name.clone() };
+        }
+        self.users.insert(key, conn);
+        self.send(conn, protocol::auth_ok(now.wall, &name, &self.config.name));
+        self.event(
+            Level::Info,
+            EventKind::Join,
+            format!("{name} joined from {ip}"),
+        );
+        let notice = protocol::system(now.wall, &format!("{name} joined from {ip}."));
+        self.broadcast(notice, Some(conn));
+    }
+
+    fn refuse_login(&mut self, now: Now, conn: ConnId, reason: &str) {
+        if let Some(c) = self.conns.get(&conn) {
+            let addr = c.addr;
+            self.event(
+                Level::Info,
+                EventKind::Auth,
+                format!("Login refused for {addr}: {reason}"),
+            );
+        }
+        self.send(conn, protocol::auth_fail(now.wall, reason));
+        self.close(conn, CloseReason::AuthFailed);
+    }
+
+    fn record_failed_login(&mut self, now: Now, ip: IpAddr) {
+        if !self.failed_logins.contains_key(&ip)
+            && self.failed_logins.len() >= MAX_TRACKED_ADDRESSES
+        {
+            self.failed_logins.retain(|_, w| !w.is_idle(now.instant));
+            if self.failed_logins.len() >= MAX_TRACKED_ADDRESSES {
+                if let Some(&victim) = self.failed_logins.keys().next() {
+                    self.failed_logins.remove(&victim);
+                }
+            }
+        }
+        let rate = self.config.failed_logins;
+        self.failed_logins
+            .entry(ip)
+            .or_insert_with(|| Window::new(rate))
+            .hit(now.instant);
+    }
+
+    fn handle_chat_line(&mut self, now: Now, conn: ConnId, line: &[u8]) {
+        let max_malformed = self.config.max_malformed_in_a_row;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let name = c.name().unwrap_or_default().to_string();
+        let text = match protocol::parse_client_line(line) {
+            Ok(ClientLine::Message(text)) => {
+                c.malformed_in_a_row = 0;
+                text
+            }
+            Ok(ClientLine::Other) => {
+                c.malformed_in_a_row = 0;
+                return self.event(
+                    Level::Debug,
+                    EventKind::Malformed,
+                    format!("Ignored a non-message line from {name}"),
+                );
+            }
+            Err(m) => {
+                c.malformed_in_a_row += 1;
+                let too_many = c.malformed_in_a_row >= max_malformed;
+                self.event(
+                    Level::Debug,
+                    EventKind::Malformed,
+                    format!("Malformed line from {name} ignored: {}", m.0),
+                );
+                if too_many {
+                    return self.kick(
+                        now,
+                        conn,
+                        "Too many malformed messages — disconnecting.",
+                        CloseReason::Malformed,
+                        "was disconnected for sending malformed data",
+                    );
+                }
+                return self.send(
+                    conn,
+                    protocol::system(now.wall, &format!("Ignored a malformed message ({}).", m.0)),
+                );
+            }
+        };
+        if text.is_empty() {
+            return;
+        }
+        if !self.check_rate(now, conn, &name) {
+            return;
+        }
+        if text.chars().count() > MAX_TEXT_CHARS {
+            let notice = format!("Message not sent: longer than {MAX_TEXT_CHARS} characters.");
+            return self.send(conn, protocol::system(now.wall, &notice));
+        }
+        if text.starts_with('/') {
+            return self.handle_client_command(now, conn, &name, &text);
+        }
+        self.event(Level::Debug, EventKind::Chat, format!("<{name}> {text}"));
+        self.relayed += 1;
+        self.broadcast(protocol::message(now.wall, &name, &text), Some(conn));
+    }
+
+    /// Applies the rate limit; `false` when the line must be dropped.
+    fn check_rate(&mut self, now: Now, conn: ConnId, name: &str) -> bool {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return false;
+        };
+        let Some(rate) = c.rate.as_mut() else {
+            return true;
+        };
+        if rate.try_hit(now.instant) {
+            return true;
+        }
+        c.flood_warnings.hit(now.instant);
+        let kick = c.flood_warnings.is_full(now.instant);
+        self.event(
+            Level::Warning,
+            EventKind::RateLimit,
+            format!("{name} hit rate limit"),
+        );
+        if kick {
+            self.kick(
+                now,
+                conn,
+                "You have been kicked for flooding.",
+                CloseReason::Flooding,
+                "was kicked for flooding",
+            );
+        } else {
+            self.send(
+                conn,
+                protocol::system(
+                    now.wall,
+                    "\u{26a0} Slow down \u{2014} you're sending too fast.",
+                ),
+            );
+        }
+        false
+    }
+
+    fn handle_client_command(&mut self, now: Now, conn: ConnId, name: &str, text: &str) {
+        let mut parts = text
+            .splitn(3, char::is_whitespace)
+            .filter(|s| !s.is_empty());
+        let cmd = parts.next().unwrap_or_default().to_lowercase();
+        match cmd.as_str() {
+            "/users" => {
+                let list = format!("Online: {}", self.usernames().join(", "));
+                self.send(conn, protocol::system(now.wall, &list));
+            }
+            "/pm" => {
+                let target = parts.next();
+                let body = parts.next().map(str::trim).filter(|s| !s.is_empty());
+                let (Some(target), Some(body)) = (target, body) else {
+                    return self.send(
+                        conn,
+                        protocol::system(now.wall, "Usage: /pm <user> <message>"),
+                    );
+                };
+                match self.users.get(&name_key(target)).copied() {
+                    Some(to) => {
+                        self.event(
+                            Level::Debug,
+                            EventKind::Chat,
+                            format!("PM {name} -> {target}"),
+                        );
+                        self.send(to, protocol::pm(now.wall, name, body));
+                    }
+                    None => self.send(
+                        conn,
+                        protocol::system(now.wall, &format!("User '{target}' not found.")),
+                    ),
+                }
+            }
+            "/quit" | "/exit" | "/q" => {
+                self.send(conn, protocol::system(now.wall, "Goodbye!"));
+                if let Some(c) = self.remove(conn) {
+                    self.actions.push_back(Action::Close {
+                        conn,
+                        reason: CloseReason::Quit,
+                    });
+                    if let Phase::Active { name } = c.phase {
+                        self.event(Level::Info, EventKind::Leave, format!("{name} left."));
+                        self.announce_left(now, &name);
+                    }
+                }
+            }
+            "/help" => self.send(conn, protocol::system(now.wall, CLIENT_HELP)),
+            _ => self.send(
+                conn,
+                protocol::system(
+                    now.wall,
+                    &format!("Unknown command: {cmd}. Type /help for the list."),
+                ),
+            ),
+        }
+    }
+
+    fn line_too_long(&mut self, now: Now, conn: ConnId) {
+        let max = self.config.max_line;
+        let notice = format!("Line longer than {max} bytes — disconnecting.");
+        let logged_in = self.conns.get(&conn).and_then(Conn::name).is_some();
+        if logged_in {
+            self.kick(
+                now,
+                conn,
+                &notice,
+                CloseReason::LineTooLong,
+                "was disconnected for sending an oversized line",
+            );
+        } else {
+            self.refuse_login(now, conn, &notice);
+        }
+    }
+
+    // ── Moderation (shared by flood control and the console) ──────────────
+
+    /// Sends `notice` to `conn`, closes it, and tells everyone else that the
+    /// user `what` (e.g. "was kicked").
+    fn kick(&mut self, now: Now, conn: ConnId, notice: &str, reason: CloseReason, what: &str) {
+        self.send(conn, protocol::system(now.wall, notice));
+        if let Some(c) = self.remove(conn) {
+            self.actions.push_back(Action::Close { conn, reason });
+            if let Phase::Active { name } = c.phase {
+                let level = match reason {
+                    CloseReason::Kicked | CloseReason::Banned => Level::Info,
+                    _ => Level::Warning,
+                };
+                let kind = match reason {
+                    CloseReason::Flooding => EventKind::RateLimit,
+                    CloseReason::LineTooLong | CloseReason::Malformed => EventKind::Malformed,
+                    _ => EventKind::Moderation,
+                };
+                self.event(level, kind, format!("{name} {what}"));
+                let others = protocol::system(now.wall, &format!("{name} {what}."));
+                self.broadcast(others, None);
+            }
+        }
+    }
+
+    // ── Plumbing ───────────────────────────────────────────────────────────
+
+    fn expire(&mut self, now: Now) {
+        while let Some(&Reverse((at, conn))) = self.timers.peek() {
+            if at > now.instant {
+                break;
+            }
+            self.timers.pop();
+            let Some(c) = self.conns.get(&conn) else {
+                continue;
+            };
+            let real = c.deadline(self.config.idle_timeout);
+            if real > now.instant {
+                self.timers.push(Reverse((real, conn)));
+                continue;
+            }
+            match c.phase {
+                Phase::LoggingIn { .. } => self.refuse_login(now, conn, "Login timed out."),
+                Phase::Active { .. } => self.kick(
+                    now,
+                    conn,
+                    "Idle timeout \u{2014} disconnecting.",
+                    CloseReason::IdleTimeout,
+                    "timed out",
+                ),
+            }
+        }
+    }
+
+    fn close(&mut self, conn: ConnId, reason: CloseReason) {
+        if self.remove(conn).is_some() {
+            self.actions.push_back(Action::Close { conn, reason });
+        }
+    }
+
+    /// Forgets a connection and everything indexed by it.
+    fn remove(&mut self, conn: ConnId) -> Option<Conn> {
+        let c = self.conns.remove(&conn)?;
+        let ip = c.ip();
+        if let Some(n) = self.per_address.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_address.remove(&ip);
+            }
+        }
+        if let Some(name) = c.name() {
+            self.users.remove(&name_key(name));
+        }
+        Some(c)
+    }
+
+    fn announce_left(&mut self, now: Now, name: &str) {
+        let notice = protocol::system(now.wall, &format!("{name} left the chat."));
+        self.broadcast(notice, None);
+    }
+
+    fn send(&mut self, conn: ConnId, line: String) {
+        self.actions.push_back(Action::Send {
+            conn,
+            bytes: line.into_bytes().into(),
+        });
+    }
+
+    fn send_shared(&mut self, conn: ConnId, bytes: &Payload) {
+        self.actions.push_back(Action::Send {
+            conn,
+            bytes: Arc::clone(bytes),
+        });
+    }
+
+    /// Sends one encoding of `line` to every logged-in user but `except`.
+    fn broadcast(&mut self, line: String, except: Option<ConnId>) {
+        let bytes: Payload = line.into_bytes().into();
+        let actions = &mut self.actions;
+        for (&id, c) in &self.conns {
+            if Some(id) != except && c.name().is_some() {
+                actions.push_back(Action::Send {
+                    conn: id,
+                    bytes: Arc::clone(&bytes),
+                });
+            }
+        }
+    }
+
+    fn event(&mut self, level: Level, kind: EventKind, message: impl Into<String>) {
+        self.actions
+            .push_back(Action::Event(ServerEvent::new(level, kind, message)));
+    }
+}
+
+/// The answer to a client's `/help`.
+pub const CLIENT_HELP: &str = "Commands: /users (who is online) | /pm <user> <message> \
+(private message) | /quit (leave) | /help (this list)";

@@ -1,0 +1,34 @@
+//! Runs the LanTalk core on a single-threaded smol event loop (async-net, async-io).
+//!
+//! No protocol logic lives here: tasks read bytes, the core decides, and
+//! [`lantalk_core::driver`] carries out its actions.
+
+mod client;
+mod clock;
+mod server;
+
+use std::io;
+use std::net::SocketAddr;
+
+use lantalk_core::client::ClientConfig;
+use lantalk_core::driver::{ClientHost, ClientOutcome, Runtime, ServerHost};
+use lantalk_core::Server;
+
+pub use client::CONNECT_TIMEOUT;
+
+/// The event-loop runtime.
+pub struct SmolRuntime;
+
+impl Runtime for SmolRuntime {
+    fn serve(bind: SocketAddr, server: Server, host: Box<dyn ServerHost>) -> io::Result<()> {
+        server::serve(bind, server, host)
+    }
+
+    fn connect(
+        addrs: &[SocketAddr],
+        config: ClientConfig,
+        host: Box<dyn ClientHost>,
+    ) -> io::Result<ClientOutcome> {
+        client::connect(addrs, config, host)
+    }
+}

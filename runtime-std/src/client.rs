@@ -1,0 +1,131 @@
+//! The client on blocking sockets: a reader thread and the caller's thread,
+//! which owns the core and writes.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use lantalk_core::client::{Client, ClientConfig};
+use lantalk_core::driver::{dispatch_client, ClientHost, ClientOutcome, Command};
+
+use crate::clock::Clock;
+
+/// How long connecting to one address may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// After leaving, how long the server has to close its side: until then its
+/// last answers are still shown, and nothing we sent is cut off by a reset.
+const LINGER: Duration = Duration::from_secs(2);
+
+enum Input {
+    Data(Vec<u8>),
+    Closed,
+    Command(Command),
+}
+
+pub fn connect(
+    addrs: &[SocketAddr],
+    config: ClientConfig,
+    mut host: Box<dyn ClientHost>,
+) -> io::Result<ClientOutcome> {
+    let mut stream = connect_any(addrs)?;
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(30)));
+    let peer = stream.peer_addr()?;
+    let clock = Clock::new();
+    let (tx, rx) = sync_channel::<Input>(256);
+
+    let reader = stream.try_clone()?;
+    let read_tx = tx.clone();
+    thread::Builder::new()
+        .name("client-read".into())
+        .spawn(move || read_loop(reader, read_tx))?;
+    host.ready(
+        peer,
+        Arc::new(move |cmd| {
+            let _ = tx.send(Input::Command(cmd));
+        }),
+    );
+
+    let mut client = Client::new(config, clock.now(host.wall_time()));
+    let mut outcome = None;
+    let mut out = Vec::new();
+    let mut linger: Option<std::time::Instant> = None;
+    loop {
+        let timeout = match (client.poll_timeout(), linger) {
+            (Some(deadline), _) => Some(clock.until(deadline)),
+            (None, Some(until)) => Some(until.saturating_duration_since(std::time::Instant::now())),
+            (None, None) => None,
+        };
+        let input = match timeout {
+            Some(timeout) => match rx.recv_timeout(timeout) {
+                Ok(input) => Some(input),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => Some(Input::Closed),
+            },
+            None => Some(rx.recv().unwrap_or(Input::Closed)),
+        };
+        let now = clock.now(host.wall_time());
+        match input {
+            // The server did not close its side in time after we left.
+            None if linger.is_some_and(|t| t <= std::time::Instant::now()) => {
+                client.handle_disconnect(now)
+            }
+            None => client.handle_timeout(now),
+            Some(Input::Data(bytes)) => client.handle_input(now, &bytes),
+            Some(Input::Closed) => client.handle_disconnect(now),
+            Some(Input::Command(Command::Line(line))) => client.handle_user_line(now, &line),
+            Some(Input::Command(Command::Password(pw))) => client.handle_password(now, &pw),
+            Some(Input::Command(Command::EndOfInput | Command::Shutdown)) => {
+                client.handle_quit(now)
+            }
+        }
+        let close = dispatch_client(&mut client, &mut *host, &mut out, &mut outcome);
+        if !out.is_empty() {
+            if stream.write_all(&out).is_err() {
+                client.handle_disconnect(now);
+                dispatch_client(&mut client, &mut *host, &mut out, &mut outcome);
+            }
+            out.clear();
+        }
+        if close && linger.is_none() {
+            let _ = stream.shutdown(Shutdown::Write);
+            linger = Some(std::time::Instant::now() + LINGER);
+        }
+        if client.is_closed() {
+            break;
+        }
+    }
+    Ok(outcome.unwrap_or(ClientOutcome {
+        expected: false,
+        reason: "Connection closed.".to_string(),
+    }))
+}
+
+fn connect_any(addrs: &[SocketAddr]) -> io::Result<TcpStream> {
+    let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to");
+    for addr in addrs {
+        match TcpStream::connect_timeout(addr, CONNECT_TIMEOUT) {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+fn read_loop(mut stream: TcpStream, tx: SyncSender<Input>) {
+    let mut buf = vec![0u8; 8192];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if tx.send(Input::Data(buf[..n].to_vec())).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = tx.send(Input::Closed);
+}

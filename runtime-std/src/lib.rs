@@ -1,0 +1,34 @@
+//! Runs the LanTalk core on blocking `std::net` sockets and OS threads.
+//!
+//! No protocol logic lives here: threads read bytes, the core decides, and
+//! [`lantalk_core::driver`] carries out its actions.
+
+mod client;
+mod clock;
+mod server;
+
+use std::io;
+use std::net::SocketAddr;
+
+use lantalk_core::client::ClientConfig;
+use lantalk_core::driver::{ClientHost, ClientOutcome, Runtime, ServerHost};
+use lantalk_core::Server;
+
+pub use client::CONNECT_TIMEOUT;
+
+/// The blocking, thread-per-connection runtime.
+pub struct StdRuntime;
+
+impl Runtime for StdRuntime {
+    fn serve(bind: SocketAddr, server: Server, host: Box<dyn ServerHost>) -> io::Result<()> {
+        server::serve(bind, server, host)
+    }
+
+    fn connect(
+        addrs: &[SocketAddr],
+        config: ClientConfig,
+        host: Box<dyn ClientHost>,
+    ) -> io::Result<ClientOutcome> {
+        client::connect(addrs, config, host)
+    }
+}
