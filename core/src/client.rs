@@ -73,6 +73,12 @@ pub enum ClientEvent {
         to: String,
         text: String,
     },
+    /// The user's own `/me` action, as sent (the server does not echo it).
+    ActionSent {
+        text: String,
+    },
+    /// The user asked to clear the screen (`/clear`); nothing is sent.
+    Clear,
     System {
         ts: String,
         text: String,
@@ -127,7 +133,8 @@ pub struct Client {
 /// The answer to `/help`, which the client gives itself so it works with any
 /// server.
 pub const HELP: &str = "Commands: /users (who is online) | /pm <user> <message> \
-(private message) | /quit (leave) | /help (this list)";
+(private message) | /me <action> (say what you do) | /clear (clear the screen) | \
+/help (this list) | /quit (leave)";
 
 impl Client {
     /// A client that has just opened its connection.
@@ -168,6 +175,9 @@ impl Client {
     /// Bytes from the server.
     pub fn handle_input(&mut self, now: Now, bytes: &[u8]) {
         self.expire(now);
+        // Release what pacing allows by now, before anything that arrived:
+        // the outcome must not depend on how the bytes were chunked.
+        self.flush(now);
         if self.phase == Phase::Closed {
             return;
         }
@@ -183,12 +193,16 @@ impl Client {
             }
         }
         self.lines = lines;
-        self.flush(now);
     }
 
     /// A line the user typed: a chat message or a command.
     pub fn handle_user_line(&mut self, now: Now, line: &str) {
         self.expire(now);
+        self.user_line(now, line);
+        self.flush(now);
+    }
+
+    fn user_line(&mut self, now: Now, line: &str) {
         if matches!(self.phase, Phase::Closed | Phase::Leaving) {
             return;
         }
@@ -196,36 +210,36 @@ impl Client {
         if text.is_empty() {
             return;
         }
-        let mut words = text.split_whitespace();
-        let cmd = words.next().unwrap_or_default().to_lowercase();
-        match cmd.as_str() {
-            "/quit" | "/exit" | "/q" => return self.handle_quit(now),
-            "/help" => return self.notice(HELP.to_string()),
-            "/pm" => {
-                let mut parts = text
-                    .splitn(3, char::is_whitespace)
-                    .filter(|s| !s.is_empty());
-                parts.next();
-                match (parts.next(), parts.next().map(str::trim)) {
-                    (Some(to), Some(body)) if !body.is_empty() => {
-                        self.event(ClientEvent::PmSent {
-                            to: to.to_string(),
-                            text: body.to_string(),
-                        });
-                    }
-                    _ => return self.notice("Usage: /pm <user> <message>".to_string()),
-                }
-            }
-            _ => {}
-        }
         let chars = text.chars().count();
         if chars > MAX_TEXT_CHARS {
             return self.notice(format!(
                 "Not sent: the message has {chars} characters; the limit is {MAX_TEXT_CHARS}."
             ));
         }
+        let (cmd, rest) = protocol::split_word(text);
+        match cmd.to_lowercase().as_str() {
+            "/quit" | "/exit" | "/q" => return self.handle_quit(now),
+            "/help" => return self.notice(HELP.to_string()),
+            "/clear" => return self.event(ClientEvent::Clear),
+            "/me" if rest.trim().is_empty() => {
+                return self.notice("Usage: /me <action>".to_string())
+            }
+            "/me" => self.event(ClientEvent::ActionSent {
+                text: rest.trim().to_string(),
+            }),
+            "/pm" => {
+                let (to, body) = protocol::split_word(rest);
+                if to.is_empty() || body.trim().is_empty() {
+                    return self.notice("Usage: /pm <user> <message>".to_string());
+                }
+                self.event(ClientEvent::PmSent {
+                    to: to.to_string(),
+                    text: body.trim().to_string(),
+                });
+            }
+            _ => {}
+        }
         self.outbox.push_back(text.to_string());
-        self.flush(now);
     }
 
     /// The user's answer to [`ClientEvent::PasswordRequired`].
@@ -240,6 +254,7 @@ impl Client {
 
     /// The user wants to leave: send what is still queued, then close.
     pub fn handle_quit(&mut self, now: Now) {
+        self.expire(now);
         self.leaving = true;
         if self.phase == Phase::NeedPassword {
             // Nothing queued can ever be sent without logging in.
@@ -334,6 +349,9 @@ impl Client {
                     username: self.config.username.clone(),
                     server_name,
                 });
+                // Lines typed while logging in go out now, before anything
+                // that follows in the same read.
+                self.flush(now);
             }
             (Phase::AwaitingRequest | Phase::AwaitingResult | Phase::NeedPassword, _) => {
                 self.fail("The server did not follow the LanTalk login handshake.")
@@ -424,9 +442,21 @@ impl Client {
         if self.phase == Phase::Closed {
             return;
         }
-        let during_login = self.phase != Phase::Chatting;
+        let during_login = matches!(
+            self.phase,
+            Phase::AwaitingRequest | Phase::NeedPassword | Phase::AwaitingResult
+        );
+        let was_leaving = self.phase == Phase::Leaving;
         self.phase = Phase::Closed;
         self.deadline = None;
+        if was_leaving {
+            // The user already left and the connection is half-closed; the
+            // failure only cuts the wait for the server's last lines short.
+            return self.event(ClientEvent::Disconnected {
+                reason: "You left.".to_string(),
+                expected: true,
+            });
+        }
         self.event(if during_login {
             ClientEvent::Refused {
                 reason: reason.to_string(),

@@ -61,6 +61,8 @@ pub type Control = Arc<dyn Fn(Command) + Send + Sync>;
 pub struct ClientOutcome {
     /// The user left on purpose (exit status 0); otherwise it was refused or lost.
     pub expected: bool,
+    /// The session never got past the login.
+    pub refused: bool,
     pub reason: String,
 }
 
@@ -135,6 +137,7 @@ pub fn dispatch_client(
                     ClientEvent::Refused { reason } => {
                         *outcome = Some(ClientOutcome {
                             expected: false,
+                            refused: true,
                             reason: reason.clone(),
                         })
                     }
@@ -142,6 +145,7 @@ pub fn dispatch_client(
                     ClientEvent::Disconnected { reason, expected } if outcome.is_none() => {
                         *outcome = Some(ClientOutcome {
                             expected: *expected,
+                            refused: false,
                             reason: reason.clone(),
                         });
                     }

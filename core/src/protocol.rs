@@ -90,6 +90,16 @@ pub fn chat(text: &str) -> String {
         .finish_line()
 }
 
+/// Splits off the first word of `text`: `("/pm", "bob  hi there")`. Runs of
+/// white space between words count as one, as in LanTalk's `str.split`.
+pub fn split_word(text: &str) -> (&str, &str) {
+    let text = text.trim_start();
+    match text.find(char::is_whitespace) {
+        Some(i) => (&text[..i], text[i..].trim_start()),
+        None => (text, ""),
+    }
+}
+
 // ── Decoding ─────────────────────────────────────────────────────────────────
 
 fn object(line: &[u8]) -> Result<Map<String, Value>, Malformed> {

@@ -60,7 +60,7 @@ impl Server {
                 }
             }
             ("/unban", "") => self.reply("Usage: /unban <ip>"),
-            ("/unban", ip) => match ip.parse::<IpAddr>() {
+            ("/unban", ip) => match ip.parse::<IpAddr>().map(crate::bans::canonical) {
                 Ok(addr) if self.bans.remove(addr) => {
                     self.event(
                         Level::Info,
@@ -139,13 +139,19 @@ impl Server {
             .map(|(&id, _)| id)
             .collect();
         for conn in others {
-            self.kick(
-                now,
-                conn,
-                "You have been banned.",
-                CloseReason::Banned,
-                "was banned by the operator",
-            );
+            let logged_in = self.conns.get(&conn).and_then(|c| c.name()).is_some();
+            if logged_in {
+                self.kick(
+                    now,
+                    conn,
+                    "You have been banned.",
+                    CloseReason::Banned,
+                    "was banned by the operator",
+                );
+            } else {
+                let reason = "You are banned from this server.";
+                self.refuse_login_as(now, conn, reason, CloseReason::Banned);
+            }
         }
         let label = match who {
             Some(_) => format!("{target} ({ip})"),

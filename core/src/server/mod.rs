@@ -263,10 +263,11 @@ impl Server {
 
     /// Bytes received on a connection, in whatever chunks the transport gave.
     pub fn handle_input(&mut self, now: Now, conn: ConnId, bytes: &[u8]) -> Result<(), Error> {
-        if !self.conns.contains_key(&conn) {
+        let known = self.conns.contains_key(&conn);
+        self.expire(now);
+        if !known {
             return Err(Error::UnknownConnection(conn));
         }
-        self.expire(now);
         let Some(c) = self.conns.get_mut(&conn) else {
             return Ok(()); // it timed out just now
         };
@@ -297,11 +298,14 @@ impl Server {
         conn: ConnId,
         cause: DisconnectCause,
     ) -> Result<(), Error> {
-        if !self.conns.contains_key(&conn) {
+        // Forget the connection before firing deadlines: one that passed
+        // meanwhile must not address the connection that is already gone.
+        let Some(c) = self.remove(conn) else {
+            self.expire(now);
             return Err(Error::UnknownConnection(conn));
-        }
+        };
         self.expire(now);
-        if let Some(c) = self.remove(conn) {
+        {
             let why = match cause {
                 DisconnectCause::PeerClosed => "left",
                 DisconnectCause::SlowReader => {
@@ -399,6 +403,10 @@ impl Server {
     // ── Lines ──────────────────────────────────────────────────────────────
 
     fn handle_line(&mut self, now: Now, conn: ConnId, line: &[u8]) {
+        // Blank lines are keep-alives at most; LanTalk ignores them too.
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
         let logged_in = matches!(
             self.conns.get(&conn).map(|c| &c.phase),
             Some(Phase::Active { .. })
@@ -426,7 +434,12 @@ impl Server {
             if w.is_full(now.instant) {
                 let wait = w
                     .frees_at()
-                    .map(|t| t.saturating_since(now.instant).as_secs() + 1)
+                    .map(|t| {
+                        t.saturating_since(now.instant)
+                            .as_secs_f64()
+                            .ceil()
+                            .max(1.0) as u64
+                    })
                     .unwrap_or(1);
                 let text = format!("Too many failed logins; try again in {wait} s.");
                 return self.refuse_login(now, conn, &text);
@@ -467,6 +480,10 @@ impl Server {
     }
 
     fn refuse_login(&mut self, now: Now, conn: ConnId, reason: &str) {
+        self.refuse_login_as(now, conn, reason, CloseReason::AuthFailed);
+    }
+
+    fn refuse_login_as(&mut self, now: Now, conn: ConnId, reason: &str, close: CloseReason) {
         if let Some(c) = self.conns.get(&conn) {
             let addr = c.addr;
             self.event(
@@ -476,7 +493,7 @@ impl Server {
             );
         }
         self.send(conn, protocol::auth_fail(now.wall, reason));
-        self.close(conn, CloseReason::AuthFailed);
+        self.close(conn, close);
     }
 
     fn record_failed_login(&mut self, now: Now, ip: IpAddr) {
@@ -596,24 +613,22 @@ impl Server {
     }
 
     fn handle_client_command(&mut self, now: Now, conn: ConnId, name: &str, text: &str) {
-        let mut parts = text
-            .splitn(3, char::is_whitespace)
-            .filter(|s| !s.is_empty());
-        let cmd = parts.next().unwrap_or_default().to_lowercase();
+        let (cmd, rest) = protocol::split_word(text);
+        let cmd = cmd.to_lowercase();
         match cmd.as_str() {
             "/users" => {
                 let list = format!("Online: {}", self.usernames().join(", "));
                 self.send(conn, protocol::system(now.wall, &list));
             }
             "/pm" => {
-                let target = parts.next();
-                let body = parts.next().map(str::trim).filter(|s| !s.is_empty());
-                let (Some(target), Some(body)) = (target, body) else {
+                let (target, body) = protocol::split_word(rest);
+                let body = body.trim();
+                if target.is_empty() || body.is_empty() {
                     return self.send(
                         conn,
                         protocol::system(now.wall, "Usage: /pm <user> <message>"),
                     );
-                };
+                }
                 match self.users.get(&name_key(target)).copied() {
                     Some(to) => {
                         self.event(
@@ -642,6 +657,18 @@ impl Server {
                     }
                 }
             }
+            "/me" => {
+                let action = rest.trim();
+                if action.is_empty() {
+                    return self.send(conn, protocol::system(now.wall, "Usage: /me <action>"));
+                }
+                // Sent on as the command itself: our clients show `* name
+                // action`, LanTalk 2.0 clients show it as a plain line.
+                self.event(Level::Debug, EventKind::Chat, format!("* {name} {action}"));
+                self.relayed += 1;
+                let line = protocol::message(now.wall, name, &format!("/me {action}"));
+                self.broadcast(line, Some(conn));
+            }
             "/help" => self.send(conn, protocol::system(now.wall, CLIENT_HELP)),
             _ => self.send(
                 conn,
@@ -666,7 +693,7 @@ impl Server {
                 "was disconnected for sending an oversized line",
             );
         } else {
-            self.refuse_login(now, conn, &notice);
+            self.refuse_login_as(now, conn, &notice, CloseReason::LineTooLong);
         }
     }
 
@@ -712,7 +739,9 @@ impl Server {
                 continue;
             }
             match c.phase {
-                Phase::LoggingIn { .. } => self.refuse_login(now, conn, "Login timed out."),
+                Phase::LoggingIn { .. } => {
+                    self.refuse_login_as(now, conn, "Login timed out.", CloseReason::AuthTimeout)
+                }
                 Phase::Active { .. } => self.kick(
                     now,
                     conn,
@@ -787,4 +816,4 @@ impl Server {
 
 /// The answer to a client's `/help`.
 pub const CLIENT_HELP: &str = "Commands: /users (who is online) | /pm <user> <message> \
-(private message) | /quit (leave) | /help (this list)";
+(private message) | /me <action> (say what you do) | /quit (leave) | /help (this list)";
