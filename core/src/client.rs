@@ -127,6 +127,8 @@ pub struct Client {
     pacing: Option<Window>,
     /// The user asked to leave once the outbox is empty.
     leaving: bool,
+    /// ... and not to wait for a login under way.
+    abandon_login: bool,
     actions: VecDeque<ClientAction>,
 }
 
@@ -150,6 +152,7 @@ impl Client {
             outbox: VecDeque::new(),
             pacing,
             leaving: false,
+            abandon_login: false,
             actions: VecDeque::new(),
         }
     }
@@ -252,15 +255,20 @@ impl Client {
         self.send_login(now);
     }
 
-    /// The user wants to leave: send what is still queued, then close.
+    /// The user leaves (`/quit`, or the end of piped input): finish the login
+    /// if it is under way, so a refusal is still reported, send everything
+    /// typed, then close.
     pub fn handle_quit(&mut self, now: Now) {
         self.expire(now);
         self.leaving = true;
-        if self.phase == Phase::NeedPassword {
-            // Nothing queued can ever be sent without logging in.
-            self.outbox.clear();
-        }
         self.flush(now);
+    }
+
+    /// The user wants out now (Ctrl-C, a signal): like [`Client::handle_quit`]
+    /// once logged in, but a login under way is abandoned.
+    pub fn handle_interrupt(&mut self, now: Now) {
+        self.abandon_login = true;
+        self.handle_quit(now);
     }
 
     /// The connection to the server is gone.
@@ -409,24 +417,29 @@ impl Client {
                     .push_back(ClientAction::Send(line.into_bytes()));
             }
         }
-        // Lines typed before the login completes wait for it.
-        if self.leaving && self.outbox.is_empty() {
-            match self.phase {
-                Phase::Chatting => {
-                    self.phase = Phase::Leaving;
-                    self.actions.push_back(ClientAction::Close);
-                }
-                Phase::AwaitingRequest | Phase::AwaitingResult | Phase::NeedPassword => {
-                    self.phase = Phase::Closed;
-                    self.deadline = None;
-                    self.event(ClientEvent::Disconnected {
-                        reason: "You left.".to_string(),
-                        expected: true,
-                    });
-                    self.actions.push_back(ClientAction::Close);
-                }
-                Phase::Leaving | Phase::Closed => {}
+        if !self.leaving {
+            return;
+        }
+        match self.phase {
+            Phase::Chatting if self.outbox.is_empty() => {
+                self.phase = Phase::Leaving;
+                self.actions.push_back(ClientAction::Close);
             }
+            // Lines typed before the login completes wait for it, unless the
+            // user gave up on it (or it needs a password nobody can give).
+            Phase::AwaitingRequest | Phase::AwaitingResult | Phase::NeedPassword
+                if self.abandon_login || self.phase == Phase::NeedPassword =>
+            {
+                self.outbox.clear();
+                self.phase = Phase::Closed;
+                self.deadline = None;
+                self.event(ClientEvent::Disconnected {
+                    reason: "You left.".to_string(),
+                    expected: true,
+                });
+                self.actions.push_back(ClientAction::Close);
+            }
+            _ => {}
         }
     }
 

@@ -73,7 +73,7 @@ pub fn write_str(out: &mut String, s: &str) {
             '\t' => out.push_str("\\t"),
             '\u{08}' => out.push_str("\\b"),
             '\u{0c}' => out.push_str("\\f"),
-            ' '..='~' | '\u{7f}' => out.push(c),
+            ' '..='~' => out.push(c),
             _ => {
                 let mut units = [0u16; 2];
                 for unit in c.encode_utf16(&mut units) {
@@ -102,7 +102,7 @@ mod tests {
         assert_eq!(
             line,
             "{\"type\": \"message\", \"ts\": \"14:22\", \"user\": \"Bob\", \
-             \"text\": \"h\\u00e9llo \\\"q\\\" \\\\ \\n\\t\\u0001\u{7f} \\ud83d\\udc4b\"}\n"
+             \"text\": \"h\\u00e9llo \\\"q\\\" \\\\ \\n\\t\\u0001\\u007f \\ud83d\\udc4b\"}\n"
         );
     }
 

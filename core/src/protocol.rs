@@ -90,12 +90,23 @@ pub fn chat(text: &str) -> String {
         .finish_line()
 }
 
+/// Python's idea of white space (`str.isspace`), which LanTalk uses to trim
+/// and split: Unicode white space plus the separators U+001C..U+001F.
+pub fn is_py_space(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+}
+
+/// `text` without leading and trailing white space, as `str.strip()` does.
+pub fn py_trim(text: &str) -> &str {
+    text.trim_matches(is_py_space)
+}
+
 /// Splits off the first word of `text`: `("/pm", "bob  hi there")`. Runs of
 /// white space between words count as one, as in LanTalk's `str.split`.
 pub fn split_word(text: &str) -> (&str, &str) {
-    let text = text.trim_start();
-    match text.find(char::is_whitespace) {
-        Some(i) => (&text[..i], text[i..].trim_start()),
+    let text = text.trim_start_matches(is_py_space);
+    match text.find(is_py_space) {
+        Some(i) => (&text[..i], text[i..].trim_start_matches(is_py_space)),
         None => (text, ""),
     }
 }
@@ -140,7 +151,7 @@ pub fn parse_login(line: &[u8]) -> Result<Login, Malformed> {
     let username = opt_str(&map, "username")?.ok_or(Malformed("missing username"))?;
     let password = opt_str(&map, "password")?.unwrap_or("");
     Ok(Login {
-        username: username.trim().to_string(),
+        username: py_trim(username).to_string(),
         password: password.to_string(),
     })
 }
@@ -161,7 +172,7 @@ pub fn parse_client_line(line: &[u8]) -> Result<ClientLine, Malformed> {
         return Ok(ClientLine::Other);
     }
     let text = opt_str(&map, "text")?.ok_or(Malformed("missing text"))?;
-    Ok(ClientLine::Message(text.trim().to_string()))
+    Ok(ClientLine::Message(py_trim(text).to_string()))
 }
 
 /// A line from the server, as the client understands it.

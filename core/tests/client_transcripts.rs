@@ -405,10 +405,10 @@ fn quit_before_login_waits_for_queued_lines() {
     c2.user("/EXIT");
     assert!(c2.client.is_leaving());
     assert_eq!(c2.last, [ClientAction::Close]);
-    c2.note("before login with nothing queued the session ends at once");
+    c2.note("interrupted before login, the session ends at once");
     let mut c3 = ClientScript::new(config("carol"));
     c3.server(srv::auth_request(false));
-    c3.quit();
+    c3.interrupt();
     assert!(c3.client.is_closed());
     assert_snapshot!(format!(
         "{}\n{}\n{}",

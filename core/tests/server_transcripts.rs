@@ -46,7 +46,8 @@ fn login_ok_and_join_notices() {
         "bob gets auth_ok, not his own join notice"
     );
     s.at(10.0).login(carol, "carol").unwrap();
-    assert_eq!(s.server.usernames(), ["alice", "carol", "bob"]);
+    // Listed in login order, as LanTalk 2.0 does.
+    assert_eq!(s.server.usernames(), ["alice", "bob", "carol"]);
     assert_snapshot!(s.transcript());
 }
 

@@ -84,9 +84,8 @@ async fn run(
             Some(Input::Closed) => client.handle_disconnect(now),
             Some(Input::Command(Command::Line(line))) => client.handle_user_line(now, &line),
             Some(Input::Command(Command::Password(pw))) => client.handle_password(now, &pw),
-            Some(Input::Command(Command::EndOfInput | Command::Shutdown)) => {
-                client.handle_quit(now)
-            }
+            Some(Input::Command(Command::EndOfInput)) => client.handle_quit(now),
+            Some(Input::Command(Command::Shutdown)) => client.handle_interrupt(now),
         }
         let close = dispatch_client(&mut client, &mut *host, &mut out, &mut outcome);
         if !out.is_empty() {
@@ -107,6 +106,7 @@ async fn run(
     }
     Ok(outcome.unwrap_or(ClientOutcome {
         expected: false,
+        refused: false,
         reason: "Connection closed.".to_string(),
     }))
 }

@@ -65,6 +65,7 @@ async fn serve_on(
     let mut conns = Conns {
         ex,
         map: HashMap::new(),
+        closing: Vec::new(),
         tx,
     };
     run_loop(&mut server, &mut *host, &clock, &rx, &mut conns).await;
@@ -152,6 +153,8 @@ struct Conn {
 struct Conns<'a, 'ex> {
     ex: &'a LocalExecutor<'ex>,
     map: HashMap<ConnId, Conn>,
+    /// Connections being closed, still flushing (each bounded in time).
+    closing: Vec<Task<()>>,
     tx: Sender<Input>,
 }
 
@@ -172,15 +175,15 @@ impl Conns<'_, '_> {
         self.map.insert(id, Conn { out, wake, task });
     }
 
-    /// After shutdown: let every connection flush, within a bounded time.
+    /// After shutdown: let every connection flush and its peer close, within
+    /// a bounded time.
     async fn finish(&mut self) {
-        for (_, conn) in self.map.drain() {
-            conn.out.borrow_mut().closing = true;
-            let _ = conn.wake.try_send(());
-            let _ = future::or(conn.task, async {
-                Timer::after(FLUSH_TIMEOUT).await;
-            })
-            .await;
+        let ids: Vec<ConnId> = self.map.keys().copied().collect();
+        for id in ids {
+            self.close(id);
+        }
+        for task in self.closing.drain(..) {
+            task.await;
         }
     }
 }
@@ -202,14 +205,13 @@ impl Transport for Conns<'_, '_> {
             // The task finishes by itself once flushed; a peer that reads
             // nothing cannot keep it (and its socket) alive past the limit.
             let task = c.task;
-            self.ex
-                .spawn(async move {
-                    future::or(task, async {
-                        Timer::after(FLUSH_TIMEOUT * 2).await;
-                    })
-                    .await;
+            self.closing.retain(|t| !t.is_finished());
+            self.closing.push(self.ex.spawn(async move {
+                future::or(task, async {
+                    Timer::after(FLUSH_TIMEOUT * 2).await;
                 })
-                .detach();
+                .await;
+            }));
         }
     }
 

@@ -78,9 +78,8 @@ pub fn connect(
             Some(Input::Closed) => client.handle_disconnect(now),
             Some(Input::Command(Command::Line(line))) => client.handle_user_line(now, &line),
             Some(Input::Command(Command::Password(pw))) => client.handle_password(now, &pw),
-            Some(Input::Command(Command::EndOfInput | Command::Shutdown)) => {
-                client.handle_quit(now)
-            }
+            Some(Input::Command(Command::EndOfInput)) => client.handle_quit(now),
+            Some(Input::Command(Command::Shutdown)) => client.handle_interrupt(now),
         }
         let close = dispatch_client(&mut client, &mut *host, &mut out, &mut outcome);
         if !out.is_empty() {
@@ -100,6 +99,7 @@ pub fn connect(
     }
     Ok(outcome.unwrap_or(ClientOutcome {
         expected: false,
+        refused: false,
         reason: "Connection closed.".to_string(),
     }))
 }

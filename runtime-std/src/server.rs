@@ -3,7 +3,7 @@
 //! through one bounded channel (so a fast sender is slowed down by
 //! backpressure instead of growing a queue).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,10 +59,12 @@ pub fn serve(
 
     let mut conns = Conns {
         map: HashMap::new(),
+        closing: Vec::new(),
+        reading: HashSet::new(),
         tx,
     };
     run_loop(&mut server, &mut *host, &clock, &rx, &mut conns);
-    conns.finish();
+    conns.finish(&rx);
     Ok(())
 }
 
@@ -96,6 +98,7 @@ fn run_loop(
                 let _ = server.handle_input(now, id, &bytes);
             }
             Some(Input::Closed(id)) => {
+                conns.reading.remove(&id);
                 conns.peer_closed(id);
                 let _ = server.handle_disconnect(now, id, DisconnectCause::PeerClosed);
             }
@@ -151,6 +154,10 @@ struct Conn {
 
 struct Conns {
     map: HashMap<ConnId, Conn>,
+    /// Writers of connections being closed, still flushing.
+    closing: Vec<JoinHandle<()>>,
+    /// Connections whose reader still runs (until the peer closes too).
+    reading: HashSet<ConnId>,
     tx: SyncSender<Input>,
 }
 
@@ -184,6 +191,7 @@ impl Conns {
             .spawn(move || write_loop(write_half, out));
         match (reader, writer) {
             (Ok(_), Ok(writer)) => {
+                self.reading.insert(id);
                 self.map.insert(
                     id,
                     Conn {
@@ -207,17 +215,27 @@ impl Conns {
         self.close(id);
     }
 
-    /// After shutdown: let every writer flush, within a bounded time.
-    fn finish(&mut self) {
-        for (_, conn) in self.map.drain() {
-            conn.outbox
-                .state
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .closing = true;
-            conn.outbox.wake.notify_one();
-            let _ = conn.stream.set_write_timeout(Some(FLUSH_TIMEOUT));
-            let _ = conn.writer.join();
+    /// After shutdown: let every writer flush, then give the peers a moment
+    /// to read it all and close their side (closing ours first, with their
+    /// input unread, could turn into a reset that loses the last lines).
+    fn finish(&mut self, rx: &Receiver<Input>) {
+        let ids: Vec<ConnId> = self.map.keys().copied().collect();
+        for id in ids {
+            self.close(id);
+        }
+        for writer in self.closing.drain(..) {
+            let _ = writer.join();
+        }
+        let deadline = std::time::Instant::now() + FLUSH_TIMEOUT;
+        while !self.reading.is_empty() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(Input::Closed(id)) => {
+                    self.reading.remove(&id);
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
         }
     }
 }
@@ -246,6 +264,8 @@ impl Transport for Conns {
                 .unwrap_or_else(|e| e.into_inner())
                 .closing = true;
             c.outbox.wake.notify_one();
+            self.closing.retain(|w| !w.is_finished());
+            self.closing.push(c.writer);
         }
     }
 

@@ -104,8 +104,14 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 enum Phase {
-    LoggingIn { deadline: Instant },
-    Active { name: String },
+    LoggingIn {
+        deadline: Instant,
+    },
+    /// Logged in; `joined` orders users by login, as LanTalk lists them.
+    Active {
+        name: String,
+        joined: u64,
+    },
 }
 
 struct Conn {
@@ -128,7 +134,7 @@ impl Conn {
 
     fn name(&self) -> Option<&str> {
         match &self.phase {
-            Phase::Active { name } => Some(name),
+            Phase::Active { name, .. } => Some(name),
             Phase::LoggingIn { .. } => None,
         }
     }
@@ -157,6 +163,8 @@ pub struct Server {
     timers: BinaryHeap<Reverse<(Instant, ConnId)>>,
     actions: VecDeque<Action>,
     relayed: u64,
+    /// Logins so far, to order users by when they joined.
+    logins: u64,
     shut_down: bool,
 }
 
@@ -174,6 +182,7 @@ impl Server {
             timers: BinaryHeap::new(),
             actions: VecDeque::new(),
             relayed: 0,
+            logins: 0,
             shut_down: false,
         }
     }
@@ -313,7 +322,7 @@ impl Server {
                 }
             };
             match c.phase {
-                Phase::Active { name } => {
+                Phase::Active { name, .. } => {
                     let level = match cause {
                         DisconnectCause::PeerClosed => Level::Info,
                         DisconnectCause::SlowReader => Level::Warning,
@@ -381,9 +390,18 @@ impl Server {
         self.conns.contains_key(&conn)
     }
 
-    /// Logged-in users in the order they connected.
+    /// Logged-in users in the order they logged in.
     pub fn usernames(&self) -> Vec<&str> {
-        self.conns.values().filter_map(Conn::name).collect()
+        let mut users: Vec<(u64, &str)> = self
+            .conns
+            .values()
+            .filter_map(|c| match &c.phase {
+                Phase::Active { name, joined } => Some((*joined, name.as_str())),
+                Phase::LoggingIn { .. } => None,
+            })
+            .collect();
+        users.sort_unstable();
+        users.into_iter().map(|(_, name)| name).collect()
     }
 
     /// Bytes of an unfinished line held for `conn`.
@@ -466,9 +484,16 @@ impl Server {
 
         let name = login.username;
         if let Some(c) = self.conns.get_mut(&conn) {
-            c.phase = Phase::Active { name: name.clone() };
+            c.phase = Phase::Active {
+                name: name.clone(),
+                joined: self.logins,
+            };
+            self.logins += 1;
         }
         self.users.insert(key, conn);
+        // The idle deadline may come before the login deadline still armed.
+        self.timers
+            .push(Reverse((now.instant + self.config.idle_timeout, conn)));
         self.send(conn, protocol::auth_ok(now.wall, &name, &self.config.name));
         self.event(
             Level::Info,
@@ -651,7 +676,7 @@ impl Server {
                         conn,
                         reason: CloseReason::Quit,
                     });
-                    if let Phase::Active { name } = c.phase {
+                    if let Phase::Active { name, .. } = c.phase {
                         self.event(Level::Info, EventKind::Leave, format!("{name} left."));
                         self.announce_left(now, &name);
                     }
@@ -705,7 +730,7 @@ impl Server {
         self.send(conn, protocol::system(now.wall, notice));
         if let Some(c) = self.remove(conn) {
             self.actions.push_back(Action::Close { conn, reason });
-            if let Phase::Active { name } = c.phase {
+            if let Phase::Active { name, .. } = c.phase {
                 let level = match reason {
                     CloseReason::Kicked | CloseReason::Banned => Level::Info,
                     _ => Level::Warning,

@@ -475,6 +475,12 @@ impl ClientScript {
         self
     }
 
+    pub fn interrupt(&mut self) -> &mut Self {
+        self.client.handle_interrupt(self.now);
+        self.record("interrupt".to_string());
+        self
+    }
+
     pub fn disconnect(&mut self) -> &mut Self {
         self.client.handle_disconnect(self.now);
         self.record("disconnect".to_string());
