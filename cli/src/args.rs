@@ -116,6 +116,9 @@ pub struct ClientArgs {
     /// Where keys and settings are kept [default: the platform's user data directory].
     #[arg(long, value_name = "DIR", env = "LANTALK_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// No terminal bell on private messages and mentions of your name.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,15 +1,29 @@
-//! `client`: join a server and show the chat, one plain line per event.
+//! `client`: join a server.
+//!
+//! Two faces over the same core client. With standard input piped, every
+//! input line is sent and every event is printed as one plain line. On a
+//! terminal, a line editor keeps the user's half-typed line intact while chat
+//! prints above it, and the errors a person can fix (name taken, wrong
+//! password, lost connection) offer to try again instead of exiting.
 
+use std::collections::BTreeSet;
 use std::io::{ErrorKind, IsTerminal};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
 
 use lantalk_core::client::{ClientConfig, ClientEvent};
-use lantalk_core::driver::{ClientHost, Command, Control, Runtime};
+use lantalk_core::driver::{ClientHost, ClientOutcome, Command, Control, Runtime};
 use lantalk_core::names::validate_username;
 
 use crate::args::{ClientArgs, DEFAULT_PORT};
+use crate::editor::{Input, LineEditor, Names};
+use crate::style::{colour_wanted, wants_bell, Style};
 use crate::term;
+
+/// Commands offered by Tab completion.
+const COMMANDS: &[&str] = &["/clear", "/help", "/me", "/pm", "/quit", "/users"];
 
 pub fn run<R: Runtime>(args: ClientArgs) -> ExitCode {
     match start::<R>(args) {
@@ -26,9 +40,7 @@ fn start<R: Runtime>(args: ClientArgs) -> Result<ExitCode, String> {
     let server = match args.server.clone() {
         Some(s) => s,
         None if interactive => crate::menu::ask("Server address (host or host:port): ", |s| {
-            (!s.is_empty())
-                .then(|| s.to_string())
-                .ok_or("An address is required.".into())
+            resolve(s).map(|_| s.to_string())
         }),
         None => return Err("give the server to join, as HOST or HOST:PORT".into()),
     };
@@ -48,40 +60,16 @@ fn start<R: Runtime>(args: ClientArgs) -> Result<ExitCode, String> {
     validate_username(&name).map_err(|e| format!("--name {name:?}: {e}"))?;
     let password = crate::password::from_args(&args.password)?;
     let addrs = resolve(&server)?;
-    connect::<R>(&server, &addrs, name, password, interactive)
-}
-
-/// Joins and runs the session; shared with the interactive menu.
-pub fn connect<R: Runtime>(
-    server: &str,
-    addrs: &[SocketAddr],
-    name: String,
-    password: Option<String>,
-    interactive: bool,
-) -> Result<ExitCode, String> {
-    let mut config = ClientConfig::new(name, password);
-    config.ask_password = interactive;
-    let host = CliClientHost {
-        interactive,
-        control: None,
-        reading: false,
-    };
-    let outcome =
-        R::connect(addrs, config, Box::new(host)).map_err(|e| connect_error(server, e))?;
-    if outcome.expected {
-        Ok(ExitCode::SUCCESS)
+    if interactive {
+        Ok(interactive_session::<R>(
+            &server, &addrs, name, password, args.quiet,
+        ))
     } else {
-        let hint = if outcome.reason.contains("needs a password") {
-            " Pass it with --password-env VAR or --password-file FILE."
-        } else {
-            ""
-        };
-        term::eprint(&format!("{}{hint}\n", outcome.reason));
-        Ok(ExitCode::FAILURE)
+        piped_session::<R>(&server, &addrs, name, password)
     }
 }
 
-fn connect_error(server: &str, e: std::io::Error) -> String {
+fn connect_error(server: &str, e: &std::io::Error) -> String {
     match e.kind() {
         ErrorKind::ConnectionRefused => format!(
             "cannot connect to {server}: connection refused. Is the server running, and on \
@@ -130,87 +118,346 @@ fn split_host_port(s: &str) -> Result<(&str, u16), String> {
     }
 }
 
-struct CliClientHost {
-    interactive: bool,
-    control: Option<Control>,
-    /// Whether the thread reading the user's lines has started.
-    reading: bool,
-}
+// ── Piped ────────────────────────────────────────────────────────────────────
 
-impl CliClientHost {
-    fn start_reading(&mut self) {
-        if self.reading {
-            return;
-        }
-        let Some(control) = self.control.clone() else {
-            return;
-        };
-        self.reading = true;
-        let _ = std::thread::Builder::new()
-            .name("input".into())
-            .spawn(move || {
-                term::for_each_stdin_line(|line| control(Command::Line(line)));
-                control(Command::EndOfInput);
-            });
+fn piped_session<R: Runtime>(
+    server: &str,
+    addrs: &[SocketAddr],
+    name: String,
+    password: Option<String>,
+) -> Result<ExitCode, String> {
+    let host = PipedHost {
+        me: name.clone(),
+        style: Style { colour: false },
+        control: None,
+    };
+    let outcome = R::connect(addrs, ClientConfig::new(name, password), Box::new(host))
+        .map_err(|e| connect_error(server, &e))?;
+    if outcome.expected {
+        return Ok(ExitCode::SUCCESS);
     }
+    let hint = if outcome.reason.contains("needs a password") {
+        " Pass it with --password-env VAR or --password-file FILE."
+    } else {
+        ""
+    };
+    term::eprint(&format!("{}{hint}\n", describe(&outcome)));
+    Ok(ExitCode::FAILURE)
 }
 
-impl ClientHost for CliClientHost {
+fn describe(outcome: &ClientOutcome) -> String {
+    let what = if outcome.refused {
+        "Could not join"
+    } else {
+        "Disconnected"
+    };
+    format!("{what}: {}", outcome.reason)
+}
+
+/// Prints events as plain lines and feeds standard input to the session.
+struct PipedHost {
+    me: String,
+    style: Style,
+    control: Option<Control>,
+}
+
+impl ClientHost for PipedHost {
     fn wall_time(&mut self) -> lantalk_core::WallTime {
         crate::clock::wall_time()
     }
 
     fn event(&mut self, event: &ClientEvent) {
-        let line = match event {
-            ClientEvent::PasswordRequired => {
-                if let Some(control) = self.control.clone() {
-                    let _ =
-                        std::thread::Builder::new().spawn(move || {
-                            match crate::password::prompt("Password: ") {
-                                Some(pw) => control(Command::Password(pw)),
-                                None => control(Command::Shutdown),
-                            }
-                        });
+        if let ClientEvent::Joined {
+            username,
+            server_name,
+        } = event
+        {
+            self.me = username.clone();
+            term::print(&format!("Connected as {username} to {server_name}.\n"));
+        }
+        if let Some(line) = self.style.event(event, &crate::clock::hhmm(), &self.me) {
+            term::print(&format!("{line}\n"));
+        }
+    }
+
+    fn ready(&mut self, _server_addr: SocketAddr, control: Control) {
+        let on_signal = control.clone();
+        let _ = ctrlc::set_handler(move || on_signal(Command::Shutdown));
+        // Lines read before the login completes wait in the core.
+        let input = control.clone();
+        let _ = std::thread::Builder::new()
+            .name("input".into())
+            .spawn(move || {
+                term::for_each_stdin_line(|line| input(Command::Line(line)));
+                input(Command::EndOfInput);
+            });
+        self.control = Some(control);
+    }
+}
+
+// ── Interactive ──────────────────────────────────────────────────────────────
+
+/// What the session (on the runtime's thread) tells the terminal's thread.
+enum Ui {
+    Ready(Control),
+    PasswordRequired,
+    Joined,
+    Ended(std::io::Result<ClientOutcome>),
+}
+
+fn interactive_session<R: Runtime>(
+    server: &str,
+    addrs: &[SocketAddr],
+    mut name: String,
+    mut password: Option<String>,
+    quiet: bool,
+) -> ExitCode {
+    let style = Style {
+        colour: colour_wanted(std::io::stdout().is_terminal()),
+    };
+    let names: Names = Arc::new(Mutex::new(BTreeSet::new()));
+    loop {
+        let (tx, rx) = channel();
+        let host = TtyHost {
+            me: name.clone(),
+            style,
+            quiet,
+            names: Arc::clone(&names),
+            ui: tx.clone(),
+        };
+        let mut config = ClientConfig::new(name.clone(), password.clone());
+        config.ask_password = true;
+        let owned_addrs = addrs.to_vec();
+        std::thread::spawn(move || {
+            let result = R::connect(&owned_addrs, config, Box::new(host));
+            let _ = tx.send(Ui::Ended(result));
+        });
+
+        // Logging in.
+        let mut control = None;
+        let outcome = loop {
+            match rx.recv() {
+                Ok(Ui::Ready(c)) => control = Some(c),
+                Ok(Ui::PasswordRequired) => match crate::password::prompt("Password: ") {
+                    Some(pw) => {
+                        password = Some(pw.clone());
+                        send(&control, Command::Password(pw));
+                    }
+                    None => send(&control, Command::Shutdown),
+                },
+                Ok(Ui::Joined) => break None,
+                Ok(Ui::Ended(result)) => break Some(result),
+                Err(_) => return ExitCode::FAILURE,
+            }
+        };
+        let outcome = match outcome {
+            Some(result) => result,
+            None => chat(&style, &name, &names, &control, &rx),
+        };
+
+        // The session is over: say why, and offer what can be done about it.
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                term::eprint(&format!("{}\n", style.error(&connect_error(server, &e))));
+                if ask_yes("Try again? [y/N] ") {
+                    continue;
                 }
+                return ExitCode::FAILURE;
+            }
+        };
+        if outcome.expected {
+            return ExitCode::SUCCESS;
+        }
+        term::eprint(&format!("{}\n", style.error(&describe(&outcome))));
+        if outcome.reason.starts_with("Username already taken")
+            || outcome.reason.starts_with("Invalid username")
+        {
+            name = crate::menu::ask("Pick another name: ", |s| {
+                validate_username(s).map(|_| s.to_string())
+            });
+            continue;
+        }
+        if outcome.reason.starts_with("Wrong password") {
+            match crate::password::prompt("Password (leave blank to give up): ") {
+                Some(pw) => {
+                    password = Some(pw);
+                    continue;
+                }
+                None => return ExitCode::FAILURE,
+            }
+        }
+        if !outcome.refused && ask_yes("Reconnect? [Y/n] ") {
+            continue;
+        }
+        return ExitCode::FAILURE;
+    }
+}
+
+/// The chat itself: read lines at the prompt until the session ends.
+fn chat(
+    style: &Style,
+    name: &str,
+    names: &Names,
+    control: &Option<Control>,
+    rx: &Receiver<Ui>,
+) -> std::io::Result<ClientOutcome> {
+    let prompt = format!("[{name} | lantalk] > ");
+    let mut editor = LineEditor::new(*style, prompt, COMMANDS, Arc::clone(names));
+    loop {
+        let input = editor.readline();
+        // The connection may have ended while the user was typing; the
+        // session already said so above the prompt.
+        if let Ok(Ui::Ended(result)) = rx.try_recv() {
+            return result;
+        }
+        match input {
+            Input::Line(line) => {
+                let quitting = matches!(
+                    line.split_whitespace().next(),
+                    Some("/quit" | "/exit" | "/q")
+                );
+                send(control, Command::Line(line));
+                if quitting {
+                    drop(editor);
+                    return wait_for_end(rx);
+                }
+            }
+            Input::Interrupt | Input::End => {
+                send(control, Command::Shutdown);
+                drop(editor);
+                return wait_for_end(rx);
+            }
+        }
+    }
+}
+
+fn wait_for_end(rx: &Receiver<Ui>) -> std::io::Result<ClientOutcome> {
+    loop {
+        match rx.recv() {
+            Ok(Ui::Ended(result)) => return result,
+            Ok(_) => {}
+            Err(_) => return Err(std::io::Error::other("the session ended unexpectedly")),
+        }
+    }
+}
+
+fn send(control: &Option<Control>, cmd: Command) {
+    if let Some(control) = control {
+        control(cmd);
+    }
+}
+
+fn ask_yes(question: &str) -> bool {
+    let default_yes = question.contains("[Y/n]");
+    crate::menu::ask(question, |s| match s.to_ascii_lowercase().as_str() {
+        "" => Ok(default_yes),
+        "y" | "yes" => Ok(true),
+        "n" | "no" => Ok(false),
+        _ => Err("Please answer y or n.".into()),
+    })
+}
+
+/// Shows events above the prompt, rings the bell, keeps the names for
+/// completion, and tells the terminal's thread how the login goes.
+struct TtyHost {
+    me: String,
+    style: Style,
+    quiet: bool,
+    names: Names,
+    ui: Sender<Ui>,
+}
+
+impl TtyHost {
+    /// Keeps the completion list in step with who is online, from what the
+    /// server says (LanTalk has no structured presence messages).
+    fn track_names(&self, event: &ClientEvent) {
+        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        match event {
+            ClientEvent::Message { user, .. } if !user.contains(' ') => {
+                names.insert(user.clone());
+            }
+            ClientEvent::Pm { from_user, .. } => {
+                names.insert(from_user.clone());
+            }
+            ClientEvent::System { text, .. } => {
+                if let Some(list) = text.strip_prefix("Online: ") {
+                    names.clear();
+                    names.extend(list.split(", ").map(str::to_string));
+                } else if let Some((who, _)) = text.split_once(" joined") {
+                    names.insert(who.to_string());
+                } else if let Some(who) = [" left", " was ", " timed out"]
+                    .iter()
+                    .find_map(|w| text.split_once(w).map(|(who, _)| who))
+                {
+                    names.remove(who);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl ClientHost for TtyHost {
+    fn wall_time(&mut self) -> lantalk_core::WallTime {
+        crate::clock::wall_time()
+    }
+
+    fn event(&mut self, event: &ClientEvent) {
+        self.track_names(event);
+        match event {
+            ClientEvent::PasswordRequired => {
+                let _ = self.ui.send(Ui::PasswordRequired);
                 return;
             }
             ClientEvent::Joined {
                 username,
                 server_name,
             } => {
-                self.start_reading();
-                format!(
-                    "Connected as {username} to {server_name}. Type /help for commands, /quit to leave."
-                )
+                self.me = username.clone();
+                self.names
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(username.clone());
+                term::print(&format!(
+                    "{}\n",
+                    self.style.info(&format!(
+                        "Connected to {server_name} as {username}. /help lists the commands, \
+                         Tab completes them and names."
+                    ))
+                ));
+                let _ = self.ui.send(Ui::Joined);
+                return;
             }
-            ClientEvent::Message { ts, user, text } => format!("[{ts}] {user}: {text}"),
-            ClientEvent::Pm {
-                ts,
-                from_user,
-                text,
-            } => format!("[{ts}] PM from {from_user}: {text}"),
-            ClientEvent::PmSent { to, text } => {
-                format!("[{}] PM to {to}: {text}", crate::clock::hhmm())
+            ClientEvent::Clear => {
+                term::print("\x1b[2J\x1b[H");
+                return;
             }
-            ClientEvent::System { ts, text } if ts.is_empty() => format!("*** {text} ***"),
-            ClientEvent::System { ts, text } => format!("[{ts}] *** {text} ***"),
-            ClientEvent::Notice(text) => format!("[{}] ! {text}", crate::clock::hhmm()),
-            // Said once, on exit, by `connect`.
-            ClientEvent::Refused { .. } | ClientEvent::Disconnected { .. } => return,
-        };
-        term::print(&format!("{line}\n"));
+            ClientEvent::Disconnected {
+                reason,
+                expected: false,
+            } => {
+                term::print(&format!(
+                    "{}\n",
+                    self.style.error(&format!(
+                        "Connection lost: {reason} Press Enter to continue."
+                    ))
+                ));
+                return;
+            }
+            _ => {}
+        }
+        if let Some(mut line) = self.style.event(event, &crate::clock::hhmm(), &self.me) {
+            if !self.quiet && wants_bell(event, &self.me) {
+                line.push('\x07');
+            }
+            line.push('\n');
+            term::print(&line);
+        }
     }
 
     fn ready(&mut self, _server_addr: SocketAddr, control: Control) {
-        let on_signal = control.clone();
-        let _ = ctrlc::set_handler(move || on_signal(Command::Shutdown));
-        self.control = Some(control);
-        // Piped input is read at once: lines sent before the login completes
-        // wait in the core. On a terminal, reading starts after the login so
-        // that a password prompt has the terminal to itself.
-        if !self.interactive {
-            self.start_reading();
-        }
+        let _ = self.ui.send(Ui::Ready(control));
     }
 }
 

@@ -5,11 +5,13 @@
 mod args;
 mod client_cmd;
 mod clock;
+mod editor;
 mod files;
 mod logger;
 mod menu;
 mod password;
 mod server_cmd;
+mod style;
 mod term;
 
 use std::process::ExitCode;

@@ -56,6 +56,7 @@ pub fn run<R: Runtime>(runtime_name: &str) -> ExitCode {
             password: PasswordArgs::default(),
             allow_plaintext: false,
             data_dir: None,
+            quiet: false,
         };
         crate::client_cmd::run::<R>(args)
     }

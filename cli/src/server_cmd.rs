@@ -1,10 +1,13 @@
 //! `server`: configure the core from the command line, keep its files, log,
 //! and read the operator's console.
 
-use std::io::ErrorKind;
+use std::io::{ErrorKind, IsTerminal};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::Arc;
 
 use lantalk_core::driver::{Command, Control, Runtime, ServerHost};
 use lantalk_core::password::{HashParams, PasswordHash};
@@ -12,8 +15,10 @@ use lantalk_core::server::{EventKind, Level, ServerEvent};
 use lantalk_core::{BanList, Now, Server, ServerConfig};
 
 use crate::args::ServerArgs;
+use crate::editor::{self, Input, LineEditor, Names};
 use crate::files;
 use crate::logger::Logger;
+use crate::style::{colour_wanted, Style};
 use crate::term;
 
 pub fn run<R: Runtime>(args: ServerArgs, runtime_name: &str) -> ExitCode {
@@ -61,8 +66,93 @@ fn start<R: Runtime>(args: ServerArgs, runtime_name: &str) -> Result<(), String>
         Now::new(Default::default(), crate::clock::wall_time()),
         bans,
     );
-    let host = CliServerHost { logger, bans_path };
-    R::serve(bind, server, Box::new(host)).map_err(|e| listen_error(bind, e))
+    let names: Names = Arc::default();
+    let (console_tx, console_rx) = channel();
+    let interactive = std::io::stdin().is_terminal();
+    let host = CliServerHost {
+        program: format!("lantalk-{runtime_name}"),
+        logger,
+        bans_path,
+        names: Arc::clone(&names),
+        console: interactive.then_some(console_tx.clone()),
+    };
+    if !interactive {
+        return R::serve(bind, server, Box::new(host)).map_err(|e| listen_error(bind, e));
+    }
+
+    // On a terminal, the console gets the line editor on this thread while
+    // the server runs on another.
+    std::thread::spawn(move || {
+        let result = R::serve(bind, server, Box::new(host)).map_err(|e| listen_error(bind, e));
+        if EDITING.load(Ordering::SeqCst) {
+            // Stopped by a signal while the operator had a line open: the
+            // editor cannot be interrupted, so restore the terminal and go.
+            editor::restore_terminal();
+            term::print("\n");
+            std::process::exit(if result.is_ok() { 0 } else { 1 });
+        }
+        let _ = console_tx.send(Console::Done(result));
+    });
+    let control = match console_rx.recv() {
+        Ok(Console::Ready(control)) => control,
+        Ok(Console::Done(result)) => return result,
+        Err(_) => return Err("the server stopped unexpectedly".into()),
+    };
+    let style = Style {
+        colour: colour_wanted(std::io::stdout().is_terminal()),
+    };
+    let mut editor = LineEditor::new(
+        style,
+        format!("[{} | console] > ", args.name),
+        CONSOLE_COMMANDS,
+        names,
+    );
+    EDITING.store(true, Ordering::SeqCst);
+    loop {
+        match editor.readline() {
+            Input::Line(line) => {
+                let quitting = matches!(
+                    line.split_whitespace().next(),
+                    Some("/quit" | "/exit" | "/q")
+                );
+                control(Command::Line(line));
+                if quitting {
+                    break;
+                }
+            }
+            Input::Interrupt => {
+                control(Command::Shutdown);
+                break;
+            }
+            Input::End => {
+                term::print("Console closed; the server keeps running. Ctrl-C stops it.\n");
+                break;
+            }
+        }
+    }
+    EDITING.store(false, Ordering::SeqCst);
+    drop(editor);
+    loop {
+        match console_rx.recv() {
+            Ok(Console::Done(result)) => return result,
+            Ok(Console::Ready(_)) => {}
+            Err(_) => return Ok(()),
+        }
+    }
+}
+
+/// Whether the console's line editor holds the terminal (in raw mode).
+static EDITING: AtomicBool = AtomicBool::new(false);
+
+/// Commands offered by Tab completion on the console.
+const CONSOLE_COMMANDS: &[&str] = &[
+    "/ban", "/bans", "/help", "/kick", "/quit", "/stats", "/unban", "/users",
+];
+
+/// What the server thread tells the console's thread.
+enum Console {
+    Ready(Control),
+    Done(Result<(), String>),
 }
 
 fn listen_error(bind: SocketAddr, e: std::io::Error) -> String {
@@ -112,6 +202,30 @@ fn print_banner(
     term::print(&s);
 }
 
+/// Tells the operator which address to give the others: with a wildcard
+/// bind, every non-loopback interface address.
+fn join_hint(program: &str, local: SocketAddr) -> String {
+    let port = local.port();
+    let addrs: Vec<std::net::IpAddr> = if local.ip().is_unspecified() {
+        if_addrs::get_if_addrs()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|i| i.ip())
+            .filter(|ip| !ip.is_loopback() && ip.is_ipv4() == local.is_ipv4())
+            .collect()
+    } else if local.ip().is_loopback() {
+        Vec::new()
+    } else {
+        vec![local.ip()]
+    };
+    let mut hint = String::new();
+    for ip in addrs {
+        let addr = SocketAddr::new(ip, port);
+        hint.push_str(&format!("  Others join with: {program} client {addr}\n"));
+    }
+    hint
+}
+
 /// Salt for the password hash, from the operating system's secure RNG.
 fn random_salt() -> [u8; 16] {
     let mut salt = [0u8; 16];
@@ -128,7 +242,13 @@ fn random_salt() -> [u8; 16] {
 }
 
 struct CliServerHost {
+    /// `lantalk-smol` or `lantalk-std`, for the hints it prints.
+    program: String,
     logger: Logger,
+    /// Who is online, for the console's completion.
+    names: Names,
+    /// With a terminal console: where to hand the control once running.
+    console: Option<Sender<Console>>,
     bans_path: PathBuf,
 }
 
@@ -147,6 +267,19 @@ impl ServerHost for CliServerHost {
     }
 
     fn event(&mut self, event: &ServerEvent) {
+        // Keep the console's name completion in step with who is online.
+        if let Some(who) = event.message.split_whitespace().next() {
+            let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+            match event.kind {
+                EventKind::Join => {
+                    names.insert(who.to_string());
+                }
+                EventKind::Leave | EventKind::Moderation | EventKind::RateLimit => {
+                    names.remove(who);
+                }
+                _ => {}
+            }
+        }
         if event.kind == EventKind::Reply {
             term::print(&format!("{}\n", event.message));
         } else {
@@ -155,12 +288,21 @@ impl ServerHost for CliServerHost {
     }
 
     fn ready(&mut self, local_addr: SocketAddr, control: Control) {
-        term::print(&format!("Listening on {local_addr}\n"));
-        self.logger
-            .log(Level::Info, &format!("Server started on {local_addr}"));
+        // Signals first: from the moment the address is printed, a SIGTERM
+        // must mean a clean shutdown.
         let on_signal = control.clone();
         if let Err(e) = ctrlc::set_handler(move || on_signal(Command::Shutdown)) {
             term::eprint(&format!("warning: cannot handle Ctrl-C: {e}\n"));
+        }
+        term::print(&format!(
+            "Listening on {local_addr}\n{}",
+            join_hint(&self.program, local_addr)
+        ));
+        self.logger
+            .log(Level::Info, &format!("Server started on {local_addr}"));
+        if let Some(console) = &self.console {
+            let _ = console.send(Console::Ready(control));
+            return;
         }
         // End of input ends the console only; the server keeps serving.
         let _ = std::thread::Builder::new()

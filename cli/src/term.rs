@@ -2,8 +2,17 @@
 
 use std::io::{self, Write};
 
-/// Prints `text` to standard output as one write, and flushes it.
+/// Prints `text` to standard output as one write, and flushes it; while a
+/// line editor is active, above its prompt.
 pub fn print(text: &str) {
+    if let Some(printer) = PRINTER.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if printer
+            .print(text.trim_end_matches('\n').to_string())
+            .is_ok()
+        {
+            return;
+        }
+    }
     let mut out = io::stdout().lock();
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
@@ -35,4 +44,14 @@ pub fn for_each_stdin_line(mut each: impl FnMut(String)) {
             }
         }
     }
+}
+
+type Printer = reedline::ExternalPrinter<String>;
+
+/// Where [`print`] goes while a line editor owns the terminal.
+static PRINTER: std::sync::Mutex<Option<Printer>> = std::sync::Mutex::new(None);
+
+/// Routes [`print`] through a line editor's printer (or back to stdout).
+pub fn set_printer(printer: Option<Printer>) {
+    *PRINTER.lock().unwrap_or_else(|e| e.into_inner()) = printer;
 }

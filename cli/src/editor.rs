@@ -1,0 +1,200 @@
+//! The line editor for terminals: history, Emacs keys (Ctrl-A/E/W/U), Tab
+//! completion of commands and user names, and output printed *above* the
+//! prompt so incoming chat never scrambles a half-typed line.
+
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use reedline::{
+    default_emacs_keybindings, ColumnarMenu, Completer, Emacs, ExternalPrinter, KeyCode,
+    KeyModifiers, MenuBuilder, Prompt, PromptEditMode, PromptHistorySearch, Reedline,
+    ReedlineEvent, ReedlineMenu, Signal, Span, Suggestion,
+};
+
+use crate::style::Style;
+use crate::term;
+
+/// Names known to be online, for completion; shared with whoever watches the
+/// chat.
+pub type Names = Arc<Mutex<BTreeSet<String>>>;
+
+/// What the user did at the prompt.
+pub enum Input {
+    Line(String),
+    /// Ctrl-C: leave.
+    Interrupt,
+    /// Ctrl-D on an empty line: end of input.
+    End,
+}
+
+pub struct LineEditor {
+    rl: Reedline,
+    prompt: ChatPrompt,
+}
+
+impl LineEditor {
+    /// An editor prompting `prompt`, completing `commands` and the names in
+    /// `names`. Everything printed through [`term::print`] appears above the
+    /// prompt while the editor lives.
+    pub fn new(
+        style: Style,
+        prompt: String,
+        commands: &'static [&'static str],
+        names: Names,
+    ) -> Self {
+        let mut keys = default_emacs_keybindings();
+        keys.add_binding(
+            KeyModifiers::NONE,
+            KeyCode::Tab,
+            ReedlineEvent::UntilFound(vec![
+                ReedlineEvent::Menu("completion".into()),
+                ReedlineEvent::MenuNext,
+            ]),
+        );
+        let menu = ColumnarMenu::default().with_name("completion");
+        let printer = ExternalPrinter::default();
+        term::set_printer(Some(printer.clone()));
+        let rl = Reedline::create()
+            .with_edit_mode(Box::new(Emacs::new(keys)))
+            .with_completer(Box::new(Completion { commands, names }))
+            .with_menu(ReedlineMenu::EngineCompleter(Box::new(menu)))
+            .with_quick_completions(true)
+            .with_partial_completions(true)
+            .with_external_printer(printer)
+            .with_ansi_colors(style.colour);
+        LineEditor {
+            rl,
+            prompt: ChatPrompt {
+                text: prompt,
+                colour: style.colour,
+            },
+        }
+    }
+
+    pub fn readline(&mut self) -> Input {
+        match self.rl.read_line(&self.prompt) {
+            Ok(Signal::Success(line)) => Input::Line(line),
+            Ok(Signal::CtrlC) => Input::Interrupt,
+            Ok(Signal::CtrlD) | Err(_) => Input::End,
+        }
+    }
+}
+
+impl Drop for LineEditor {
+    fn drop(&mut self) {
+        term::set_printer(None);
+    }
+}
+
+/// Leaves raw mode from any thread, for when the program must exit while a
+/// line is being edited (the editor restores the terminal only on return).
+pub fn restore_terminal() {
+    let _ = crossterm::terminal::disable_raw_mode();
+}
+
+struct ChatPrompt {
+    text: String,
+    colour: bool,
+}
+
+impl Prompt for ChatPrompt {
+    fn render_prompt_left(&self) -> Cow<'_, str> {
+        if self.colour {
+            Cow::Owned(format!("\x1b[1;36m{}\x1b[0m", self.text))
+        } else {
+            Cow::Borrowed(&self.text)
+        }
+    }
+
+    fn render_prompt_right(&self) -> Cow<'_, str> {
+        Cow::Borrowed("")
+    }
+
+    fn render_prompt_indicator(&self, _mode: PromptEditMode) -> Cow<'_, str> {
+        Cow::Borrowed("")
+    }
+
+    fn render_prompt_multiline_indicator(&self) -> Cow<'_, str> {
+        Cow::Borrowed("... ")
+    }
+
+    fn render_prompt_history_search_indicator(&self, search: PromptHistorySearch) -> Cow<'_, str> {
+        Cow::Owned(format!("(search: {}) ", search.term))
+    }
+}
+
+struct Completion {
+    commands: &'static [&'static str],
+    names: Names,
+}
+
+impl Completer for Completion {
+    fn complete(&mut self, line: &str, pos: usize) -> Vec<Suggestion> {
+        let before = &line[..pos.min(line.len())];
+        let start = before
+            .rfind(char::is_whitespace)
+            .map(|i| i + before[i..].chars().next().map_or(1, char::len_utf8))
+            .unwrap_or(0);
+        let word = &before[start..];
+        let lower = word.to_lowercase();
+        let span = Span::new(start, pos);
+        let suggest = |value: String| Suggestion {
+            value,
+            description: None,
+            style: None,
+            extra: None,
+            span,
+            append_whitespace: true,
+        };
+        if start == 0 && word.starts_with('/') {
+            return self
+                .commands
+                .iter()
+                .filter(|c| c.starts_with(&lower))
+                .map(|c| suggest(c.to_string()))
+                .collect();
+        }
+        if word.is_empty() {
+            return Vec::new();
+        }
+        let names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        names
+            .iter()
+            .filter(|n| n.to_lowercase().starts_with(&lower))
+            .map(|n| {
+                suggest(if start == 0 {
+                    format!("{n}:")
+                } else {
+                    n.clone()
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn completion(names: &[&str]) -> Completion {
+        Completion {
+            commands: &["/help", "/pm", "/quit", "/users"],
+            names: Arc::new(Mutex::new(names.iter().map(|s| s.to_string()).collect())),
+        }
+    }
+
+    fn values(s: Vec<Suggestion>) -> Vec<String> {
+        s.into_iter().map(|s| s.value).collect()
+    }
+
+    #[test]
+    fn completes_commands_then_names() {
+        let mut c = completion(&["Alice", "albert", "Bob"]);
+        assert_eq!(values(c.complete("/p", 2)), ["/pm"]);
+        assert_eq!(values(c.complete("/pm al", 6)), ["Alice", "albert"]);
+        assert_eq!(c.complete("/pm al", 6)[0].span, Span::new(4, 6));
+        assert_eq!(values(c.complete("bo", 2)), ["Bob:"]);
+        assert!(c.complete("", 0).is_empty());
+    }
+}
