@@ -247,8 +247,10 @@ struct ServerProc {
     dir: Arc<TempDir>,
 }
 
-/// Starts `BIN server --port 0 --bind 127.0.0.1 --data-dir DIR ARGS…`; does
-/// not wait for it to listen (it may be meant to fail).
+/// Starts `BIN server --port 0 --bind 127.0.0.1 --allow-plaintext --data-dir
+/// DIR ARGS…`; does not wait for it to listen (it may be meant to fail). The
+/// raw test peers speak the LanTalk 2.0 protocol in plaintext, hence
+/// `--allow-plaintext`; encryption has its own suite (tests/secure.rs).
 fn spawn_server(
     bin: &str,
     args: &[&str],
@@ -256,14 +258,22 @@ fn spawn_server(
     dir: &Path,
 ) -> (Child, Arc<Output>, Arc<Output>) {
     let mut cmd = Command::new(bin);
-    cmd.args(["server", "--port", "0", "--bind", "127.0.0.1", "--data-dir"])
-        .arg(dir)
-        .args(args)
-        .env_remove("LANTALK_DATA_DIR")
-        .env_remove("LANTALK_LOG_LEVEL")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args([
+        "server",
+        "--port",
+        "0",
+        "--bind",
+        "127.0.0.1",
+        "--allow-plaintext",
+        "--data-dir",
+    ])
+    .arg(dir)
+    .args(args)
+    .env_remove("LANTALK_DATA_DIR")
+    .env_remove("LANTALK_LOG_LEVEL")
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -369,7 +379,7 @@ impl ServerProc {
         for name in names {
             let p = self.join(name);
             for q in &mut peers {
-                q.expect_system(&format!("{name} joined from 127.0.0.1."));
+                q.expect_system(&format!("{name} joined from 127.0.0.1 (unencrypted)."));
             }
             peers.push(p);
         }
@@ -384,19 +394,25 @@ impl Drop for ServerProc {
     }
 }
 
-/// A running `BIN client …` with every pipe in the test's hands.
+/// A running `BIN client …` with every pipe in the test's hands, its own
+/// data directory, and new server keys trusted (`--accept-new`).
 struct ClientProc {
     child: Child,
     stdin: Option<ChildStdin>,
     stdout: Arc<Output>,
     stderr: Arc<Output>,
+    _dir: TempDir,
 }
 
 impl ClientProc {
     fn spawn(bin: &str, args: &[&str], envs: &[(&str, &str)]) -> ClientProc {
+        let dir = TempDir::new("client");
         let mut cmd = Command::new(bin);
         cmd.arg("client")
             .args(args)
+            .arg("--accept-new")
+            .arg("--data-dir")
+            .arg(dir.path())
             .env_remove("LANTALK_DATA_DIR")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -413,6 +429,7 @@ impl ClientProc {
             stdin,
             stdout,
             stderr,
+            _dir: dir,
         }
     }
 
@@ -687,16 +704,23 @@ fn handshake(bin: &str) {
     let s = ServerProc::start(bin, &["--name", "Conformance Hall"]);
     let mut p = s.connect("p");
 
-    // The server speaks first, in LanTalk 2.0's exact encoding.
+    // The server speaks first, in LanTalk 2.0's exact encoding, with one
+    // extra field offering encryption (which LanTalk 2.0 clients ignore).
     let line = p.recv_line();
     let req: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(req["type"], "auth_request");
     assert_eq!(req["needs_password"], false);
     assert_hhmm(&req["ts"]);
     let ts = req["ts"].as_str().unwrap();
+    assert!(
+        line.starts_with(&format!(
+            r#"{{"type": "auth_request", "ts": "{ts}", "needs_password": false, "secure": {{"v": 1, "#
+        )),
+        "{line}"
+    );
     assert_eq!(
-        line,
-        format!(r#"{{"type": "auth_request", "ts": "{ts}", "needs_password": false}}"#)
+        req["secure"]["suites"][0],
+        "Noise_XX_25519_ChaChaPoly_BLAKE2s"
     );
 
     p.send_json(r#"{"username": "Alice", "password": ""}"#);
@@ -917,7 +941,7 @@ fn client_quit_and_disconnect_are_announced(bin: &str) {
 
     // The names are free again.
     s.join("quitter");
-    stay.expect_system("quitter joined from 127.0.0.1.");
+    stay.expect_system("quitter joined from 127.0.0.1 (unencrypted).");
 }
 
 fn operator_messages_reach_everyone(bin: &str) {
@@ -1238,7 +1262,7 @@ fn console_kick(bin: &str) {
     assert_eq!(peers[1].barrier(), "Online: Witness");
     // A kick is not a ban.
     s.join("Victim");
-    peers[1].expect_system("Victim joined from 127.0.0.1.");
+    peers[1].expect_system("Victim joined from 127.0.0.1 (unencrypted).");
 }
 
 fn console_ban_and_unban(bin: &str) {
@@ -1402,7 +1426,7 @@ fn server_stdin_eof_keeps_serving(bin: &str) {
     // Give a server that wrongly stops at end of input the chance to do so.
     a.expect_nothing(Duration::from_millis(300));
     let mut b = s.join("B");
-    a.expect_system("B joined from 127.0.0.1.");
+    a.expect_system("B joined from 127.0.0.1 (unencrypted).");
     b.say("still serving");
     a.expect_message("B", "still serving");
     assert!(s.is_running(), "the server must keep running");

@@ -45,6 +45,16 @@ pub enum Command {
         as one plain line; the exit status is 0 after /quit or end of input, 1 when refused \
         or disconnected.")]
     Client(ClientArgs),
+    /// Show this machine's key fingerprints (creating the keys if needed), to
+    /// compare with what clients are shown when they first connect.
+    Fingerprint(FingerprintArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct FingerprintArgs {
+    /// Where the keys are kept [default: the platform's user data directory].
+    #[arg(long, value_name = "DIR", env = "LANTALK_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -85,8 +95,8 @@ pub struct ServerArgs {
     /// Most connections at once.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub max_clients: usize,
-    /// Let clients without encryption (LanTalk 2.0) join. Every connection is
-    /// plaintext until encryption lands, so this is currently always the case.
+    /// Also let clients that cannot encrypt (LanTalk 2.0) join. Everyone is
+    /// told when such a member joins, and /users marks them.
     #[arg(long)]
     pub allow_plaintext: bool,
     /// Do not announce the server on the LAN. (Discovery is not implemented
@@ -109,10 +119,14 @@ pub struct ClientArgs {
     pub name: Option<String>,
     #[command(flatten)]
     pub password: PasswordArgs,
-    /// Join servers without encryption (LanTalk 2.0). Every connection is
-    /// plaintext until encryption lands, so this is currently always the case.
+    /// Join servers that offer no encryption (LanTalk 2.0): the chat and the
+    /// password then cross the network readable by anyone.
     #[arg(long)]
     pub allow_plaintext: bool,
+    /// Trust a server key seen for the first time without asking (it is still
+    /// pinned, and a changed key is still refused).
+    #[arg(long)]
+    pub accept_new: bool,
     /// Where keys and settings are kept [default: the platform's user data directory].
     #[arg(long, value_name = "DIR", env = "LANTALK_DATA_DIR")]
     pub data_dir: Option<PathBuf>,

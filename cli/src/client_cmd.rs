@@ -9,16 +9,19 @@
 use std::collections::BTreeSet;
 use std::io::{ErrorKind, IsTerminal};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
-use lantalk_core::client::{ClientConfig, ClientEvent};
+use lantalk_core::client::{ClientConfig, ClientEvent, ClientSecure, NewKey};
 use lantalk_core::driver::{ClientHost, ClientOutcome, Command, Control, Runtime};
 use lantalk_core::names::validate_username;
 
 use crate::args::{ClientArgs, DEFAULT_PORT};
 use crate::editor::{Input, LineEditor, Names};
+use crate::files;
+use crate::keys::{self, KnownServers};
 use crate::style::{colour_wanted, wants_bell, Style};
 use crate::term;
 
@@ -60,13 +63,116 @@ fn start<R: Runtime>(args: ClientArgs) -> Result<ExitCode, String> {
     validate_username(&name).map_err(|e| format!("--name {name:?}: {e}"))?;
     let password = crate::password::from_args(&args.password)?;
     let addrs = resolve(&server)?;
+    let trust = Trust {
+        data_dir: files::data_dir(args.data_dir.as_deref()).map_err(|e| e.to_string())?,
+        addr_key: addr_key(&server)?,
+        accept_new: args.accept_new,
+        allow_plaintext: args.allow_plaintext,
+    };
     if interactive {
         Ok(interactive_session::<R>(
-            &server, &addrs, name, password, args.quiet,
+            &server, &addrs, name, password, args.quiet, &trust,
         ))
     } else {
-        piped_session::<R>(&server, &addrs, name, password)
+        piped_session::<R>(&server, &addrs, name, password, &trust)
     }
+}
+
+/// Everything about encryption and trust for one server.
+struct Trust {
+    data_dir: PathBuf,
+    /// How the server is named in known_servers: `host:port`.
+    addr_key: String,
+    accept_new: bool,
+    allow_plaintext: bool,
+}
+
+impl Trust {
+    /// The client configuration, with this machine's key and what is pinned
+    /// for the server (read afresh: an earlier attempt may have pinned it).
+    fn config(
+        &self,
+        name: &str,
+        password: Option<String>,
+        interactive: bool,
+    ) -> Result<(ClientConfig, Pins), String> {
+        let identity = keys::load_or_create(&self.data_dir.join("client_key"))?;
+        let known = KnownServers::load(&self.data_dir.join("known_servers"))?;
+        let mut rng_seed = [0u8; 32];
+        getrandom::getrandom(&mut rng_seed).map_err(|e| format!("no secure randomness: {e}"))?;
+        let on_new_key = match (self.accept_new, interactive) {
+            (true, _) => NewKey::Accept,
+            (false, true) => NewKey::Ask,
+            (false, false) => NewKey::Refuse,
+        };
+        let mut config = ClientConfig::new(name, password);
+        config.ask_password = interactive;
+        config.allow_plaintext = self.allow_plaintext;
+        config.secure = Some(ClientSecure {
+            identity,
+            rng_seed,
+            pinned: known.get(&self.addr_key).map(<[u8]>::to_vec),
+            on_new_key,
+        });
+        let pins = Pins {
+            known,
+            addr_key: self.addr_key.clone(),
+        };
+        Ok((config, pins))
+    }
+
+    /// What to add to a refusal so the user knows what to do next.
+    fn hint(&self, reason: &str) -> String {
+        if reason.contains("needs a password") {
+            " Pass it with --password-env VAR or --password-file FILE.".to_string()
+        } else if reason.contains("KEY HAS CHANGED") {
+            format!(
+                "\nIf you know why (the server was reinstalled, say), remove the line for {} \
+                 from {} and connect again.",
+                self.addr_key,
+                self.data_dir.join("known_servers").display()
+            )
+        } else if reason.contains("not known") {
+            " Check the fingerprint with the server's operator (`fingerprint` on the server), \
+             then join from a terminal to confirm it, or pass --accept-new."
+                .to_string()
+        } else {
+            String::new()
+        }
+    }
+}
+
+/// Pins a server key the first time it is trusted.
+struct Pins {
+    known: KnownServers,
+    addr_key: String,
+}
+
+impl Pins {
+    /// Handles [`ClientEvent::Secured`]; returns the line to show.
+    fn secured(&mut self, fingerprint: &str, key: &[u8], new: bool) -> String {
+        if !new {
+            return format!("Encrypted; server key {fingerprint} (pinned).");
+        }
+        match self.known.pin(&self.addr_key, key) {
+            Ok(()) => format!(
+                "Encrypted; server key {fingerprint}, pinned in {}.",
+                self.known.path().display()
+            ),
+            Err(e) => format!("Encrypted; server key {fingerprint} (could not pin it: {e})."),
+        }
+    }
+}
+
+/// `host:port` as known_servers names a server.
+fn addr_key(server: &str) -> Result<String, String> {
+    let (host, port) = split_host_port(server.trim())?;
+    let host = host.to_ascii_lowercase();
+    Ok(if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    })
 }
 
 fn connect_error(server: &str, e: &std::io::Error) -> String {
@@ -125,22 +231,21 @@ fn piped_session<R: Runtime>(
     addrs: &[SocketAddr],
     name: String,
     password: Option<String>,
+    trust: &Trust,
 ) -> Result<ExitCode, String> {
+    let (config, pins) = trust.config(&name, password, false)?;
     let host = PipedHost {
-        me: name.clone(),
+        me: name,
         style: Style { colour: false },
         control: None,
+        pins,
     };
-    let outcome = R::connect(addrs, ClientConfig::new(name, password), Box::new(host))
-        .map_err(|e| connect_error(server, &e))?;
+    let outcome =
+        R::connect(addrs, config, Box::new(host)).map_err(|e| connect_error(server, &e))?;
     if outcome.expected {
         return Ok(ExitCode::SUCCESS);
     }
-    let hint = if outcome.reason.contains("needs a password") {
-        " Pass it with --password-env VAR or --password-file FILE."
-    } else {
-        ""
-    };
+    let hint = trust.hint(&outcome.reason);
     term::eprint(&format!("{}{hint}\n", describe(&outcome)));
     Ok(ExitCode::FAILURE)
 }
@@ -159,6 +264,7 @@ struct PipedHost {
     me: String,
     style: Style,
     control: Option<Control>,
+    pins: Pins,
 }
 
 impl ClientHost for PipedHost {
@@ -174,6 +280,14 @@ impl ClientHost for PipedHost {
         {
             self.me = username.clone();
             term::print(&format!("Connected as {username} to {server_name}.\n"));
+        }
+        if let ClientEvent::Secured {
+            fingerprint,
+            key,
+            new,
+        } = event
+        {
+            term::print(&format!("{}\n", self.pins.secured(fingerprint, key, *new)));
         }
         if let Some(line) = self.style.event(event, &crate::clock::hhmm(), &self.me) {
             term::print(&format!("{line}\n"));
@@ -201,6 +315,7 @@ impl ClientHost for PipedHost {
 enum Ui {
     Ready(Control),
     PasswordRequired,
+    ConfirmKey(String),
     Joined,
     Ended(std::io::Result<ClientOutcome>),
 }
@@ -211,6 +326,7 @@ fn interactive_session<R: Runtime>(
     mut name: String,
     mut password: Option<String>,
     quiet: bool,
+    trust: &Trust,
 ) -> ExitCode {
     let style = Style {
         colour: colour_wanted(std::io::stdout().is_terminal()),
@@ -218,15 +334,21 @@ fn interactive_session<R: Runtime>(
     let names: Names = Arc::new(Mutex::new(BTreeSet::new()));
     loop {
         let (tx, rx) = channel();
+        let (config, pins) = match trust.config(&name, password.clone(), true) {
+            Ok(c) => c,
+            Err(e) => {
+                term::eprint(&format!("error: {e}\n"));
+                return ExitCode::FAILURE;
+            }
+        };
         let host = TtyHost {
             me: name.clone(),
             style,
             quiet,
             names: Arc::clone(&names),
             ui: tx.clone(),
+            pins,
         };
-        let mut config = ClientConfig::new(name.clone(), password.clone());
-        config.ask_password = true;
         let owned_addrs = addrs.to_vec();
         std::thread::spawn(move || {
             let result = R::connect(&owned_addrs, config, Box::new(host));
@@ -245,6 +367,17 @@ fn interactive_session<R: Runtime>(
                     }
                     None => send(&control, Command::Shutdown),
                 },
+                Ok(Ui::ConfirmKey(fingerprint)) => {
+                    term::print(&format!(
+                        "The server's key fingerprint is {fingerprint}.\n\
+                         It is new to this machine. Compare it with what the server shows \
+                         (its banner, or `fingerprint` run there).\n"
+                    ));
+                    send(
+                        &control,
+                        Command::Trust(ask_yes("Trust this server? [y/N] ")),
+                    );
+                }
                 Ok(Ui::Joined) => break None,
                 Ok(Ui::Ended(result)) => break Some(result),
                 Err(_) => return ExitCode::FAILURE,
@@ -269,7 +402,11 @@ fn interactive_session<R: Runtime>(
         if outcome.expected {
             return ExitCode::SUCCESS;
         }
-        term::eprint(&format!("{}\n", style.error(&describe(&outcome))));
+        term::eprint(&format!(
+            "{}{}\n",
+            style.error(&describe(&outcome)),
+            trust.hint(&outcome.reason)
+        ));
         if outcome.reason.starts_with("Username already taken")
             || outcome.reason.starts_with("Invalid username")
         {
@@ -366,6 +503,7 @@ struct TtyHost {
     quiet: bool,
     names: Names,
     ui: Sender<Ui>,
+    pins: Pins,
 }
 
 impl TtyHost {
@@ -408,6 +546,19 @@ impl ClientHost for TtyHost {
         match event {
             ClientEvent::PasswordRequired => {
                 let _ = self.ui.send(Ui::PasswordRequired);
+                return;
+            }
+            ClientEvent::ConfirmServerKey { fingerprint } => {
+                let _ = self.ui.send(Ui::ConfirmKey(fingerprint.clone()));
+                return;
+            }
+            ClientEvent::Secured {
+                fingerprint,
+                key,
+                new,
+            } => {
+                let line = self.pins.secured(fingerprint, key, *new);
+                term::print(&format!("{}\n", self.style.info(&line)));
                 return;
             }
             ClientEvent::Joined {

@@ -7,6 +7,7 @@ mod client_cmd;
 mod clock;
 mod editor;
 mod files;
+mod keys;
 mod logger;
 mod menu;
 mod password;
@@ -27,7 +28,36 @@ pub fn main<R: Runtime>(runtime_name: &str) -> ExitCode {
     match cli.command {
         Some(Command::Server(args)) => server_cmd::run::<R>(args, runtime_name),
         Some(Command::Client(args)) => client_cmd::run::<R>(args),
+        Some(Command::Fingerprint(args)) => fingerprint(args),
         None => menu::run::<R>(runtime_name),
+    }
+}
+
+/// `fingerprint`: the keys' fingerprints, to compare out of band.
+fn fingerprint(args: args::FingerprintArgs) -> ExitCode {
+    let show = || -> Result<String, String> {
+        let dir = files::data_dir(args.data_dir.as_deref()).map_err(|e| e.to_string())?;
+        let mut out = String::new();
+        for (what, file) in [("Server key", "server_key"), ("Client key", "client_key")] {
+            let path = dir.join(file);
+            let key = keys::load_or_create(&path)?;
+            out.push_str(&format!(
+                "{what}: {} ({})\n",
+                key.fingerprint(),
+                path.display()
+            ));
+        }
+        Ok(out)
+    };
+    match show() {
+        Ok(text) => {
+            term::print(&text);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            term::eprint(&format!("error: {e}\n"));
+            ExitCode::FAILURE
+        }
     }
 }
 

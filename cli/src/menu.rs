@@ -55,6 +55,7 @@ pub fn run<R: Runtime>(runtime_name: &str) -> ExitCode {
             name: Some(name),
             password: PasswordArgs::default(),
             allow_plaintext: false,
+            accept_new: false,
             data_dir: None,
             quiet: false,
         };

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use lantalk_core::driver::{Command, Control, Runtime, ServerHost};
 use lantalk_core::password::{HashParams, PasswordHash};
+use lantalk_core::server::SecureConfig;
 use lantalk_core::server::{EventKind, Level, ServerEvent};
 use lantalk_core::{BanList, Now, Server, ServerConfig};
 
@@ -42,9 +43,15 @@ fn start<R: Runtime>(args: ServerArgs, runtime_name: &str) -> Result<(), String>
     let password =
         password.map(|pw| PasswordHash::new(&pw, random_salt(), HashParams::RECOMMENDED));
 
+    let identity = crate::keys::load_or_create(&data_dir.join("server_key"))?;
+    let fingerprint = identity.fingerprint();
+    let mut rng_seed = [0u8; 32];
+    getrandom::getrandom(&mut rng_seed).map_err(|e| format!("no secure randomness: {e}"))?;
     let config = ServerConfig {
         name: args.name.clone(),
         password,
+        secure: Some(SecureConfig { identity, rng_seed }),
+        allow_plaintext: args.allow_plaintext,
         rate_limit: args.rate_limit.0,
         auth_timeout: args.auth_timeout,
         idle_timeout: args.idle_timeout,
@@ -52,7 +59,7 @@ fn start<R: Runtime>(args: ServerArgs, runtime_name: &str) -> Result<(), String>
         ..ServerConfig::default()
     };
     let (logger, log_err) = Logger::open(args.log_level, &data_dir.join("lantalk.log"));
-    print_banner(&args, &config, &bans, &data_dir, runtime_name);
+    print_banner(&args, &config, &bans, &data_dir, runtime_name, &fingerprint);
     if let Some(e) = log_err {
         term::eprint(&format!(
             "warning: cannot open {}: {e}; logging to the console only\n",
@@ -179,6 +186,7 @@ fn print_banner(
     bans: &BanList,
     data_dir: &std::path::Path,
     runtime_name: &str,
+    fingerprint: &str,
 ) {
     let rule = "═".repeat(54);
     let mut s = format!(
@@ -187,6 +195,15 @@ fn print_banner(
         args.name
     );
     s.push_str(&format!("  Data directory: {}\n", data_dir.display()));
+    s.push_str(&format!("  Key fingerprint: {fingerprint}\n"));
+    s.push_str(&format!(
+        "  Encryption: on; LanTalk 2.0 (plaintext) clients {}\n",
+        if config.allow_plaintext {
+            "allowed (--allow-plaintext)"
+        } else {
+            "refused"
+        }
+    ));
     s.push_str(&format!(
         "  Password protection: {}\n",
         if config.password.is_some() {

@@ -84,6 +84,8 @@ impl Style {
                 format!("{} * {} {text}", self.ts(now), self.name(me))
             }
             ClientEvent::Joined { .. }
+            | ClientEvent::Secured { .. }
+            | ClientEvent::ConfirmServerKey { .. }
             | ClientEvent::Clear
             | ClientEvent::PasswordRequired
             | ClientEvent::Refused { .. }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::framing::{Frame, LineBuffer};
 use crate::protocol::{self, ServerLine, MAX_TEXT_CHARS};
 use crate::ratelimit::{Rate, Window};
+use crate::secure::{self, FrameBuffer, Kdf, Offer, PakeClient, SeededRng, StaticKey};
 use crate::time::{Instant, Now};
 
 #[derive(Clone, Debug)]
@@ -28,6 +29,34 @@ pub struct ClientConfig {
     /// Outgoing lines are held back to stay within this rate (LanTalk's
     /// default limit), so the server never has to drop them.
     pub send_rate: Option<Rate>,
+    /// `None`: never encrypt (log in as LanTalk 2.0 does).
+    pub secure: Option<ClientSecure>,
+    /// Whether to log in without encryption when the server offers none.
+    pub allow_plaintext: bool,
+}
+
+/// What the client needs to encrypt and to recognise the server.
+#[derive(Clone, Debug)]
+pub struct ClientSecure {
+    /// The client's long-term key.
+    pub identity: StaticKey,
+    /// Seed for the handshake's and password check's randomness.
+    pub rng_seed: [u8; 32],
+    /// The server's key as pinned earlier (trust on first use), if any.
+    pub pinned: Option<Vec<u8>>,
+    /// What to do with a server key seen for the first time.
+    pub on_new_key: NewKey,
+}
+
+/// Trust on first use: what to do with a key never seen before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NewKey {
+    /// Trust it (and report it, to be pinned).
+    Accept,
+    /// Ask the user ([`ClientEvent::ConfirmServerKey`]).
+    Ask,
+    /// Refuse to continue.
+    Refuse,
 }
 
 impl ClientConfig {
@@ -39,6 +68,8 @@ impl ClientConfig {
             auth_timeout: Duration::from_secs(10),
             max_line: 64 * 1024,
             send_rate: Some(Rate::new(10, Duration::from_secs(5))),
+            secure: None,
+            allow_plaintext: true,
         }
     }
 }
@@ -49,6 +80,18 @@ pub enum ClientEvent {
     /// The server wants a password and none was configured: answer with
     /// [`Client::handle_password`] or give up with [`Client::handle_quit`].
     PasswordRequired,
+    /// The server's key is new: show its fingerprint and answer with
+    /// [`Client::handle_trust`].
+    ConfirmServerKey {
+        fingerprint: String,
+    },
+    /// The session is encrypted with the server whose key this is. `new`
+    /// when it was not pinned before: the user interface pins it now.
+    Secured {
+        fingerprint: String,
+        key: Vec<u8>,
+        new: bool,
+    },
     /// Logged in.
     Joined {
         username: String,
@@ -107,7 +150,13 @@ pub enum ClientAction {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     AwaitingRequest,
+    /// Waiting for the server's half of the Noise handshake.
+    Handshaking,
+    /// Waiting for the user to trust a new server key.
+    NeedTrust,
     NeedPassword,
+    /// The password check is under way.
+    AwaitingPake,
     AwaitingResult,
     Chatting,
     /// The user left and the client half-closed; what the server still sends
@@ -116,9 +165,37 @@ enum Phase {
     Closed,
 }
 
+/// How bytes travel to and from the server.
+enum Wire {
+    Plain,
+    Handshake {
+        noise: Box<snow::HandshakeState>,
+        frames: FrameBuffer,
+    },
+    /// The server's half of the handshake is in; ours waits for trust.
+    Paused {
+        frames: FrameBuffer,
+    },
+    Secure {
+        noise: Box<snow::TransportState>,
+        frames: FrameBuffer,
+        hash: Vec<u8>,
+    },
+}
+
 pub struct Client {
     config: ClientConfig,
     phase: Phase,
+    wire: Wire,
+    /// Randomness for the handshake and the password check.
+    rng: Option<SeededRng>,
+    /// How to derive the password's secret, when the server offered it.
+    kdf: Option<Kdf>,
+    /// A half-done Noise handshake waiting for the user's trust.
+    pending: Option<Box<snow::HandshakeState>>,
+    pake: Option<PakeClient>,
+    needs_password: bool,
+    /// JSON lines: as received, or as decrypted.
     lines: LineBuffer,
     /// Login or reply deadline while logging in.
     deadline: Option<Instant>,
@@ -144,9 +221,16 @@ impl Client {
         let deadline = Some(now.instant + config.auth_timeout);
         let lines = LineBuffer::new(config.max_line);
         let pacing = config.send_rate.map(Window::new);
+        let rng = config.secure.as_ref().map(|s| SeededRng::new(s.rng_seed));
         Client {
             config,
             phase: Phase::AwaitingRequest,
+            wire: Wire::Plain,
+            rng,
+            kdf: None,
+            pending: None,
+            pake: None,
+            needs_password: false,
             lines,
             deadline,
             outbox: VecDeque::new(),
@@ -184,11 +268,31 @@ impl Client {
         if self.phase == Phase::Closed {
             return;
         }
-        self.lines.push(bytes);
+        if matches!(self.wire, Wire::Plain) {
+            self.lines.push(bytes);
+        } else if let Err(why) = self.decrypt(now, bytes) {
+            return self.fail(why);
+        }
+        self.drain_lines(now);
+    }
+
+    fn drain_lines(&mut self, now: Now) {
         let mut lines = std::mem::replace(&mut self.lines, LineBuffer::new(0));
         while let Some(frame) = lines.next_frame() {
             match frame {
-                Frame::Line(line) => self.handle_line(now, line),
+                Frame::Line(line) => {
+                    let was_plain = matches!(self.wire, Wire::Plain);
+                    self.handle_line(now, line);
+                    if was_plain && !matches!(self.wire, Wire::Plain) {
+                        // Switched to frames: what followed the line is frames.
+                        let rest = lines.take_rest();
+                        self.lines = LineBuffer::new(self.config.max_line);
+                        if let Err(why) = self.decrypt(now, &rest) {
+                            return self.fail(why);
+                        }
+                        return self.drain_lines(now);
+                    }
+                }
                 Frame::TooLong => self.fail("The server sent an oversized line."),
             }
             if self.phase == Phase::Closed {
@@ -196,6 +300,171 @@ impl Client {
             }
         }
         self.lines = lines;
+    }
+
+    /// Frames from the server: advance the handshake, or decrypt into lines.
+    fn decrypt(&mut self, now: Now, bytes: &[u8]) -> Result<(), &'static str> {
+        let mut buf = vec![0u8; secure::MAX_FRAME];
+        let frames = match &mut self.wire {
+            Wire::Handshake { frames, .. }
+            | Wire::Paused { frames }
+            | Wire::Secure { frames, .. } => frames,
+            Wire::Plain => return Ok(()),
+        };
+        frames.push(bytes);
+        let mut pending = std::mem::take(frames);
+        let mut result = Ok(());
+        let mut server_hello = false;
+        while let Some(frame) = pending.next_frame() {
+            match &mut self.wire {
+                Wire::Handshake { noise, .. } => {
+                    if noise.read_message(frame, &mut buf).is_err() {
+                        result = Err("The encrypted handshake failed: the offer was tampered \
+                                      with, or the server is not a LanTalk server.");
+                        break;
+                    }
+                    let Wire::Handshake { noise, .. } =
+                        std::mem::replace(&mut self.wire, Wire::Plain)
+                    else {
+                        unreachable!("matched above")
+                    };
+                    self.pending = Some(noise);
+                    self.wire = Wire::Paused {
+                        frames: FrameBuffer::default(),
+                    };
+                    server_hello = true;
+                }
+                Wire::Paused { .. } => {
+                    result = Err("The server spoke out of turn during the handshake.");
+                    break;
+                }
+                Wire::Secure { noise, .. } => match noise.read_message(frame, &mut buf) {
+                    Ok(n) => self.lines.push(&buf[..n]),
+                    Err(_) => {
+                        result = Err("A message from the server failed to decrypt: the \
+                                      connection was tampered with.");
+                        break;
+                    }
+                },
+                Wire::Plain => break,
+            }
+        }
+        if let Wire::Handshake { frames, .. }
+        | Wire::Paused { frames }
+        | Wire::Secure { frames, .. } = &mut self.wire
+        {
+            *frames = pending;
+            if frames.buffered() > secure::MAX_FRAME + 2 {
+                result = Err("The server sent an oversized frame.");
+            }
+        }
+        if result.is_ok() && server_hello {
+            self.check_server_key(now);
+        }
+        result
+    }
+
+    /// The server proved it holds the key it sent: is it the one we expect?
+    fn check_server_key(&mut self, now: Now) {
+        let Some(key) = self
+            .pending
+            .as_ref()
+            .and_then(|n| n.get_remote_static())
+            .map(<[u8]>::to_vec)
+        else {
+            return self.fail("The server sent no key.");
+        };
+        let Some(sec) = &self.config.secure else {
+            return;
+        };
+        let fingerprint = secure::fingerprint(&key);
+        match (&sec.pinned, sec.on_new_key) {
+            (Some(pinned), _) if *pinned == key => {
+                self.event(ClientEvent::Secured {
+                    fingerprint,
+                    key,
+                    new: false,
+                });
+                self.continue_handshake(now);
+            }
+            (Some(pinned), _) => {
+                let was = secure::fingerprint(pinned);
+                self.fail(&format!(
+                    "WARNING: THE SERVER'S KEY HAS CHANGED. It was {was} and is now \
+                     {fingerprint}. Someone may be intercepting the connection, or the \
+                     server was reinstalled. Refusing to connect."
+                ));
+            }
+            (None, NewKey::Accept) => {
+                self.event(ClientEvent::Secured {
+                    fingerprint,
+                    key,
+                    new: true,
+                });
+                self.continue_handshake(now);
+            }
+            (None, NewKey::Ask) => {
+                self.phase = Phase::NeedTrust;
+                self.deadline = None;
+                self.event(ClientEvent::ConfirmServerKey { fingerprint });
+            }
+            (None, NewKey::Refuse) => self.fail(&format!(
+                "The server's key {fingerprint} is not known, and new keys are not \
+                 accepted without asking."
+            )),
+        }
+    }
+
+    /// The user's answer to [`ClientEvent::ConfirmServerKey`].
+    pub fn handle_trust(&mut self, now: Now, trusted: bool) {
+        self.expire(now);
+        if self.phase != Phase::NeedTrust {
+            return;
+        }
+        if !trusted {
+            return self.fail("You did not trust the server's key.");
+        }
+        let key = self
+            .pending
+            .as_ref()
+            .and_then(|n| n.get_remote_static())
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default();
+        self.event(ClientEvent::Secured {
+            fingerprint: secure::fingerprint(&key),
+            key,
+            new: true,
+        });
+        self.continue_handshake(now);
+    }
+
+    /// Sends our half of the handshake and logs in inside the session.
+    fn continue_handshake(&mut self, now: Now) {
+        let Some(mut noise) = self.pending.take() else {
+            return;
+        };
+        let mut buf = vec![0u8; secure::MAX_FRAME];
+        let Ok(n) = noise.write_message(&[], &mut buf) else {
+            return self.fail("The handshake failed.");
+        };
+        let hash = noise.get_handshake_hash().to_vec();
+        let Ok(transport) = noise.into_transport_mode() else {
+            return self.fail("The handshake failed.");
+        };
+        self.actions
+            .push_back(ClientAction::Send(secure::frame(&buf[..n])));
+        let frames = match std::mem::replace(&mut self.wire, Wire::Plain) {
+            Wire::Paused { frames } => frames,
+            _ => FrameBuffer::default(),
+        };
+        self.wire = Wire::Secure {
+            noise: Box::new(transport),
+            frames,
+            hash,
+        };
+        self.deadline = Some(now.instant + self.config.auth_timeout);
+        self.phase = Phase::AwaitingResult;
+        self.log_in(now);
     }
 
     /// A line the user typed: a chat message or a command.
@@ -252,7 +521,7 @@ impl Client {
             return;
         }
         self.config.password = Some(password.to_string());
-        self.send_login(now);
+        self.log_in(now);
     }
 
     /// The user leaves (`/quit`, or the end of piped input): finish the login
@@ -322,19 +591,58 @@ impl Client {
             }
         };
         match (self.phase, msg) {
-            (Phase::AwaitingRequest, ServerLine::AuthRequest { needs_password }) => {
-                if needs_password && self.config.password.is_none() && !self.config.ask_password {
-                    self.fail("This server needs a password.");
-                } else if needs_password && self.config.password.is_none() {
-                    self.phase = Phase::NeedPassword;
-                    self.deadline = None;
-                    self.event(ClientEvent::PasswordRequired);
-                } else {
-                    self.send_login(now);
+            (
+                Phase::AwaitingRequest,
+                ServerLine::AuthRequest {
+                    needs_password,
+                    offer,
+                },
+            ) => {
+                self.needs_password = needs_password;
+                let offer = offer.filter(Offer::is_supported);
+                let pinned = self
+                    .config
+                    .secure
+                    .as_ref()
+                    .is_some_and(|s| s.pinned.is_some());
+                match (&self.config.secure, offer) {
+                    (Some(_), Some(offer)) => self.start_handshake(now, line, offer),
+                    (Some(_), None) if pinned => self.fail(
+                        "This server's key is pinned in known_servers, but it no longer offers \
+                         encryption. Someone may be downgrading the connection; refusing.",
+                    ),
+                    (Some(_), None) if !self.config.allow_plaintext => self.fail(
+                        "The server does not offer encryption (LanTalk 2.0?): anyone on the \
+                         network could read the chat and the password. Join anyway with \
+                         --allow-plaintext.",
+                    ),
+                    _ => self.log_in(now),
+                }
+            }
+            (Phase::AwaitingPake, ServerLine::Pake { msg, proof }) => {
+                let hash = match &self.wire {
+                    Wire::Secure { hash, .. } => hash.clone(),
+                    _ => return self.fail("The server sent a password check outside encryption."),
+                };
+                let Some(pake) = self.pake.take() else {
+                    return self.fail("The server sent an unexpected password check.");
+                };
+                match pake.finish(&msg, &proof, &hash) {
+                    Some(proof) => {
+                        self.send_line(protocol::pake_confirm(&proof));
+                        self.phase = Phase::AwaitingResult;
+                    }
+                    // The server could not prove it knows the same password.
+                    None => self.fail("Wrong password."),
                 }
             }
             (
-                Phase::AwaitingRequest | Phase::AwaitingResult | Phase::NeedPassword,
+                Phase::AwaitingRequest
+                | Phase::AwaitingResult
+                | Phase::NeedPassword
+                | Phase::AwaitingPake
+                | Phase::Handshaking
+                | Phase::NeedTrust,
                 ServerLine::AuthFail { reason },
             ) => {
                 self.phase = Phase::Closed;
@@ -361,9 +669,15 @@ impl Client {
                 // that follows in the same read.
                 self.flush(now);
             }
-            (Phase::AwaitingRequest | Phase::AwaitingResult | Phase::NeedPassword, _) => {
-                self.fail("The server did not follow the LanTalk login handshake.")
-            }
+            (
+                Phase::AwaitingRequest
+                | Phase::AwaitingResult
+                | Phase::NeedPassword
+                | Phase::AwaitingPake
+                | Phase::Handshaking
+                | Phase::NeedTrust,
+                _,
+            ) => self.fail("The server did not follow the LanTalk login handshake."),
             (Phase::Chatting | Phase::Leaving, ServerLine::Message { ts, user, text }) => {
                 self.event(ClientEvent::Message { ts, user, text })
             }
@@ -393,28 +707,98 @@ impl Client {
         }
     }
 
-    fn send_login(&mut self, now: Now) {
-        let password = self.config.password.as_deref().unwrap_or("");
-        let line = protocol::login(&self.config.username, password);
+    /// Answers the offer: a hello, then the first Noise message.
+    fn start_handshake(&mut self, now: Now, offer_line: &[u8], offer: Offer) {
+        let (Some(sec), Some(rng)) = (&self.config.secure, self.rng.as_mut()) else {
+            return;
+        };
+        let hello = secure::hello_line();
+        let mut offer_line = offer_line.to_vec();
+        offer_line.push(b'\n');
+        let prologue = secure::prologue(&offer_line, hello.as_bytes());
+        let Ok(mut noise) = secure::handshake(true, &sec.identity, &prologue, rng.seed()) else {
+            return self.fail("The encrypted handshake could not start.");
+        };
+        let mut buf = vec![0u8; secure::MAX_FRAME];
+        let Ok(n) = noise.write_message(&[], &mut buf) else {
+            return self.fail("The encrypted handshake could not start.");
+        };
+        self.kdf = offer.kdf;
         self.actions
-            .push_back(ClientAction::Send(line.into_bytes()));
-        self.phase = Phase::AwaitingResult;
+            .push_back(ClientAction::Send(hello.into_bytes()));
+        self.actions
+            .push_back(ClientAction::Send(secure::frame(&buf[..n])));
+        self.wire = Wire::Handshake {
+            noise: Box::new(noise),
+            frames: FrameBuffer::default(),
+        };
+        self.phase = Phase::Handshaking;
         self.deadline = Some(now.instant + self.config.auth_timeout);
+    }
+
+    /// Sends the login: in plaintext as LanTalk 2.0 does, or inside the
+    /// encrypted session, where a password is proven with SPAKE2 instead.
+    fn log_in(&mut self, now: Now) {
+        self.deadline = Some(now.instant + self.config.auth_timeout);
+        let secure = matches!(self.wire, Wire::Secure { .. });
+        if self.needs_password && self.config.password.is_none() {
+            if !self.config.ask_password {
+                return self.fail("This server needs a password.");
+            }
+            self.phase = Phase::NeedPassword;
+            self.deadline = None;
+            return self.event(ClientEvent::PasswordRequired);
+        }
+        let name = self.config.username.clone();
+        if !secure {
+            let password = self.config.password.as_deref().unwrap_or("");
+            self.send_line(protocol::login(&name, password));
+            self.phase = Phase::AwaitingResult;
+            return;
+        }
+        if !self.needs_password {
+            self.send_line(protocol::secure_login(&name, None));
+            self.phase = Phase::AwaitingResult;
+            return;
+        }
+        let (Some(kdf), Some(password), Some(rng)) =
+            (&self.kdf, &self.config.password, self.rng.as_mut())
+        else {
+            return self.fail("The server wants a password but offered no way to prove it.");
+        };
+        let secret = crate::password::derive(password.as_bytes(), &kdf.salt, kdf.params);
+        let (pake, msg) = secure::pake_client_start(&secret, rng.seed());
+        self.pake = Some(pake);
+        self.send_line(protocol::secure_login(&name, Some(&msg)));
+        self.phase = Phase::AwaitingPake;
+    }
+
+    /// Sends a JSON line on the wire as it is now: plain or encrypted.
+    fn send_line(&mut self, line: String) {
+        let bytes = match &mut self.wire {
+            Wire::Secure { noise, .. } => {
+                let mut out = Vec::with_capacity(line.len() + 18);
+                // Only fails once 2^64 messages were sent.
+                let _ = secure::seal_into(noise, line.as_bytes(), &mut out);
+                out
+            }
+            _ => line.into_bytes(),
+        };
+        self.actions.push_back(ClientAction::Send(bytes));
     }
 
     /// Sends what pacing allows; closes when leaving and nothing is left.
     fn flush(&mut self, now: Now) {
         if self.phase == Phase::Chatting {
-            while let Some(text) = self.outbox.front() {
+            while !self.outbox.is_empty() {
                 if let Some(w) = self.pacing.as_mut() {
                     if !w.try_hit(now.instant) {
                         break;
                     }
                 }
-                let line = protocol::chat(text);
-                self.outbox.pop_front();
-                self.actions
-                    .push_back(ClientAction::Send(line.into_bytes()));
+                if let Some(text) = self.outbox.pop_front() {
+                    self.send_line(protocol::chat(&text));
+                }
             }
         }
         if !self.leaving {
@@ -427,8 +811,14 @@ impl Client {
             }
             // Lines typed before the login completes wait for it, unless the
             // user gave up on it (or it needs a password nobody can give).
-            Phase::AwaitingRequest | Phase::AwaitingResult | Phase::NeedPassword
-                if self.abandon_login || self.phase == Phase::NeedPassword =>
+            Phase::AwaitingRequest
+            | Phase::Handshaking
+            | Phase::AwaitingPake
+            | Phase::AwaitingResult
+            | Phase::NeedTrust
+            | Phase::NeedPassword
+                if self.abandon_login
+                    || matches!(self.phase, Phase::NeedPassword | Phase::NeedTrust) =>
             {
                 self.outbox.clear();
                 self.phase = Phase::Closed;
@@ -455,10 +845,7 @@ impl Client {
         if self.phase == Phase::Closed {
             return;
         }
-        let during_login = matches!(
-            self.phase,
-            Phase::AwaitingRequest | Phase::NeedPassword | Phase::AwaitingResult
-        );
+        let during_login = !matches!(self.phase, Phase::Chatting | Phase::Leaving | Phase::Closed);
         let was_leaving = self.phase == Phase::Leaving;
         self.phase = Phase::Closed;
         self.deadline = None;

@@ -46,6 +46,8 @@ pub enum Command {
     Line(String),
     /// The password the user was asked for.
     Password(String),
+    /// The user's answer about a server key seen for the first time.
+    Trust(bool),
     /// End of input (stdin closed): the server keeps running, the client
     /// finishes sending and leaves.
     EndOfInput,

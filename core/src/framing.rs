@@ -89,6 +89,16 @@ impl LineBuffer {
         Frame::TooLong
     }
 
+    /// Takes out everything not yet returned as a line (when the stream
+    /// switches to another framing after a line).
+    pub fn take_rest(&mut self) -> Vec<u8> {
+        let rest = self.buf[self.start..].to_vec();
+        self.buf.clear();
+        self.start = 0;
+        self.scanned = 0;
+        rest
+    }
+
     /// Bytes of an unfinished line currently held.
     pub fn buffered(&self) -> usize {
         self.buf.len() - self.start

@@ -47,6 +47,13 @@ impl ObjectWriter {
         self
     }
 
+    /// A value that is already JSON text (e.g. a nested object).
+    pub fn raw(mut self, key: &str, json: &str) -> Self {
+        self.key(key);
+        self.out.push_str(json);
+        self
+    }
+
     /// Closes the object and appends the line terminator.
     pub fn finish_line(mut self) -> String {
         self.out.push_str("}\n");

@@ -15,6 +15,7 @@ pub mod names;
 pub mod password;
 pub mod protocol;
 pub mod ratelimit;
+pub mod secure;
 pub mod server;
 pub mod time;
 

@@ -53,6 +53,19 @@ impl PasswordHash {
         PasswordHash { salt, params, hash }
     }
 
+    /// The Argon2id output: the secret both sides of a SPAKE2 exchange use.
+    pub fn secret(&self) -> &[u8; 32] {
+        &self.hash
+    }
+
+    pub fn salt(&self) -> [u8; 16] {
+        self.salt
+    }
+
+    pub fn params(&self) -> HashParams {
+        self.params
+    }
+
     /// Whether `candidate` is the password, in time independent of the answer.
     pub fn verify(&self, candidate: &str) -> bool {
         let got = derive(candidate.as_bytes(), &self.salt, self.params);
@@ -60,7 +73,9 @@ impl PasswordHash {
     }
 }
 
-fn derive(password: &[u8], salt: &[u8], p: HashParams) -> [u8; 32] {
+/// Argon2id of `password` with `salt`: what the server stores and what a
+/// client derives to prove it knows the password.
+pub fn derive(password: &[u8], salt: &[u8], p: HashParams) -> [u8; 32] {
     let params = Params::new(
         p.memory_kib.max(8),
         p.iterations.max(1),

@@ -7,6 +7,7 @@
 use serde_json::{Map, Value};
 
 use crate::json::ObjectWriter;
+use crate::secure::Offer;
 use crate::time::WallTime;
 
 /// Longest chat text, in characters (LanTalk 2.0's limit).
@@ -27,6 +28,25 @@ pub fn auth_request(ts: WallTime, needs_password: bool) -> String {
         .str("type", "auth_request")
         .str("ts", &ts_str(ts))
         .bool("needs_password", needs_password)
+        .finish_line()
+}
+
+/// `auth_request` with an offer of encryption; LanTalk 2.0 ignores the field.
+pub fn auth_request_secure(ts: WallTime, needs_password: bool, offer: &Offer) -> String {
+    ObjectWriter::new()
+        .str("type", "auth_request")
+        .str("ts", &ts_str(ts))
+        .bool("needs_password", needs_password)
+        .raw("secure", &offer.to_json())
+        .finish_line()
+}
+
+/// The server's half of the password check (inside an encrypted session).
+pub fn pake_reply(msg: &[u8], proof: &[u8]) -> String {
+    ObjectWriter::new()
+        .str("type", "pake")
+        .str("msg", &crate::secure::b64(msg))
+        .str("proof", &crate::secure::b64(proof))
         .finish_line()
 }
 
@@ -80,6 +100,25 @@ pub fn login(username: &str, password: &str) -> String {
     ObjectWriter::new()
         .str("username", username)
         .str("password", password)
+        .finish_line()
+}
+
+/// The login inside an encrypted session: no password, only (when the
+/// server has one) the first SPAKE2 message.
+pub fn secure_login(username: &str, pake: Option<&[u8]>) -> String {
+    let w = ObjectWriter::new().str("username", username);
+    match pake {
+        Some(msg) => w.str("pake", &crate::secure::b64(msg)),
+        None => w,
+    }
+    .finish_line()
+}
+
+/// The client's proof that it derived the same key.
+pub fn pake_confirm(proof: &[u8]) -> String {
+    ObjectWriter::new()
+        .str("type", "pake_confirm")
+        .str("proof", &crate::secure::b64(proof))
         .finish_line()
 }
 
@@ -144,16 +183,33 @@ fn opt_str<'a>(
 pub struct Login {
     pub username: String,
     pub password: String,
+    /// The first SPAKE2 message, in an encrypted session.
+    pub pake: Option<Vec<u8>>,
 }
 
 pub fn parse_login(line: &[u8]) -> Result<Login, Malformed> {
     let map = object(line)?;
     let username = opt_str(&map, "username")?.ok_or(Malformed("missing username"))?;
     let password = opt_str(&map, "password")?.unwrap_or("");
+    let pake = match opt_str(&map, "pake")? {
+        Some(b) => Some(crate::secure::unb64(b).ok_or(Malformed("pake is not base64"))?),
+        None => None,
+    };
     Ok(Login {
         username: py_trim(username).to_string(),
         password: password.to_string(),
+        pake,
     })
+}
+
+/// The client's `pake_confirm` proof.
+pub fn parse_pake_confirm(line: &[u8]) -> Result<Vec<u8>, Malformed> {
+    let map = object(line)?;
+    if opt_str(&map, "type")? != Some("pake_confirm") {
+        return Err(Malformed("expected pake_confirm"));
+    }
+    let proof = opt_str(&map, "proof")?.ok_or(Malformed("missing proof"))?;
+    crate::secure::unb64(proof).ok_or(Malformed("proof is not base64"))
 }
 
 /// A line from an authenticated client.
@@ -180,6 +236,13 @@ pub fn parse_client_line(line: &[u8]) -> Result<ClientLine, Malformed> {
 pub enum ServerLine {
     AuthRequest {
         needs_password: bool,
+        /// The encryption offer, if any (and if it could be read).
+        offer: Option<Offer>,
+    },
+    /// The server's half of the password check.
+    Pake {
+        msg: Vec<u8>,
+        proof: Vec<u8>,
     },
     AuthOk {
         username: String,
@@ -218,7 +281,17 @@ pub fn parse_server_line(line: &[u8]) -> Result<ServerLine, Malformed> {
                 .get("needs_password")
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
+            offer: map.get("secure").and_then(Offer::from_json),
         },
+        "pake" => {
+            let b = |key: &'static str| -> Result<Vec<u8>, Malformed> {
+                crate::secure::unb64(&s(key)?).ok_or(Malformed("pake field is not base64"))
+            };
+            ServerLine::Pake {
+                msg: b("msg")?,
+                proof: b("proof")?,
+            }
+        }
         "auth_ok" => ServerLine::AuthOk {
             username: s("username")?,
             server_name: s("server_name")?,
@@ -279,7 +352,8 @@ mod tests {
             parse_login(br#"{"username": " Bob ", "password": "x", "extra": 1}"#),
             Ok(Login {
                 username: "Bob".into(),
-                password: "x".into()
+                password: "x".into(),
+                pake: None,
             })
         );
         assert_eq!(

@@ -84,6 +84,7 @@ async fn run(
             Some(Input::Closed) => client.handle_disconnect(now),
             Some(Input::Command(Command::Line(line))) => client.handle_user_line(now, &line),
             Some(Input::Command(Command::Password(pw))) => client.handle_password(now, &pw),
+            Some(Input::Command(Command::Trust(yes))) => client.handle_trust(now, yes),
             Some(Input::Command(Command::EndOfInput)) => client.handle_quit(now),
             Some(Input::Command(Command::Shutdown)) => client.handle_interrupt(now),
         }

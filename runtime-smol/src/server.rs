@@ -108,7 +108,9 @@ async fn run_loop(
             }
             Some(Ok(Input::Command(Command::Line(line)))) => server.handle_console(now, &line),
             Some(Ok(Input::Command(Command::Shutdown))) => server.shutdown(now),
-            Some(Ok(Input::Command(Command::Password(_) | Command::EndOfInput))) => {}
+            Some(Ok(Input::Command(
+                Command::Password(_) | Command::Trust(_) | Command::EndOfInput,
+            ))) => {}
         }
         if dispatch_server(server, now, conns, host) {
             return;

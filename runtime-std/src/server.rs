@@ -104,7 +104,9 @@ fn run_loop(
             }
             Some(Input::Command(Command::Line(line))) => server.handle_console(now, &line),
             Some(Input::Command(Command::Shutdown)) => server.shutdown(now),
-            Some(Input::Command(Command::Password(_) | Command::EndOfInput)) => {}
+            Some(Input::Command(
+                Command::Password(_) | Command::Trust(_) | Command::EndOfInput,
+            )) => {}
         }
         if dispatch_server(server, now, conns, host) {
             return;

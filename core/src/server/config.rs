@@ -4,6 +4,17 @@ use std::time::Duration;
 
 use crate::password::PasswordHash;
 use crate::ratelimit::Rate;
+use crate::secure::StaticKey;
+
+/// What the server needs to offer encryption.
+#[derive(Clone, Debug)]
+pub struct SecureConfig {
+    /// The server's long-term key; clients pin it.
+    pub identity: StaticKey,
+    /// Seed for every handshake's and password check's randomness (drawn by
+    /// the runtime from the operating system; fixed in tests).
+    pub rng_seed: [u8; 32],
+}
 
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -11,6 +22,11 @@ pub struct ServerConfig {
     pub name: String,
     /// `None`: anyone may join.
     pub password: Option<PasswordHash>,
+    /// `None`: no encryption is offered (every client logs in in plaintext).
+    pub secure: Option<SecureConfig>,
+    /// Whether clients that do not encrypt (LanTalk 2.0) may log in when
+    /// encryption is offered.
+    pub allow_plaintext: bool,
     /// Chat lines (messages and commands) per user; `None` turns limiting off.
     pub rate_limit: Option<Rate>,
     /// A user warned this often for flooding is kicked.
@@ -38,6 +54,8 @@ impl Default for ServerConfig {
         ServerConfig {
             name: "Server".to_string(),
             password: None,
+            secure: None,
+            allow_plaintext: true,
             rate_limit: Some(Rate::new(10, Duration::from_secs(5))),
             flood_kick: Rate::new(3, Duration::from_secs(60)),
             failed_logins: Rate::new(5, Duration::from_secs(60)),

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use core::net::{IpAddr, SocketAddr};
 
-pub use config::ServerConfig;
+pub use config::{SecureConfig, ServerConfig};
 pub use event::{EventKind, Level, ServerEvent};
 
 use crate::bans::{canonical, BanList};
@@ -27,6 +27,7 @@ use crate::framing::{Frame, LineBuffer};
 use crate::names::{name_key, validate_username};
 use crate::protocol::{self, ClientLine, MAX_TEXT_CHARS};
 use crate::ratelimit::Window;
+use crate::secure::{self, FrameBuffer, Kdf, Offer, PakeServer, SeededRng};
 use crate::time::{Instant, Now};
 
 /// Identifies one connection for its whole life. Never reused.
@@ -57,6 +58,8 @@ pub enum CloseReason {
     Flooding,
     LineTooLong,
     Malformed,
+    /// A handshake or frame failed (tampering, replay, not LanTalk).
+    Encryption,
     Shutdown,
 }
 
@@ -106,16 +109,37 @@ impl std::error::Error for Error {}
 enum Phase {
     LoggingIn {
         deadline: Instant,
+        /// A password check under way: the name asked for, and what the
+        /// client's proof must be.
+        pake: Option<(String, PakeServer)>,
     },
     /// Logged in; `joined` orders users by login, as LanTalk lists them.
-    Active {
-        name: String,
-        joined: u64,
+    Active { name: String, joined: u64 },
+}
+
+/// How bytes travel on a connection.
+enum Wire {
+    /// JSON lines in the clear. Until the first line arrives (`offer` is
+    /// still held), that line may be a hello that switches to frames.
+    Plain { offer: Option<Vec<u8>> },
+    Handshake {
+        noise: Box<snow::HandshakeState>,
+        frames: FrameBuffer,
+    },
+    Secure {
+        noise: Box<snow::TransportState>,
+        frames: FrameBuffer,
+        /// Binds the password check to this one session.
+        hash: Vec<u8>,
+        /// The client's long-term key.
+        peer: Vec<u8>,
     },
 }
 
 struct Conn {
     addr: SocketAddr,
+    wire: Wire,
+    /// JSON lines: as received, or as decrypted.
     lines: LineBuffer,
     phase: Phase,
     last_input: Instant,
@@ -127,7 +151,7 @@ struct Conn {
 impl Conn {
     fn deadline(&self, idle_timeout: Duration) -> Instant {
         match self.phase {
-            Phase::LoggingIn { deadline } => deadline,
+            Phase::LoggingIn { deadline, .. } => deadline,
             Phase::Active { .. } => self.last_input + idle_timeout,
         }
     }
@@ -141,6 +165,23 @@ impl Conn {
 
     fn ip(&self) -> IpAddr {
         canonical(self.addr.ip())
+    }
+
+    fn is_plaintext(&self) -> bool {
+        matches!(self.wire, Wire::Plain { .. })
+    }
+
+    /// `line` as it must go on this connection's wire.
+    fn encode(&mut self, line: &[u8]) -> Payload {
+        match &mut self.wire {
+            Wire::Secure { noise, .. } => {
+                let mut out = Vec::with_capacity(line.len() + 18);
+                // Only fails if the nonce space (2^64 messages) is exhausted.
+                let _ = secure::seal_into(noise, line, &mut out);
+                out.into()
+            }
+            _ => line.into(),
+        }
     }
 }
 
@@ -166,11 +207,25 @@ pub struct Server {
     /// Logins so far, to order users by when they joined.
     logins: u64,
     shut_down: bool,
+    /// Present when encryption is offered.
+    secure: Option<(Offer, SeededRng)>,
 }
 
 impl Server {
     pub fn new(config: ServerConfig, now: Now, bans: BanList) -> Self {
+        let secure = config.secure.as_ref().map(|sc| {
+            let offer = Offer {
+                version: secure::VERSION,
+                suites: vec![secure::SUITE.to_string()],
+                kdf: config.password.as_ref().map(|p| Kdf {
+                    salt: p.salt(),
+                    params: p.params(),
+                }),
+            };
+            (offer, SeededRng::new(sc.rng_seed))
+        });
         Server {
+            secure,
             config,
             started: now.instant,
             bans,
@@ -248,8 +303,12 @@ impl Server {
             conn,
             Conn {
                 addr,
+                wire: Wire::Plain { offer: None },
                 lines: LineBuffer::new(self.config.max_line),
-                phase: Phase::LoggingIn { deadline },
+                phase: Phase::LoggingIn {
+                    deadline,
+                    pake: None,
+                },
                 last_input: now.instant,
                 malformed_in_a_row: 0,
                 rate: self.config.rate_limit.map(Window::new),
@@ -258,10 +317,20 @@ impl Server {
         );
         *self.per_address.entry(ip).or_insert(0) += 1;
         self.timers.push(Reverse((deadline, conn)));
-        self.send(
-            conn,
-            protocol::auth_request(now.wall, self.config.password.is_some()),
-        );
+        let needs_password = self.config.password.is_some();
+        let request = match &self.secure {
+            Some((offer, _)) => {
+                let line = protocol::auth_request_secure(now.wall, needs_password, offer);
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.wire = Wire::Plain {
+                        offer: Some(line.as_bytes().to_vec()),
+                    };
+                }
+                line
+            }
+            None => protocol::auth_request(now.wall, needs_password),
+        };
+        self.send(conn, request);
         self.event(
             Level::Debug,
             EventKind::Connection,
@@ -281,22 +350,190 @@ impl Server {
             return Ok(()); // it timed out just now
         };
         c.last_input = now.instant;
-        c.lines.push(bytes);
+        if matches!(c.wire, Wire::Plain { .. }) {
+            c.lines.push(bytes);
+            self.drain_lines(now, conn);
+        } else {
+            self.handle_frames(now, conn, bytes);
+        }
+        Ok(())
+    }
+
+    /// Handles every complete line buffered for `conn`.
+    fn drain_lines(&mut self, now: Now, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         // Take the buffer out so each line can be handled with `&mut self`.
         let mut lines = std::mem::replace(&mut c.lines, LineBuffer::new(0));
         while let Some(frame) = lines.next_frame() {
             match frame {
-                Frame::Line(line) => self.handle_line(now, conn, line),
+                Frame::Line(line) => {
+                    if self.is_hello(conn, line) {
+                        let hello = line.to_vec();
+                        let rest = lines.take_rest();
+                        return self.start_handshake(now, conn, &hello, &rest);
+                    }
+                    self.handle_line(now, conn, line)
+                }
                 Frame::TooLong => self.line_too_long(now, conn),
             }
             if !self.conns.contains_key(&conn) {
-                return Ok(());
+                return;
             }
         }
         if let Some(c) = self.conns.get_mut(&conn) {
             c.lines = lines;
         }
-        Ok(())
+    }
+
+    /// Whether `line` is the first line of `conn` and a hello we offered.
+    fn is_hello(&mut self, conn: ConnId, line: &[u8]) -> bool {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return false;
+        };
+        match &mut c.wire {
+            Wire::Plain { offer } if offer.is_some() => {
+                if secure::is_hello(line) {
+                    return true;
+                }
+                // The first line decides: this one is a plaintext login.
+                *offer = None;
+                false
+            }
+            _ => false,
+        }
+    }
+
+    fn start_handshake(&mut self, now: Now, conn: ConnId, hello: &[u8], rest: &[u8]) {
+        let Some((_, rng)) = self.secure.as_mut() else {
+            return;
+        };
+        let seed = rng.seed();
+        let Some(identity) = self.config.secure.as_ref().map(|s| s.identity.clone()) else {
+            return;
+        };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let Wire::Plain { offer: Some(offer) } = &c.wire else {
+            return;
+        };
+        let mut hello_line = hello.to_vec();
+        hello_line.push(b'\n');
+        let prologue = secure::prologue(offer, &hello_line);
+        match secure::handshake(false, &identity, &prologue, seed) {
+            Ok(noise) => {
+                c.wire = Wire::Handshake {
+                    noise: Box::new(noise),
+                    frames: FrameBuffer::default(),
+                };
+                c.lines = LineBuffer::new(self.config.max_line);
+                self.handle_frames(now, conn, rest);
+            }
+            Err(_) => self.drop_secure(now, conn, "the handshake could not start"),
+        }
+    }
+
+    /// Bytes on a connection that speaks frames: advance the handshake, or
+    /// decrypt and handle the lines inside.
+    fn handle_frames(&mut self, now: Now, conn: ConnId, bytes: &[u8]) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let mut out = Vec::new();
+        let mut failure = None;
+        let mut buf = vec![0u8; secure::MAX_FRAME];
+        let frames = match &mut c.wire {
+            Wire::Handshake { frames, .. } | Wire::Secure { frames, .. } => frames,
+            Wire::Plain { .. } => return,
+        };
+        frames.push(bytes);
+        let mut pending = std::mem::take(frames);
+        while let Some(frame) = pending.next_frame() {
+            match &mut c.wire {
+                Wire::Handshake { noise, .. } => {
+                    if noise.read_message(frame, &mut buf).is_err() {
+                        failure = Some("the handshake failed (tampered or not LanTalk)");
+                        break;
+                    }
+                    if !noise.is_handshake_finished() {
+                        match noise.write_message(&[], &mut buf) {
+                            Ok(n) => out.extend_from_slice(&secure::frame(&buf[..n])),
+                            Err(_) => {
+                                failure = Some("the handshake failed");
+                                break;
+                            }
+                        }
+                        continue;
+                    }
+                    let Wire::Handshake { noise, .. } =
+                        std::mem::replace(&mut c.wire, Wire::Plain { offer: None })
+                    else {
+                        unreachable!("matched above")
+                    };
+                    let hash = noise.get_handshake_hash().to_vec();
+                    let peer = noise.get_remote_static().unwrap_or_default().to_vec();
+                    match noise.into_transport_mode() {
+                        Ok(transport) => {
+                            c.wire = Wire::Secure {
+                                noise: Box::new(transport),
+                                frames: FrameBuffer::default(),
+                                hash,
+                                peer,
+                            }
+                        }
+                        Err(_) => {
+                            failure = Some("the handshake failed");
+                            break;
+                        }
+                    }
+                }
+                Wire::Secure { noise, .. } => match noise.read_message(frame, &mut buf) {
+                    Ok(n) => c.lines.push(&buf[..n]),
+                    Err(_) => {
+                        failure = Some("a frame failed to decrypt (tampered or replayed)");
+                        break;
+                    }
+                },
+                Wire::Plain { .. } => break,
+            }
+        }
+        if let Wire::Handshake { frames, .. } | Wire::Secure { frames, .. } = &mut c.wire {
+            *frames = pending;
+            if frames.buffered() > secure::MAX_FRAME + 2 {
+                failure = Some("a frame was too large");
+            }
+        }
+        if !out.is_empty() {
+            self.actions.push_back(Action::Send {
+                conn,
+                bytes: out.into(),
+            });
+        }
+        match failure {
+            Some(why) => self.drop_secure(now, conn, why),
+            None => self.drain_lines(now, conn),
+        }
+    }
+
+    /// Closes a connection whose encrypted transport failed. Nothing is sent:
+    /// there is no channel left to say it on.
+    fn drop_secure(&mut self, now: Now, conn: ConnId, why: &str) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        let addr = c.addr;
+        let name = c.name().map(str::to_string);
+        self.event(
+            Level::Warning,
+            EventKind::Auth,
+            format!("Closed encrypted connection from {addr}: {why}"),
+        );
+        self.close(conn, CloseReason::Encryption);
+        if let Some(name) = name {
+            self.announce_left(now, &name);
+        }
     }
 
     /// The transport under `conn` is gone. No `Close` action follows: the
@@ -314,6 +551,22 @@ impl Server {
             return Err(Error::UnknownConnection(conn));
         };
         self.expire(now);
+        // Leaving in the middle of a password check counts as a failed guess:
+        // otherwise guesses would cost nothing against the limit.
+        if let Phase::LoggingIn {
+            pake: Some((name, _)),
+            ..
+        } = &c.phase
+        {
+            let name = name.clone();
+            let ip = c.ip();
+            self.record_failed_login(now, ip);
+            self.event(
+                Level::Warning,
+                EventKind::Auth,
+                format!("Password check abandoned for '{name}' from {ip}"),
+            );
+        }
         {
             let why = match cause {
                 DisconnectCause::PeerClosed => "left",
@@ -437,10 +690,16 @@ impl Server {
     }
 
     fn handle_login(&mut self, now: Now, conn: ConnId, line: &[u8]) {
-        let Some(c) = self.conns.get(&conn) else {
+        let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
         let ip = c.ip();
+        let plaintext = c.is_plaintext();
+        if let Phase::LoggingIn { pake, .. } = &mut c.phase {
+            if let Some((name, check)) = pake.take() {
+                return self.finish_pake(now, conn, line, name, check);
+            }
+        }
 
         let login = match protocol::parse_login(line) {
             Ok(login) => login,
@@ -448,6 +707,15 @@ impl Server {
                 return self.refuse_login(now, conn, &format!("Malformed login: {}.", m.0));
             }
         };
+        if plaintext && self.secure.is_some() && !self.config.allow_plaintext {
+            return self.refuse_login(
+                now,
+                conn,
+                "This server only accepts encrypted connections, and your client does not \
+                 encrypt (LanTalk 2.0?). Use a LanTalk client that does, or ask the operator \
+                 to allow plaintext clients.",
+            );
+        }
         if let Some(w) = self.failed_logins.get_mut(&ip) {
             if w.is_full(now.instant) {
                 let wait = w
@@ -466,31 +734,94 @@ impl Server {
         if let Err(reason) = validate_username(&login.username) {
             return self.refuse_login(now, conn, &reason);
         }
-        let key = name_key(&login.username);
-        if self.users.contains_key(&key) {
+        if self.users.contains_key(&name_key(&login.username)) {
             return self.refuse_login(now, conn, "Username already taken.");
         }
-        if let Some(hash) = &self.config.password {
-            if !hash.verify(&login.password) {
-                self.record_failed_login(now, ip);
-                self.event(
-                    Level::Warning,
-                    EventKind::Auth,
-                    format!("Wrong password attempt for '{}' from {ip}", login.username),
-                );
-                return self.refuse_login(now, conn, "Wrong password.");
+        let Some(hash) = self.config.password.clone() else {
+            return self.complete_login(now, conn, login.username);
+        };
+        if plaintext {
+            if hash.verify(&login.password) {
+                return self.complete_login(now, conn, login.username);
             }
+            return self.wrong_password(now, conn, ip, &login.username);
         }
+        // Encrypted: the password never crosses the wire; run SPAKE2 instead.
+        let Some(client_msg) = login.pake else {
+            return self.refuse_login(now, conn, "This server needs a password.");
+        };
+        let seed = match self.secure.as_mut() {
+            Some((_, rng)) => rng.seed(),
+            None => return,
+        };
+        let Some(Wire::Secure { hash: session, .. }) = self.conns.get(&conn).map(|c| &c.wire)
+        else {
+            return;
+        };
+        match secure::pake_server_respond(hash.secret(), &client_msg, session, seed) {
+            Some((msg, proof, check)) => {
+                if let Some(Phase::LoggingIn { pake, .. }) =
+                    self.conns.get_mut(&conn).map(|c| &mut c.phase)
+                {
+                    *pake = Some((login.username, check));
+                }
+                self.send(conn, protocol::pake_reply(&msg, &proof));
+            }
+            None => self.wrong_password(now, conn, ip, &login.username),
+        }
+    }
 
-        let name = login.username;
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.phase = Phase::Active {
-                name: name.clone(),
-                joined: self.logins,
-            };
-            self.logins += 1;
+    /// The client's proof that it knows the password.
+    fn finish_pake(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        line: &[u8],
+        name: String,
+        check: PakeServer,
+    ) {
+        let ip = match self.conns.get(&conn) {
+            Some(c) => c.ip(),
+            None => return,
+        };
+        match protocol::parse_pake_confirm(line) {
+            Ok(proof) if check.verify(&proof) => {
+                // The name may have been taken while the check ran.
+                if self.users.contains_key(&name_key(&name)) {
+                    return self.refuse_login(now, conn, "Username already taken.");
+                }
+                self.complete_login(now, conn, name)
+            }
+            _ => self.wrong_password(now, conn, ip, &name),
         }
-        self.users.insert(key, conn);
+    }
+
+    fn wrong_password(&mut self, now: Now, conn: ConnId, ip: IpAddr, name: &str) {
+        self.record_failed_login(now, ip);
+        self.event(
+            Level::Warning,
+            EventKind::Auth,
+            format!("Wrong password attempt for '{name}' from {ip}"),
+        );
+        self.refuse_login(now, conn, "Wrong password.");
+    }
+
+    fn complete_login(&mut self, now: Now, conn: ConnId, name: String) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let ip = c.ip();
+        c.phase = Phase::Active {
+            name: name.clone(),
+            joined: self.logins,
+        };
+        self.logins += 1;
+        let how = match &c.wire {
+            Wire::Secure { peer, .. } => format!(" (key {})", secure::fingerprint(peer)),
+            _ if self.secure.is_some() => " (unencrypted)".to_string(),
+            _ => String::new(),
+        };
+        self.users.insert(name_key(&name), conn);
         // The idle deadline may come before the login deadline still armed.
         self.timers
             .push(Reverse((now.instant + self.config.idle_timeout, conn)));
@@ -498,9 +829,15 @@ impl Server {
         self.event(
             Level::Info,
             EventKind::Join,
-            format!("{name} joined from {ip}"),
+            format!("{name} joined from {ip}{how}"),
         );
-        let notice = protocol::system(now.wall, &format!("{name} joined from {ip}."));
+        // Everyone is told when a member can be read by the whole network.
+        let marker = if how == " (unencrypted)" {
+            how.as_str()
+        } else {
+            ""
+        };
+        let notice = protocol::system(now.wall, &format!("{name} joined from {ip}{marker}."));
         self.broadcast(notice, Some(conn));
     }
 
@@ -806,30 +1143,38 @@ impl Server {
     }
 
     fn send(&mut self, conn: ConnId, line: String) {
-        self.actions.push_back(Action::Send {
-            conn,
-            bytes: line.into_bytes().into(),
-        });
+        let bytes = match self.conns.get_mut(&conn) {
+            Some(c) => c.encode(line.as_bytes()),
+            // Refused at connect: never registered, always plaintext.
+            None => line.into_bytes().into(),
+        };
+        self.actions.push_back(Action::Send { conn, bytes });
     }
 
     fn send_shared(&mut self, conn: ConnId, bytes: &Payload) {
-        self.actions.push_back(Action::Send {
-            conn,
-            bytes: Arc::clone(bytes),
-        });
+        let bytes = match self.conns.get_mut(&conn) {
+            Some(c) if !c.is_plaintext() => c.encode(bytes),
+            _ => Arc::clone(bytes),
+        };
+        self.actions.push_back(Action::Send { conn, bytes });
     }
 
-    /// Sends one encoding of `line` to every logged-in user but `except`.
+    /// Sends `line` to every logged-in user but `except`: encoded once and
+    /// shared by every plaintext recipient; encrypted per recipient otherwise
+    /// (each session has its own keys).
     fn broadcast(&mut self, line: String, except: Option<ConnId>) {
         let bytes: Payload = line.into_bytes().into();
         let actions = &mut self.actions;
-        for (&id, c) in &self.conns {
-            if Some(id) != except && c.name().is_some() {
-                actions.push_back(Action::Send {
-                    conn: id,
-                    bytes: Arc::clone(&bytes),
-                });
+        for (&id, c) in self.conns.iter_mut() {
+            if Some(id) == except || c.name().is_none() {
+                continue;
             }
+            let bytes = if c.is_plaintext() {
+                Arc::clone(&bytes)
+            } else {
+                c.encode(&bytes)
+            };
+            actions.push_back(Action::Send { conn: id, bytes });
         }
     }
 

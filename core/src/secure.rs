@@ -1,0 +1,510 @@
+//! Encryption: keys, the Noise `XX` handshake, binary frames and the SPAKE2
+//! password check, as pure functions and small state holders.
+//!
+//! How a secure session goes (the server and client state machines drive it):
+//! 1. The server's `auth_request` line carries an offer (`"secure": {...}`);
+//!    LanTalk 2.0 clients ignore the unknown field and log in in plaintext.
+//! 2. Our client answers with a `hello` line. From then on both sides speak
+//!    length-prefixed binary frames: a Noise `XX` handshake whose prologue is
+//!    the exact bytes of the offer line and the hello, so tampering with
+//!    either (a downgrade) makes the handshake fail.
+//! 3. Inside the encrypted session the same JSON lines run as before. With a
+//!    password, the login carries a SPAKE2 message keyed by the Argon2id hash
+//!    of the password; both sides prove they derived the same key, bound to the
+//!    Noise handshake hash, so the password never crosses the wire and a man in
+//!    the middle learns nothing it could test offline.
+//!
+//! The core never draws randomness: every RNG here is seeded by the caller.
+
+use std::fmt;
+
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{CryptoRng, RngCore, SeedableRng};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use snow::params::{CipherChoice, DHChoice, HashChoice, NoiseParams};
+use snow::resolvers::{CryptoResolver, DefaultResolver};
+use snow::types::{Cipher, Dh, Hash, Random};
+
+use crate::password::HashParams;
+
+/// The one Noise protocol we speak.
+pub const SUITE: &str = "Noise_XX_25519_ChaChaPoly_BLAKE2s";
+/// Version of the secure layer, in the offer and the hello.
+pub const VERSION: u64 = 1;
+/// The password-authenticated key exchange, as named in the offer.
+pub const PAKE: &str = "SPAKE2-Ed25519";
+/// Largest Noise message (and so frame payload).
+pub const MAX_FRAME: usize = 65535;
+/// Largest plaintext in one frame (the AEAD tag takes 16 bytes).
+pub const MAX_PLAINTEXT: usize = MAX_FRAME - 16;
+
+/// A long-term X25519 key pair.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StaticKey {
+    private: [u8; 32],
+    public: [u8; 32],
+}
+
+impl fmt::Debug for StaticKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StaticKey({})", fingerprint(&self.public))
+    }
+}
+
+impl StaticKey {
+    /// The key pair whose private half is `private` (any 32 bytes; X25519
+    /// clamps them).
+    pub fn from_private(private: [u8; 32]) -> Self {
+        let mut dh = DefaultResolver
+            .resolve_dh(&DHChoice::Curve25519)
+            .expect("the default resolver has X25519");
+        dh.set(&private);
+        let mut public = [0u8; 32];
+        public.copy_from_slice(dh.pubkey());
+        StaticKey { private, public }
+    }
+
+    pub fn public(&self) -> &[u8; 32] {
+        &self.public
+    }
+
+    pub fn private(&self) -> &[u8; 32] {
+        &self.private
+    }
+
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&self.public)
+    }
+}
+
+/// `SHA256:<base64>` of a public key, as SSH shows host keys.
+pub fn fingerprint(public: &[u8]) -> String {
+    format!("SHA256:{}", STANDARD_NO_PAD.encode(Sha256::digest(public)))
+}
+
+/// What a server offers in its `auth_request`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Offer {
+    pub version: u64,
+    pub suites: Vec<String>,
+    /// Present when the server has a password: how to derive the SPAKE2
+    /// secret from it.
+    pub kdf: Option<Kdf>,
+}
+
+/// Argon2id parameters and salt for the password.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Kdf {
+    pub salt: [u8; 16],
+    pub params: HashParams,
+}
+
+impl Offer {
+    /// The offer's JSON object, written in the same style as every line.
+    pub fn to_json(&self) -> String {
+        let suites: Vec<String> = self
+            .suites
+            .iter()
+            .map(|s| {
+                let mut q = String::new();
+                crate::json::write_str(&mut q, s);
+                q
+            })
+            .collect();
+        let mut out = format!(
+            "{{\"v\": {}, \"suites\": [{}], \"pake\": \"{PAKE}\"",
+            self.version,
+            suites.join(", ")
+        );
+        if let Some(kdf) = &self.kdf {
+            out.push_str(&format!(
+                ", \"kdf\": {{\"alg\": \"argon2id\", \"salt\": \"{}\", \"m\": {}, \"t\": {}, \"p\": {}}}",
+                STANDARD.encode(kdf.salt),
+                kdf.params.memory_kib,
+                kdf.params.iterations,
+                kdf.params.lanes
+            ));
+        }
+        out.push('}');
+        out
+    }
+
+    /// Reads an offer; `None` if it is missing or not one we understand.
+    pub fn from_json(v: &Value) -> Option<Offer> {
+        let o = v.as_object()?;
+        let version = o.get("v")?.as_u64()?;
+        let suites = o
+            .get("suites")?
+            .as_array()?
+            .iter()
+            .filter_map(|s| s.as_str().map(str::to_string))
+            .collect();
+        let kdf = match o.get("kdf") {
+            None | Some(Value::Null) => None,
+            Some(k) => {
+                let k = k.as_object()?;
+                if k.get("alg")?.as_str()? != "argon2id" {
+                    return None;
+                }
+                let salt = STANDARD.decode(k.get("salt")?.as_str()?).ok()?;
+                let num = |key: &str| -> Option<u32> { u32::try_from(k.get(key)?.as_u64()?).ok() };
+                let params = HashParams {
+                    memory_kib: num("m")?,
+                    iterations: num("t")?,
+                    lanes: num("p")?,
+                };
+                // Refuse parameters that would make the client hash forever
+                // or exhaust its memory: a hostile server's cheap attack.
+                if params.memory_kib > 1024 * 1024 || params.iterations > 64 || params.lanes > 16 {
+                    return None;
+                }
+                Some(Kdf {
+                    salt: salt.try_into().ok()?,
+                    params,
+                })
+            }
+        };
+        Some(Offer {
+            version,
+            suites,
+            kdf,
+        })
+    }
+
+    /// Whether we can speak this offer.
+    pub fn is_supported(&self) -> bool {
+        self.version == VERSION && self.suites.iter().any(|s| s == SUITE)
+    }
+}
+
+/// The client's answer that switches the connection to frames.
+pub fn hello_line() -> String {
+    format!("{{\"type\": \"hello\", \"v\": {VERSION}, \"suite\": \"{SUITE}\"}}\n")
+}
+
+/// Whether `line` (without its newline) is a hello we accept.
+pub fn is_hello(line: &[u8]) -> bool {
+    let Ok(Value::Object(o)) = serde_json::from_slice::<Value>(line) else {
+        return false;
+    };
+    o.get("type").and_then(Value::as_str) == Some("hello")
+        && o.get("v").and_then(Value::as_u64) == Some(VERSION)
+        && o.get("suite").and_then(Value::as_str) == Some(SUITE)
+}
+
+/// The Noise prologue: both sides must have seen the same offer and hello.
+pub fn prologue(offer_line: &[u8], hello_line: &[u8]) -> Vec<u8> {
+    let mut p = b"LanTalk secure v1\n".to_vec();
+    p.extend_from_slice(offer_line);
+    p.extend_from_slice(hello_line);
+    p
+}
+
+/// A Noise handshake, seeded by the caller.
+pub fn handshake(
+    initiator: bool,
+    identity: &StaticKey,
+    prologue: &[u8],
+    seed: [u8; 32],
+) -> Result<snow::HandshakeState, snow::Error> {
+    let params: NoiseParams = SUITE.parse()?;
+    let builder = snow::Builder::with_resolver(params, Box::new(SeededResolver { seed }))
+        .local_private_key(identity.private())
+        .prologue(prologue);
+    if initiator {
+        builder.build_initiator()
+    } else {
+        builder.build_responder()
+    }
+}
+
+/// Prefixes `payload` with its length as a big-endian `u16`.
+pub fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 2);
+    out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Encrypts `plaintext` (any length) into one or more frames appended to `out`.
+pub fn seal_into(
+    transport: &mut snow::TransportState,
+    plaintext: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), snow::Error> {
+    let mut buf = vec![0u8; MAX_FRAME];
+    for chunk in plaintext.chunks(MAX_PLAINTEXT) {
+        let n = transport.write_message(chunk, &mut buf)?;
+        out.extend_from_slice(&(n as u16).to_be_bytes());
+        out.extend_from_slice(&buf[..n]);
+    }
+    Ok(())
+}
+
+/// Splits a byte stream into length-prefixed frames. Holds at most one
+/// frame's worth of bytes beyond what was pushed last.
+#[derive(Debug, Default)]
+pub struct FrameBuffer {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl FrameBuffer {
+    pub fn push(&mut self, bytes: &[u8]) {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next complete frame's payload.
+    pub fn next_frame(&mut self) -> Option<&[u8]> {
+        let pending = &self.buf[self.start..];
+        if pending.len() < 2 {
+            return None;
+        }
+        let len = u16::from_be_bytes([pending[0], pending[1]]) as usize;
+        if pending.len() < 2 + len {
+            return None;
+        }
+        let begin = self.start + 2;
+        self.start = begin + len;
+        Some(&self.buf[begin..begin + len])
+    }
+
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.start
+    }
+}
+
+// ── Password (SPAKE2) ────────────────────────────────────────────────────────
+
+type Spake = spake2::Spake2<spake2::Ed25519Group>;
+
+const CLIENT_ID: &[u8] = b"lantalk client";
+const SERVER_ID: &[u8] = b"lantalk server";
+
+/// The client's side of the password check.
+pub struct PakeClient(Spake);
+
+/// The server's side: what the client must prove.
+pub struct PakeServer {
+    expect: [u8; 32],
+}
+
+/// Starts the client side with the Argon2id hash `secret` of the password;
+/// returns the message for the server.
+pub fn pake_client_start(secret: &[u8; 32], seed: [u8; 32]) -> (PakeClient, Vec<u8>) {
+    let (state, msg) = Spake::start_a_with_rng(
+        &spake2::Password::new(secret),
+        &spake2::Identity::new(CLIENT_ID),
+        &spake2::Identity::new(SERVER_ID),
+        ChaCha20Rng::from_seed(seed),
+    );
+    (PakeClient(state), msg)
+}
+
+/// Answers a client's SPAKE2 message: the message back, the server's proof,
+/// and what the client's proof must be. `None` if the message is malformed.
+pub fn pake_server_respond(
+    secret: &[u8; 32],
+    client_msg: &[u8],
+    handshake_hash: &[u8],
+    seed: [u8; 32],
+) -> Option<(Vec<u8>, [u8; 32], PakeServer)> {
+    let (state, msg) = Spake::start_b_with_rng(
+        &spake2::Password::new(secret),
+        &spake2::Identity::new(CLIENT_ID),
+        &spake2::Identity::new(SERVER_ID),
+        ChaCha20Rng::from_seed(seed),
+    );
+    let key = state.finish(client_msg).ok()?;
+    let server_proof = confirm(&key, b"server", handshake_hash);
+    let expect = confirm(&key, b"client", handshake_hash);
+    Some((msg, server_proof, PakeServer { expect }))
+}
+
+impl PakeServer {
+    /// Whether the client's proof is right, in constant time.
+    pub fn verify(&self, client_proof: &[u8]) -> bool {
+        use subtle::ConstantTimeEq;
+        client_proof.len() == 32 && bool::from(self.expect.ct_eq(client_proof))
+    }
+}
+
+impl PakeClient {
+    /// Checks the server's answer; returns the client's proof, or `None` if
+    /// the server does not know the password (or is not the server).
+    pub fn finish(
+        self,
+        server_msg: &[u8],
+        server_proof: &[u8],
+        handshake_hash: &[u8],
+    ) -> Option<[u8; 32]> {
+        use subtle::ConstantTimeEq;
+        let key = self.0.finish(server_msg).ok()?;
+        let expect = confirm(&key, b"server", handshake_hash);
+        if server_proof.len() != 32 || !bool::from(expect.ct_eq(server_proof)) {
+            return None;
+        }
+        Some(confirm(&key, b"client", handshake_hash))
+    }
+}
+
+/// Key confirmation: HMAC-SHA256 over the role and the handshake hash, so
+/// the proof is only valid inside this one Noise session.
+fn confirm(key: &[u8], role: &[u8], handshake_hash: &[u8]) -> [u8; 32] {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(b"lantalk key confirmation v1 ");
+    mac.update(role);
+    mac.update(handshake_hash);
+    mac.finalize().into_bytes().into()
+}
+
+pub fn b64(bytes: &[u8]) -> String {
+    STANDARD.encode(bytes)
+}
+
+pub fn unb64(text: &str) -> Option<Vec<u8>> {
+    STANDARD.decode(text).ok()
+}
+
+// ── Randomness handed in ─────────────────────────────────────────────────────
+
+/// A seedable RNG with the trait Noise wants.
+pub struct SeededRng(ChaCha20Rng);
+
+impl SeededRng {
+    pub fn new(seed: [u8; 32]) -> Self {
+        SeededRng(ChaCha20Rng::from_seed(seed))
+    }
+
+    /// 32 fresh bytes, e.g. to seed one connection's handshake.
+    pub fn seed(&mut self) -> [u8; 32] {
+        let mut s = [0u8; 32];
+        self.0.fill_bytes(&mut s);
+        s
+    }
+}
+
+impl RngCore for SeededRng {
+    fn next_u32(&mut self) -> u32 {
+        self.0.next_u32()
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.0.next_u64()
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        self.0.fill_bytes(dest)
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.0.try_fill_bytes(dest)
+    }
+}
+
+impl CryptoRng for SeededRng {}
+impl Random for SeededRng {}
+
+/// Noise primitives from snow's default resolver, randomness from a seed.
+struct SeededResolver {
+    seed: [u8; 32],
+}
+
+impl CryptoResolver for SeededResolver {
+    fn resolve_rng(&self) -> Option<Box<dyn Random>> {
+        Some(Box::new(SeededRng::new(self.seed)))
+    }
+    fn resolve_dh(&self, choice: &DHChoice) -> Option<Box<dyn Dh>> {
+        DefaultResolver.resolve_dh(choice)
+    }
+    fn resolve_hash(&self, choice: &HashChoice) -> Option<Box<dyn Hash>> {
+        DefaultResolver.resolve_hash(choice)
+    }
+    fn resolve_cipher(&self, choice: &CipherChoice) -> Option<Box<dyn Cipher>> {
+        DefaultResolver.resolve_cipher(choice)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offer_round_trips() {
+        let offer = Offer {
+            version: VERSION,
+            suites: vec![SUITE.to_string()],
+            kdf: Some(Kdf {
+                salt: [9; 16],
+                params: HashParams::INSECURE_FAST,
+            }),
+        };
+        let v: Value = serde_json::from_str(&offer.to_json()).unwrap();
+        assert_eq!(Offer::from_json(&v), Some(offer.clone()));
+        assert!(offer.is_supported());
+    }
+
+    #[test]
+    fn handshake_and_pake_agree() {
+        let server_key = StaticKey::from_private([1; 32]);
+        let client_key = StaticKey::from_private([2; 32]);
+        let pro = prologue(b"offer\n", b"hello\n");
+        let mut c = handshake(true, &client_key, &pro, [3; 32]).unwrap();
+        let mut s = handshake(false, &server_key, &pro, [4; 32]).unwrap();
+        let (mut a, mut b) = ([0u8; 1024], [0u8; 1024]);
+        let n = c.write_message(&[], &mut a).unwrap();
+        s.read_message(&a[..n], &mut b).unwrap();
+        let n = s.write_message(&[], &mut a).unwrap();
+        c.read_message(&a[..n], &mut b).unwrap();
+        let n = c.write_message(&[], &mut a).unwrap();
+        s.read_message(&a[..n], &mut b).unwrap();
+        assert_eq!(c.get_remote_static().unwrap(), server_key.public());
+        assert_eq!(s.get_remote_static().unwrap(), client_key.public());
+        let h = c.get_handshake_hash().to_vec();
+        assert_eq!(h, s.get_handshake_hash());
+
+        let secret = [7u8; 32];
+        let (pc, msg_a) = pake_client_start(&secret, [5; 32]);
+        let (msg_b, proof, ps) = pake_server_respond(&secret, &msg_a, &h, [6; 32]).unwrap();
+        let client_proof = pc.finish(&msg_b, &proof, &h).unwrap();
+        assert!(ps.verify(&client_proof));
+
+        let (pc, msg_a) = pake_client_start(&[8u8; 32], [5; 32]);
+        let (msg_b, proof, ps) = pake_server_respond(&secret, &msg_a, &h, [6; 32]).unwrap();
+        assert!(pc.finish(&msg_b, &proof, &h).is_none(), "wrong password");
+        assert!(!ps.verify(&[0; 32]));
+    }
+
+    #[test]
+    fn frames_split_anywhere() {
+        let stream = [frame(b"one"), frame(b""), frame(&[7; 300])].concat();
+        let mut whole = FrameBuffer::default();
+        whole.push(&stream);
+        let mut got = Vec::new();
+        while let Some(f) = whole.next_frame() {
+            got.push(f.to_vec());
+        }
+        assert_eq!(got, vec![b"one".to_vec(), vec![], vec![7; 300]]);
+        let mut split = FrameBuffer::default();
+        let mut got2 = Vec::new();
+        for b in &stream {
+            split.push(&[*b]);
+            while let Some(f) = split.next_frame() {
+                got2.push(f.to_vec());
+            }
+        }
+        assert_eq!(got, got2);
+    }
+
+    #[test]
+    fn fingerprint_is_ssh_style() {
+        let k = StaticKey::from_private([1; 32]);
+        assert!(k.fingerprint().starts_with("SHA256:"));
+        assert_eq!(k.fingerprint().len(), 7 + 43);
+    }
+}
