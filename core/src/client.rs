@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::framing::{Frame, LineBuffer};
 use crate::protocol::{self, ServerLine, MAX_TEXT_CHARS};
 use crate::ratelimit::{Rate, Window};
-use crate::secure::{self, FrameBuffer, Kdf, Offer, PakeClient, SeededRng, StaticKey};
+use crate::secure::{self, grow, FrameBuffer, Kdf, Offer, PakeClient, SeededRng, StaticKey};
 use crate::time::{Instant, Now};
 
 #[derive(Clone, Debug)]
@@ -304,7 +304,7 @@ impl Client {
 
     /// Frames from the server: advance the handshake, or decrypt into lines.
     fn decrypt(&mut self, now: Now, bytes: &[u8]) -> Result<(), &'static str> {
-        let mut buf = vec![0u8; secure::MAX_FRAME];
+        let mut buf = vec![0u8; secure::MAX_HANDSHAKE];
         let frames = match &mut self.wire {
             Wire::Handshake { frames, .. }
             | Wire::Paused { frames }
@@ -318,7 +318,7 @@ impl Client {
         while let Some(frame) = pending.next_frame() {
             match &mut self.wire {
                 Wire::Handshake { noise, .. } => {
-                    if noise.read_message(frame, &mut buf).is_err() {
+                    if !matches!(noise.read_message(frame, grow(&mut buf, frame.len())), Ok(0)) {
                         result = Err("The encrypted handshake failed: the offer was tampered \
                                       with, or the server is not a LanTalk server.");
                         break;
@@ -338,7 +338,7 @@ impl Client {
                     result = Err("The server spoke out of turn during the handshake.");
                     break;
                 }
-                Wire::Secure { noise, .. } => match noise.read_message(frame, &mut buf) {
+                Wire::Secure { noise, .. } => match noise.read_message(frame, grow(&mut buf, frame.len())) {
                     Ok(n) => self.lines.push(&buf[..n]),
                     Err(_) => {
                         result = Err("A message from the server failed to decrypt: the \
@@ -443,7 +443,7 @@ impl Client {
         let Some(mut noise) = self.pending.take() else {
             return;
         };
-        let mut buf = vec![0u8; secure::MAX_FRAME];
+        let mut buf = vec![0u8; secure::MAX_HANDSHAKE];
         let Ok(n) = noise.write_message(&[], &mut buf) else {
             return self.fail("The handshake failed.");
         };
@@ -719,7 +719,7 @@ impl Client {
         let Ok(mut noise) = secure::handshake(true, &sec.identity, &prologue, rng.seed()) else {
             return self.fail("The encrypted handshake could not start.");
         };
-        let mut buf = vec![0u8; secure::MAX_FRAME];
+        let mut buf = vec![0u8; secure::MAX_HANDSHAKE];
         let Ok(n) = noise.write_message(&[], &mut buf) else {
             return self.fail("The encrypted handshake could not start.");
         };

@@ -41,6 +41,18 @@ pub const PAKE: &str = "SPAKE2-Ed25519";
 pub const MAX_FRAME: usize = 65535;
 /// Largest plaintext in one frame (the AEAD tag takes 16 bytes).
 pub const MAX_PLAINTEXT: usize = MAX_FRAME - 16;
+/// Room for one of our handshake messages (they carry no payload).
+pub const MAX_HANDSHAKE: usize = 256;
+
+/// `buf` grown to at least `len` bytes: decrypting a frame never yields more
+/// than the frame, and most frames are small, so the buffer is sized to the
+/// frame instead of cleared to the maximum every time.
+pub fn grow(buf: &mut Vec<u8>, len: usize) -> &mut [u8] {
+    if buf.len() < len {
+        buf.resize(len, 0);
+    }
+    &mut buf[..]
+}
 
 /// A long-term X25519 key pair.
 #[derive(Clone, PartialEq, Eq)]
@@ -236,11 +248,15 @@ pub fn seal_into(
     plaintext: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), snow::Error> {
-    let mut buf = vec![0u8; MAX_FRAME];
     for chunk in plaintext.chunks(MAX_PLAINTEXT) {
-        let n = transport.write_message(chunk, &mut buf)?;
-        out.extend_from_slice(&(n as u16).to_be_bytes());
-        out.extend_from_slice(&buf[..n]);
+        // Encrypt in place at the end of `out`: no scratch buffer to clear
+        // (this runs once per recipient of every message).
+        let len = chunk.len() + 16;
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+        let start = out.len();
+        out.resize(start + len, 0);
+        let n = transport.write_message(chunk, &mut out[start..])?;
+        out.truncate(start + n);
     }
     Ok(())
 }

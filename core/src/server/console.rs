@@ -38,7 +38,7 @@ impl Server {
         };
         match (cmd.to_lowercase().as_str(), arg) {
             ("/users", _) => {
-                let names = self.usernames();
+                let names = self.roster();
                 let list = if names.is_empty() {
                     "(none)".to_string()
                 } else {

@@ -27,7 +27,7 @@ use crate::framing::{Frame, LineBuffer};
 use crate::names::{name_key, validate_username};
 use crate::protocol::{self, ClientLine, MAX_TEXT_CHARS};
 use crate::ratelimit::Window;
-use crate::secure::{self, FrameBuffer, Kdf, Offer, PakeServer, SeededRng};
+use crate::secure::{self, grow, FrameBuffer, Kdf, Offer, PakeServer, SeededRng};
 use crate::time::{Instant, Now};
 
 /// Identifies one connection for its whole life. Never reused.
@@ -443,7 +443,7 @@ impl Server {
         };
         let mut out = Vec::new();
         let mut failure = None;
-        let mut buf = vec![0u8; secure::MAX_FRAME];
+        let mut buf = vec![0u8; secure::MAX_HANDSHAKE];
         let frames = match &mut c.wire {
             Wire::Handshake { frames, .. } | Wire::Secure { frames, .. } => frames,
             Wire::Plain { .. } => return,
@@ -453,7 +453,10 @@ impl Server {
         while let Some(frame) = pending.next_frame() {
             match &mut c.wire {
                 Wire::Handshake { noise, .. } => {
-                    if noise.read_message(frame, &mut buf).is_err() {
+                    // Our handshake messages carry no payload; one that does
+                    // is not ours (the first message is not even
+                    // authenticated, so this is checked by hand).
+                    if !matches!(noise.read_message(frame, grow(&mut buf, frame.len())), Ok(0)) {
                         failure = Some("the handshake failed (tampered or not LanTalk)");
                         break;
                     }
@@ -489,7 +492,7 @@ impl Server {
                         }
                     }
                 }
-                Wire::Secure { noise, .. } => match noise.read_message(frame, &mut buf) {
+                Wire::Secure { noise, .. } => match noise.read_message(frame, grow(&mut buf, frame.len())) {
                     Ok(n) => c.lines.push(&buf[..n]),
                     Err(_) => {
                         failure = Some("a frame failed to decrypt (tampered or replayed)");
@@ -650,6 +653,28 @@ impl Server {
             .values()
             .filter_map(|c| match &c.phase {
                 Phase::Active { name, joined } => Some((*joined, name.as_str())),
+                Phase::LoggingIn { .. } => None,
+            })
+            .collect();
+        users.sort_unstable();
+        users.into_iter().map(|(_, name)| name).collect()
+    }
+
+    /// Logged-in users as `/users` shows them: in login order, and marked
+    /// when they are not encrypted (only when encryption is on offer).
+    pub fn roster(&self) -> Vec<String> {
+        let mut users: Vec<(u64, String)> = self
+            .conns
+            .values()
+            .filter_map(|c| match &c.phase {
+                Phase::Active { name, joined } => {
+                    let mark = if self.secure.is_some() && c.is_plaintext() {
+                        " (unencrypted)"
+                    } else {
+                        ""
+                    };
+                    Some((*joined, format!("{name}{mark}")))
+                }
                 Phase::LoggingIn { .. } => None,
             })
             .collect();
@@ -979,7 +1004,7 @@ impl Server {
         let cmd = cmd.to_lowercase();
         match cmd.as_str() {
             "/users" => {
-                let list = format!("Online: {}", self.usernames().join(", "));
+                let list = format!("Online: {}", self.roster().join(", "));
                 self.send(conn, protocol::system(now.wall, &list));
             }
             "/pm" => {

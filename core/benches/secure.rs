@@ -1,0 +1,143 @@
+//! What encryption costs: a full handshake (with and without the password
+//! check), and fan-out of one message to many users, encrypted against
+//! plaintext, per recipient.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use lantalk_core::client::{Client, ClientAction, ClientConfig, ClientSecure, NewKey};
+use lantalk_core::password::{HashParams, PasswordHash};
+use lantalk_core::secure::StaticKey;
+use lantalk_core::server::{Action, ConnId, SecureConfig};
+use lantalk_core::{Now, Server, ServerConfig};
+
+fn server(password: Option<&str>, max_clients: usize) -> Server {
+    let config = ServerConfig {
+        rate_limit: None,
+        max_clients,
+        password: password.map(|p| PasswordHash::new(p, [3; 16], HashParams::INSECURE_FAST)),
+        secure: Some(SecureConfig {
+            identity: StaticKey::from_private([1; 32]),
+            rng_seed: [2; 32],
+        }),
+        ..ServerConfig::default()
+    };
+    Server::new(config, Now::from_secs_f64(0.0), Default::default())
+}
+
+fn client(name: &str, password: Option<&str>, seed: u8) -> Client {
+    let mut config = ClientConfig::new(name, password.map(str::to_string));
+    config.secure = Some(ClientSecure {
+        identity: StaticKey::from_private([seed; 32]),
+        rng_seed: [seed; 32],
+        pinned: None,
+        on_new_key: NewKey::Accept,
+    });
+    Client::new(config, Now::from_secs_f64(0.0))
+}
+
+/// Connects a client to `server` and runs the session until it has joined;
+/// the client is returned so it can keep its session.
+fn join(server: &mut Server, mut c: Client, port: u16) -> (ConnId, Client) {
+    let now = Now::from_secs_f64(0.0);
+    let conn = server.handle_connect(
+        now,
+        format!("10.0.{}.{}:1", port / 250, port % 250 + 1)
+            .parse()
+            .unwrap(),
+    );
+    loop {
+        let mut moved = false;
+        while let Some(a) = server.poll_action() {
+            moved = true;
+            if let Action::Send { conn: to, bytes } = a {
+                if to == conn {
+                    c.handle_input(now, &bytes);
+                }
+            }
+        }
+        while let Some(a) = c.poll_action() {
+            moved = true;
+            if let ClientAction::Send(bytes) = a {
+                server.handle_input(now, conn, &bytes).unwrap();
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
+    assert!(c.is_joined());
+    (conn, c)
+}
+
+fn handshake(c: &mut Criterion) {
+    let mut group = c.benchmark_group("handshake");
+    group.sample_size(20);
+    for password in [None, Some("hunter2")] {
+        let label = if password.is_some() {
+            "with_password"
+        } else {
+            "no_password"
+        };
+        let mut s = server(password, 1_000_000);
+        let mut port = 0u16;
+        group.bench_function(label, |b| {
+            b.iter(|| {
+                port = port.wrapping_add(1);
+                let (conn, c) = join(&mut s, client("bench", password, 9), port);
+                black_box(&c);
+                let _ = s.handle_disconnect(
+                    Now::from_secs_f64(0.0),
+                    conn,
+                    lantalk_core::server::DisconnectCause::PeerClosed,
+                );
+                while s.poll_action().is_some() {}
+            })
+        });
+    }
+    group.finish();
+}
+
+fn fanout(c: &mut Criterion) {
+    let mut group = c.benchmark_group("fanout_per_recipient");
+    for users in [10usize, 100, 1000] {
+        for encrypted in [false, true] {
+            let mut s = server(None, users + 1);
+            for i in 0..users {
+                let name = format!("u{i}");
+                if encrypted {
+                    join(&mut s, client(&name, None, (i % 200) as u8 + 1), i as u16);
+                } else {
+                    let now = Now::from_secs_f64(0.0);
+                    let addr = format!("10.1.{}.{}:1", i / 250, i % 250 + 1);
+                    let conn = s.handle_connect(now, addr.parse().unwrap());
+                    let login = format!("{{\"username\": \"{name}\", \"password\": \"\"}}\n");
+                    s.handle_input(now, conn, login.as_bytes()).unwrap();
+                }
+                while s.poll_action().is_some() {}
+            }
+            // The operator's line fans out to every user: encoded once, then
+            // shared (plaintext) or sealed per session (encrypted).
+            let label = if encrypted { "encrypted" } else { "plaintext" };
+            group.throughput(Throughput::Elements(users as u64));
+            group.bench_with_input(BenchmarkId::new(label, users), &users, |b, _| {
+                b.iter(|| {
+                    s.handle_console(Now::from_secs_f64(1.0), MESSAGE);
+                    let mut n = 0;
+                    while let Some(a) = s.poll_action() {
+                        black_box(&a);
+                        n += 1;
+                    }
+                    n
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+/// 64 bytes of chat.
+const MESSAGE: &str = "0123456789012345678901234567890123456789012345678901234567890123";
+
+criterion_group!(benches, handshake, fanout);
+criterion_main!(benches);

@@ -1,0 +1,426 @@
+//! The encrypted session, with the server and client state machines talking
+//! to each other directly: fixed keys, seeded randomness, simulated time.
+//! A "wire" function between them lets a test tamper with, replay or inspect
+//! the bytes, as an attacker on the network could.
+
+use insta::assert_snapshot;
+use lantalk_core::client::{Client, ClientAction, ClientConfig, ClientSecure, NewKey};
+use lantalk_core::password::{HashParams, PasswordHash};
+use lantalk_core::secure::StaticKey;
+use lantalk_core::server::{Action, CloseReason, ConnId, DisconnectCause, SecureConfig};
+use lantalk_core::{Now, Server, ServerConfig};
+
+fn server_key() -> StaticKey {
+    StaticKey::from_private([0x11; 32])
+}
+
+fn server_config(password: Option<&str>, allow_plaintext: bool) -> ServerConfig {
+    ServerConfig {
+        name: "Hub".into(),
+        password: password.map(|p| PasswordHash::new(p, [3; 16], HashParams::INSECURE_FAST)),
+        secure: Some(SecureConfig {
+            identity: server_key(),
+            rng_seed: [5; 32],
+        }),
+        allow_plaintext,
+        ..ServerConfig::default()
+    }
+}
+
+fn client_config(name: &str, password: Option<&str>, pinned: Option<Vec<u8>>) -> ClientConfig {
+    let mut c = ClientConfig::new(name, password.map(str::to_string));
+    c.allow_plaintext = false;
+    c.secure = Some(ClientSecure {
+        identity: StaticKey::from_private([0x22; 32]),
+        rng_seed: [7; 32],
+        pinned,
+        on_new_key: NewKey::Accept,
+    });
+    c
+}
+
+/// Which way bytes travel.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Dir {
+    ToServer,
+    ToClient,
+}
+
+type Wire = Box<dyn FnMut(Dir, Vec<u8>) -> Vec<Vec<u8>>>;
+
+/// One server, one client, connected by a wire that may tamper.
+struct Link {
+    server: Server,
+    client: Client,
+    conn: ConnId,
+    now: Now,
+    log: String,
+    wire: Wire,
+    /// Every byte that crossed the wire, both ways.
+    seen: Vec<u8>,
+    server_closed: Option<CloseReason>,
+}
+
+impl Link {
+    fn new(server: ServerConfig, client: ClientConfig, wire: Wire) -> Link {
+        let now = Now::from_secs_f64(0.0);
+        let mut server = Server::new(server, now, Default::default());
+        let conn = server.handle_connect(now, "10.0.0.9:4000".parse().unwrap());
+        let client = Client::new(client, now);
+        let mut link = Link {
+            server,
+            client,
+            conn,
+            now,
+            log: String::new(),
+            wire,
+            seen: Vec::new(),
+            server_closed: None,
+        };
+        link.pump();
+        link
+    }
+
+    fn note(&mut self, text: &str) {
+        self.log.push_str(&format!("# {text}\n"));
+    }
+
+    /// Moves bytes both ways until neither side has anything more to do.
+    fn pump(&mut self) {
+        for _ in 0..100 {
+            let mut moved = false;
+            while let Some(action) = self.server.poll_action() {
+                moved = true;
+                match action {
+                    Action::Send { conn, bytes } if conn == self.conn => {
+                        for chunk in (self.wire)(Dir::ToClient, bytes.to_vec()) {
+                            self.log_bytes("server -> client", &chunk);
+                            self.seen.extend_from_slice(&chunk);
+                            self.client.handle_input(self.now, &chunk);
+                        }
+                    }
+                    Action::Close { conn, reason } if conn == self.conn => {
+                        self.log.push_str(&format!("  server closes: {reason:?}\n"));
+                        self.server_closed = Some(reason);
+                        self.client.handle_disconnect(self.now);
+                    }
+                    Action::Event(e) => self
+                        .log
+                        .push_str(&format!("  server event: {} {}\n", e.level, e.message)),
+                    other => self.log.push_str(&format!("  server: {other:?}\n")),
+                }
+            }
+            while let Some(action) = self.client.poll_action() {
+                moved = true;
+                match action {
+                    ClientAction::Send(bytes) => {
+                        for chunk in (self.wire)(Dir::ToServer, bytes) {
+                            self.log_bytes("client -> server", &chunk);
+                            self.seen.extend_from_slice(&chunk);
+                            if self.server_closed.is_none() {
+                                let _ = self.server.handle_input(self.now, self.conn, &chunk);
+                            }
+                        }
+                    }
+                    ClientAction::Event(e) => {
+                        self.log.push_str(&format!("  client event: {e:?}\n"))
+                    }
+                    ClientAction::Close => {
+                        self.log.push_str("  client closes\n");
+                        if self.server_closed.is_none() {
+                            let _ = self.server.handle_disconnect(
+                                self.now,
+                                self.conn,
+                                DisconnectCause::PeerClosed,
+                            );
+                            self.server_closed = Some(CloseReason::Quit);
+                        }
+                    }
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("the two sides never settled");
+    }
+
+    /// Readable bytes are shown as text, frames as their sizes only (the
+    /// ciphertext is deterministic here, but not meaningful to a reader).
+    fn log_bytes(&mut self, dir: &str, bytes: &[u8]) {
+        let shown = match std::str::from_utf8(bytes) {
+            Ok(text) if text.ends_with('\n') && text.starts_with('{') => {
+                text.trim_end().to_string()
+            }
+            _ => {
+                let mut sizes = Vec::new();
+                let mut rest = bytes;
+                while rest.len() >= 2 {
+                    let n = u16::from_be_bytes([rest[0], rest[1]]) as usize;
+                    sizes.push(n.to_string());
+                    rest = &rest[(2 + n).min(rest.len())..];
+                }
+                format!("frames of {} bytes", sizes.join(", "))
+            }
+        };
+        self.log.push_str(&format!("  {dir}: {shown}\n"));
+    }
+
+    fn type_line(&mut self, line: &str) {
+        self.log.push_str(&format!("@ user types {line:?}\n"));
+        self.client.handle_user_line(self.now, line);
+        self.pump();
+    }
+
+    fn joined(&self) -> bool {
+        self.client.is_joined()
+    }
+}
+
+fn transparent() -> Wire {
+    Box::new(|_, bytes| vec![bytes])
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn handshake_login_and_chat() {
+    let mut link = Link::new(
+        server_config(None, false),
+        client_config("alice", None, None),
+        transparent(),
+    );
+    assert!(link.joined());
+    link.type_line("the secret plan");
+    link.type_line("/users");
+    assert!(!contains(&link.seen, b"the secret plan"));
+    assert!(
+        !contains(&link.seen, b"alice"),
+        "even the name is encrypted"
+    );
+    assert_snapshot!(link.log);
+}
+
+#[test]
+fn password_is_proven_without_crossing_the_wire() {
+    let mut link = Link::new(
+        server_config(Some("hunter2"), false),
+        client_config("alice", Some("hunter2"), None),
+        transparent(),
+    );
+    assert!(link.joined());
+    assert!(!contains(&link.seen, b"hunter2"));
+    link.note("a second client with the wrong password");
+    let mut bad = Link::new(
+        server_config(Some("hunter2"), false),
+        client_config("mallory", Some("hunter3"), None),
+        transparent(),
+    );
+    assert!(!bad.joined());
+    assert!(bad.client.is_closed());
+    bad.note("the client saw the server's proof fail and left: a failed attempt");
+    assert_snapshot!(format!("{}\n{}", link.log, bad.log));
+}
+
+#[test]
+fn pinned_key_is_checked() {
+    let right = Link::new(
+        server_config(None, false),
+        client_config("alice", None, Some(server_key().public().to_vec())),
+        transparent(),
+    );
+    assert!(right.joined());
+    let wrong = Link::new(
+        server_config(None, false),
+        client_config("alice", None, Some(vec![9; 32])),
+        transparent(),
+    );
+    assert!(!wrong.joined());
+    assert!(wrong.log.contains("KEY HAS CHANGED"), "{}", wrong.log);
+    assert_snapshot!(wrong.log);
+}
+
+#[test]
+fn tampered_offer_fails_the_handshake() {
+    // Flip `needs_password` in the offer line: still valid JSON, so only the
+    // prologue binding can notice.
+    let wire: Wire = Box::new(|dir, bytes| {
+        if dir == Dir::ToClient && bytes.starts_with(b"{\"type\": \"auth_request\"") {
+            let text = String::from_utf8(bytes).unwrap();
+            return vec![text
+                .replace("\"ts\": \"12:00\"", "\"ts\": \"12:01\"")
+                .into_bytes()];
+        }
+        vec![bytes]
+    });
+    let link = Link::new(
+        server_config(None, false),
+        client_config("alice", None, None),
+        wire,
+    );
+    assert!(!link.joined());
+    // The client notices first (the server's reply does not authenticate
+    // under the prologue it saw) and leaves before saying anything more.
+    assert!(link.log.contains("handshake failed"), "{}", link.log);
+    assert!(link.client.is_closed());
+    assert_eq!(link.server_closed, Some(CloseReason::Quit));
+    assert_snapshot!(link.log);
+}
+
+#[test]
+fn downgrade_is_refused() {
+    // An attacker strips the offer: a client that pinned the key refuses even
+    // though plaintext would otherwise be allowed.
+    let strip: fn() -> Wire = || {
+        Box::new(|dir, bytes| {
+            if dir == Dir::ToClient && bytes.starts_with(b"{\"type\": \"auth_request\"") {
+                let text = String::from_utf8(bytes).unwrap();
+                let cut = text.find(", \"secure\"").unwrap();
+                return vec![format!("{}}}\n", &text[..cut]).into_bytes()];
+            }
+            vec![bytes]
+        })
+    };
+    let mut pinned = client_config("alice", None, Some(server_key().public().to_vec()));
+    pinned.allow_plaintext = true;
+    let link = Link::new(server_config(None, true), pinned, strip());
+    assert!(!link.joined());
+    assert!(link.log.contains("no longer offers"), "{}", link.log);
+    let unpinned = Link::new(
+        server_config(None, true),
+        client_config("bob", None, None),
+        strip(),
+    );
+    assert!(!unpinned.joined());
+    assert!(
+        unpinned.log.contains("--allow-plaintext"),
+        "{}",
+        unpinned.log
+    );
+    assert_snapshot!(format!("{}\n{}", link.log, unpinned.log));
+}
+
+#[test]
+fn replayed_frame_closes_the_connection() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    let replay = Rc::new(Cell::new(false));
+    let armed = Rc::clone(&replay);
+    let wire: Wire = Box::new(move |dir, bytes| {
+        if dir == Dir::ToServer && armed.replace(false) {
+            return vec![bytes.clone(), bytes];
+        }
+        vec![bytes]
+    });
+    let mut link = Link::new(
+        server_config(None, false),
+        client_config("alice", None, None),
+        wire,
+    );
+    assert!(link.joined());
+    link.note("an attacker sends the next frame twice");
+    replay.set(true);
+    link.type_line("hello");
+    assert_eq!(link.server_closed, Some(CloseReason::Encryption));
+    assert_snapshot!(link.log);
+}
+
+#[test]
+fn oversized_and_corrupt_frames_close_the_connection() {
+    let mut flipped = false;
+    let wire: Wire = Box::new(move |dir, mut bytes| {
+        if dir == Dir::ToServer && !flipped && bytes.len() > 40 && bytes.starts_with(&[0]) {
+            flipped = true;
+            let last = bytes.len() - 1;
+            bytes[last] ^= 1;
+        }
+        vec![bytes]
+    });
+    let link = Link::new(
+        server_config(None, false),
+        client_config("alice", None, None),
+        wire,
+    );
+    assert_eq!(link.server_closed, Some(CloseReason::Encryption));
+
+    // A frame that claims the maximum length and never ends holds at most one
+    // frame's worth of bytes, then the line limit inside applies.
+    let now = Now::from_secs_f64(0.0);
+    let mut server = Server::new(server_config(None, false), now, Default::default());
+    let conn = server.handle_connect(now, "10.0.0.9:1".parse().unwrap());
+    server
+        .handle_input(now, conn, lantalk_core::secure::hello_line().as_bytes())
+        .unwrap();
+    let junk = vec![0xAB; 70_000];
+    let _ = server.handle_input(now, conn, &[&[0xFF, 0xFF][..], &junk].concat());
+    assert!(!server.is_open(conn));
+    let mut closes = Vec::new();
+    while let Some(a) = server.poll_action() {
+        if let Action::Close { reason, .. } = a {
+            closes.push(reason);
+        }
+    }
+    assert_eq!(closes, [CloseReason::Encryption]);
+    assert_snapshot!(link.log);
+}
+
+#[test]
+fn legacy_login_allowed_or_refused() {
+    let legacy = || {
+        let mut c = ClientConfig::new("old", None);
+        c.secure = None;
+        c
+    };
+    let allowed = Link::new(server_config(None, true), legacy(), transparent());
+    assert!(allowed.joined());
+    let refused = Link::new(server_config(None, false), legacy(), transparent());
+    assert!(!refused.joined());
+    assert!(matches!(
+        refused.server_closed,
+        Some(CloseReason::AuthFailed)
+    ));
+    assert_snapshot!(format!("{}\n{}", allowed.log, refused.log));
+}
+
+#[test]
+fn unencrypted_members_are_marked() {
+    let now = Now::from_secs_f64(0.0);
+    let mut server = Server::new(server_config(None, true), now, Default::default());
+    let a = server.handle_connect(now, "10.0.0.1:1".parse().unwrap());
+    server
+        .handle_input(now, a, b"{\"username\": \"old\", \"password\": \"\"}\n")
+        .unwrap();
+    let b = server.handle_connect(now, "10.0.0.2:1".parse().unwrap());
+    server
+        .handle_input(now, b, b"{\"username\": \"older\", \"password\": \"\"}\n")
+        .unwrap();
+    let mut texts = Vec::new();
+    while let Some(action) = server.poll_action() {
+        if let Action::Send { conn, bytes } = action {
+            if conn == a {
+                texts.push(String::from_utf8_lossy(&bytes).into_owned());
+            }
+        }
+    }
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("older joined from 10.0.0.2 (unencrypted).")),
+        "{texts:?}"
+    );
+    server
+        .handle_input(now, a, b"{\"type\": \"message\", \"text\": \"/users\"}\n")
+        .unwrap();
+    let mut answer = String::new();
+    while let Some(action) = server.poll_action() {
+        if let Action::Send { bytes, .. } = action {
+            answer = String::from_utf8_lossy(&bytes).into_owned();
+        }
+    }
+    assert!(
+        answer.contains("Online: old (unencrypted), older (unencrypted)"),
+        "{answer}"
+    );
+}
