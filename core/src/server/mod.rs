@@ -514,9 +514,11 @@ impl Server {
                 bytes: out.into(),
             });
         }
-        match failure {
-            Some(why) => self.drop_secure(now, conn, why),
-            None => self.drain_lines(now, conn),
+        // Lines that decrypted before a bad frame are authentic: handle them
+        // first, so the outcome does not depend on how TCP split the bytes.
+        self.drain_lines(now, conn);
+        if let Some(why) = failure {
+            self.drop_secure(now, conn, why);
         }
     }
 
