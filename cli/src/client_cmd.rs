@@ -521,7 +521,10 @@ impl TtyHost {
             ClientEvent::System { text, .. } => {
                 if let Some(list) = text.strip_prefix("Online: ") {
                     names.clear();
-                    names.extend(list.split(", ").map(str::to_string));
+                    names.extend(
+                        list.split(", ")
+                            .map(|n| n.trim_end_matches(" (unencrypted)").to_string()),
+                    );
                 } else if let Some((who, _)) = text.split_once(" joined") {
                     names.insert(who.to_string());
                 } else if let Some(who) = [" left", " was ", " timed out"]

@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use reedline::{
-    default_emacs_keybindings, ColumnarMenu, Completer, Emacs, ExternalPrinter, KeyCode,
+    default_emacs_keybindings, ColumnarMenu, Completer, CompletionResult, Emacs, ExternalPrinter,
+    KeyCode,
     KeyModifiers, MenuBuilder, Prompt, PromptEditMode, PromptHistorySearch, Reedline,
     ReedlineEvent, ReedlineMenu, Signal, Span, Suggestion,
 };
@@ -53,8 +54,8 @@ impl LineEditor {
             ]),
         );
         let menu = ColumnarMenu::default().with_name("completion");
-        let printer = ExternalPrinter::default();
-        term::set_printer(Some(printer.clone()));
+        let printer = ExternalPrinter::new(4096);
+        term::set_printer(Some(printer.sender()));
         let rl = Reedline::create()
             .with_edit_mode(Box::new(Emacs::new(keys)))
             .with_completer(Box::new(Completion { commands, names }))
@@ -76,7 +77,7 @@ impl LineEditor {
         match self.rl.read_line(&self.prompt) {
             Ok(Signal::Success(line)) => Input::Line(line),
             Ok(Signal::CtrlC) => Input::Interrupt,
-            Ok(Signal::CtrlD) | Err(_) => Input::End,
+            Ok(_) | Err(_) => Input::End,
         }
     }
 }
@@ -107,8 +108,12 @@ impl Prompt for ChatPrompt {
         }
     }
 
+    /// Blank, but as long as the prompt less three: reedline sizes the
+    /// half-typed line, when it prints a message above it, from the length of
+    /// the *right* prompt plus three, ignoring the left one. Without this a
+    /// half-typed line that wraps loses the message printed above it.
     fn render_prompt_right(&self) -> Cow<'_, str> {
-        Cow::Borrowed("")
+        Cow::Owned(" ".repeat(self.text.chars().count().saturating_sub(3)))
     }
 
     fn render_prompt_indicator(&self, _mode: PromptEditMode) -> Cow<'_, str> {
@@ -130,7 +135,13 @@ struct Completion {
 }
 
 impl Completer for Completion {
-    fn complete(&mut self, line: &str, pos: usize) -> Vec<Suggestion> {
+    fn complete(&mut self, line: &str, pos: usize) -> CompletionResult {
+        CompletionResult::fresh(self.suggest(line, pos))
+    }
+}
+
+impl Completion {
+    fn suggest(&self, line: &str, pos: usize) -> Vec<Suggestion> {
         let before = &line[..pos.min(line.len())];
         let start = before
             .rfind(char::is_whitespace)
@@ -141,11 +152,9 @@ impl Completer for Completion {
         let span = Span::new(start, pos);
         let suggest = |value: String| Suggestion {
             value,
-            description: None,
-            style: None,
-            extra: None,
             span,
             append_whitespace: true,
+            ..Suggestion::default()
         };
         if start == 0 && word.starts_with('/') {
             return self
@@ -186,6 +195,12 @@ mod tests {
 
     fn values(s: Vec<Suggestion>) -> Vec<String> {
         s.into_iter().map(|s| s.value).collect()
+    }
+
+    impl Completion {
+        fn complete(&mut self, line: &str, pos: usize) -> Vec<Suggestion> {
+            self.suggest(line, pos)
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::io::{self, Write};
 pub fn print(text: &str) {
     if let Some(printer) = PRINTER.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
         if printer
-            .print(text.trim_end_matches('\n').to_string())
+            .send(text.trim_end_matches('\n').to_string())
             .is_ok()
         {
             return;
@@ -46,7 +46,7 @@ pub fn for_each_stdin_line(mut each: impl FnMut(String)) {
     }
 }
 
-type Printer = reedline::ExternalPrinter<String>;
+type Printer = std::sync::mpsc::SyncSender<String>;
 
 /// Where [`print`] goes while a line editor owns the terminal.
 static PRINTER: std::sync::Mutex<Option<Printer>> = std::sync::Mutex::new(None);
