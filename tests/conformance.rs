@@ -663,10 +663,13 @@ impl Peer {
 
     /// Asks for `/users` and asserts the answer is the very next line, so
     /// nothing else was sent to this peer before it. Returns the user list.
+    /// `/users`, answered in order after everything sent before it; the
+    /// answer without the `(unencrypted)` markers (every raw peer here is a
+    /// plaintext LanTalk 2.0 peer; `users_command_lists_everyone` checks them).
     fn barrier(&mut self) -> String {
         self.say("/users");
         let v = self.expect_system_containing("Online: ");
-        v["text"].as_str().unwrap().to_string()
+        v["text"].as_str().unwrap().replace(" (unencrypted)", "")
     }
 }
 
@@ -879,7 +882,8 @@ fn users_command_lists_everyone(bin: &str) {
     assert_eq!(peers[1].barrier(), "Online: Ann, bob, Cy-3");
     // Commands are case-insensitive; the answer goes to the asker only.
     peers[2].say("/USERS");
-    peers[2].expect_system("Online: Ann, bob, Cy-3");
+    // Members who do not encrypt are marked for everyone to see.
+    peers[2].expect_system("Online: Ann (unencrypted), bob (unencrypted), Cy-3 (unencrypted)");
     peers[0].barrier();
     // Unknown commands get a notice and are not relayed.
     peers[0].say("/frobnicate now");
@@ -952,7 +956,7 @@ fn operator_messages_reach_everyone(bin: &str) {
         p.expect_message("Hall (server)", "hello from the operator");
     }
     s.console("/users");
-    s.wait_reply("Online: A, B");
+    s.wait_reply("Online: A (unencrypted), B (unencrypted)");
 }
 
 fn rate_limit_warns_then_kicks(bin: &str) {
@@ -1445,7 +1449,7 @@ fn client_piped_session(bin: &str) {
         l.starts_with("Connected as Pipe to Hall.")
     });
     c.stdout.wait_for("with the user list", |l| {
-        is_stamped(l, "*** Online: Peer, Pipe ***")
+        is_stamped(l, "*** Online: Peer (unencrypted), Pipe ***")
     });
 
     peer.say("hi pipe, from a raw peer");
@@ -1489,7 +1493,7 @@ fn client_exits_zero_at_end_of_input(bin: &str) {
     // to the last one still shown.
     assert!(
         c.stdout
-            .has_line(|l| is_stamped(l, "*** Online: Peer, Pipe ***")),
+            .has_line(|l| is_stamped(l, "*** Online: Peer (unencrypted), Pipe ***")),
         "stdout:\n{}",
         c.stdout.text()
     );
