@@ -233,7 +233,10 @@ impl Term {
             .args(["--", "env", "-i"])
             .arg(format!("PATH={path}"))
             .arg(format!("HOME={}", home.path().display()))
-            .args(["TERM=xterm-256color", "LANG=C.UTF-8"]);
+            .args(["TERM=xterm-256color", "LANG=C.UTF-8"])
+            // Tests never announce or scan on the machine's real interfaces
+            // (the menu's server binds 0.0.0.0, and its join flow scans).
+            .arg("LANTALK_NO_DISCOVERY=1");
         for (k, v) in envs {
             cmd.arg(format!("{k}={v}"));
         }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use lantalk_core::discovery::DEFAULT_DISCOVERY_PORT;
 use lantalk_core::ratelimit::Rate;
 
 pub const DEFAULT_PORT: u16 = 5050;
@@ -18,6 +19,7 @@ pub const DEFAULT_PORT: u16 = 5050;
     after_help = "Examples:\n  \
         lantalk-smol server                          start a server on port 5050\n  \
         lantalk-smol client 192.168.1.5 --name Bob   join it from another machine\n  \
+        lantalk-smol scan                            list the servers on the LAN\n  \
         lantalk-smol                                 the interactive menu"
 )]
 pub struct Cli {
@@ -35,6 +37,17 @@ pub enum Command {
         Console commands once running: /users /stats /kick <user> /ban <user|ip> /bans \
         /unban <ip> /help /quit; any other line is sent to everyone.")]
     Server(ServerArgs),
+    /// Chat one to one: a server where you approve each peer from the console
+    /// (comparing a short code with them) and chat with them there.
+    #[command(after_help = "Examples:\n  \
+        lantalk-smol host --name Alice\n  \
+        lantalk-smol host --remember --approve-timeout 120\n\n\
+        The peer joins with `client HOST[:PORT]`. When it has logged in, the console shows \
+        `Incoming connection from ADDR as NAME, key SHA256:..., code 123 456. Approve? (y/n)` \
+        and the peer shows the same code; answer y or n. Lines you type go to the peer, its \
+        lines appear above the prompt. Console commands: /users /kick <user> /trusted \
+        /forget <name> /help /quit.")]
+    Host(HostArgs),
     /// Join a chat server.
     #[command(after_help = "Examples:\n  \
         lantalk-smol client 192.168.1.5 --name Bob\n  \
@@ -48,6 +61,15 @@ pub enum Command {
     /// Show this machine's key fingerprints (creating the keys if needed), to
     /// compare with what clients are shown when they first connect.
     Fingerprint(FingerprintArgs),
+    /// List the servers announcing themselves on the LAN.
+    #[command(after_help = "Examples:\n  \
+        lantalk-smol scan\n  \
+        lantalk-smol scan --timeout 10\n\n\
+        Listens for LanTalk beacons on UDP --discovery-port (those of LanTalk 2.0 servers too) \
+        and browses DNS-SD (mDNS) for _lantalk._tcp. Exits 0 when servers were found, 1 \
+        (saying why that may be) when none. A listing is only a hint of where to connect: it \
+        grants no trust.")]
+    Scan(ScanArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -99,14 +121,55 @@ pub struct ServerArgs {
     /// told when such a member joins, and /users marks them.
     #[arg(long)]
     pub allow_plaintext: bool,
-    /// Do not announce the server on the LAN. (Discovery is not implemented
-    /// yet; the server announces nothing either way.)
-    #[arg(long)]
+    /// Do not announce the server on the LAN (neither beacons nor mDNS).
+    /// LANTALK_NO_DISCOVERY=1 does the same, and keeps the menu from scanning.
+    #[arg(long, env = "LANTALK_NO_DISCOVERY", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_discovery: bool,
+    /// UDP port the beacons go to (LanTalk 2.0 clients listen on 5051).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_DISCOVERY_PORT,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub discovery_port: u16,
+    /// Send beacons to this address instead of every interface's broadcast
+    /// address (repeatable), e.g. 127.255.255.255 for this machine only.
+    #[arg(long, value_name = "ADDR")]
+    pub beacon_addr: Vec<std::net::Ipv4Addr>,
+    /// Seconds between beacons.
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_interval)]
+    pub beacon_interval: Duration,
+    /// Do not announce the server over mDNS (DNS-SD); beacons only.
+    #[arg(long)]
+    pub no_mdns: bool,
     /// Log level for the console and lantalk.log: debug, info or warning.
     #[arg(long, value_name = "LEVEL", env = "LANTALK_LOG_LEVEL", default_value = "info",
           value_parser = parse_level)]
     pub log_level: lantalk_core::server::Level,
+    #[command(flatten)]
+    pub approval: ApprovalArgs,
+}
+
+/// Approval of each connection by the operator (`host`, `server --approve`).
+#[derive(Args, Debug, Clone)]
+pub struct ApprovalArgs {
+    /// Ask on the console before letting anyone in (`host` always does). Both
+    /// sides are shown a short code to compare.
+    #[arg(long)]
+    pub approve: bool,
+    /// Seconds the operator has to answer before the peer is refused.
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
+    pub approve_timeout: Duration,
+    /// Remember the keys of approved peers (trusted_peers in the data
+    /// directory) and let them in without asking next time.
+    #[arg(long)]
+    pub remember: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct HostArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Peers chatting at once; one more is refused ("the host is busy").
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_count)]
+    pub max_peers: usize,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -135,6 +198,20 @@ pub struct ClientArgs {
     pub quiet: bool,
 }
 
+#[derive(Args, Debug, Clone)]
+pub struct ScanArgs {
+    /// Seconds to listen for.
+    #[arg(long, value_name = "SECS", default_value = "3", value_parser = parse_secs)]
+    pub timeout: Duration,
+    /// UDP port to listen for beacons on.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_DISCOVERY_PORT,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub discovery_port: u16,
+    /// Do not browse mDNS (DNS-SD); beacons only.
+    #[arg(long)]
+    pub no_mdns: bool,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateLimit(pub Option<Rate>);
 
@@ -152,11 +229,28 @@ pub fn parse_rate(s: &str) -> Result<RateLimit, String> {
     Ok(RateLimit(Some(Rate::new(n, Duration::from_secs_f64(secs)))))
 }
 
+pub fn parse_count(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("expected a whole number of at least 1, not {s:?}")),
+    }
+}
+
 pub fn parse_secs(s: &str) -> Result<Duration, String> {
     match s.trim().parse::<f64>() {
         Ok(v) if v > 0.0 && v.is_finite() && v < 1e9 => Ok(Duration::from_secs_f64(v)),
         _ => Err(format!(
             "expected a number of seconds greater than 0, not {s:?}"
+        )),
+    }
+}
+
+/// Seconds between beacons: at least 0.1, so a typo cannot flood the LAN.
+pub fn parse_interval(s: &str) -> Result<Duration, String> {
+    match parse_secs(s) {
+        Ok(d) if d >= Duration::from_millis(100) => Ok(d),
+        _ => Err(format!(
+            "expected a number of seconds of at least 0.1, not {s:?}"
         )),
     }
 }
@@ -185,6 +279,91 @@ mod tests {
         assert!(parse_rate("0/5").is_err());
         assert!(parse_rate("10").is_err());
         assert!(parse_rate("10/-1").is_err());
+    }
+
+    #[test]
+    fn discovery_flags() {
+        use clap::CommandFactory;
+        let cli = Cli::parse_from([
+            "lantalk",
+            "server",
+            "--beacon-addr",
+            "127.255.255.255",
+            "--beacon-addr",
+            "10.0.0.255",
+            "--beacon-interval",
+            "0.2",
+            "--discovery-port",
+            "6000",
+            "--no-mdns",
+        ]);
+        let Some(Command::Server(a)) = cli.command else {
+            panic!("server")
+        };
+        assert_eq!(a.beacon_addr.len(), 2);
+        assert_eq!(a.beacon_interval, Duration::from_millis(200));
+        assert_eq!(a.discovery_port, 6000);
+        assert!(a.no_mdns && !a.no_discovery);
+        // The variable is read for the flag (tests set it in their
+        // environment; this one only checks the flag is declared with it).
+        let arg = Cli::command()
+            .find_subcommand("server")
+            .and_then(|c| {
+                c.get_arguments()
+                    .find(|a| a.get_id() == "no_discovery")
+                    .cloned()
+            })
+            .expect("--no-discovery");
+        assert_eq!(
+            arg.get_env(),
+            Some(std::ffi::OsStr::new("LANTALK_NO_DISCOVERY"))
+        );
+        assert!(Cli::try_parse_from(["lantalk", "server", "--beacon-interval", "0.01"]).is_err());
+        assert!(Cli::try_parse_from(["lantalk", "server", "--discovery-port", "0"]).is_err());
+        assert!(Cli::try_parse_from(["lantalk", "server", "--beacon-addr", "::1"]).is_err());
+        let Some(Command::Scan(s)) = Cli::parse_from(["lantalk", "scan"]).command else {
+            panic!("scan")
+        };
+        assert_eq!(s.timeout, Duration::from_secs(3));
+        assert_eq!(s.discovery_port, DEFAULT_DISCOVERY_PORT);
+    }
+
+    #[test]
+    fn host_flags() {
+        let Some(Command::Host(h)) = Cli::parse_from(["lantalk", "host"]).command else {
+            panic!("host")
+        };
+        assert_eq!(h.max_peers, 1);
+        assert_eq!(h.server.port, DEFAULT_PORT);
+        assert_eq!(h.server.approval.approve_timeout, Duration::from_secs(60));
+        assert!(!h.server.approval.remember);
+        let cli = Cli::parse_from([
+            "lantalk",
+            "host",
+            "--max-peers",
+            "3",
+            "--approve-timeout",
+            "2.5",
+            "--remember",
+            "--name",
+            "Alice",
+        ]);
+        let Some(Command::Host(h)) = cli.command else {
+            panic!("host")
+        };
+        assert_eq!(h.max_peers, 3);
+        assert_eq!(h.server.name, "Alice");
+        assert_eq!(
+            h.server.approval.approve_timeout,
+            Duration::from_millis(2500)
+        );
+        assert!(h.server.approval.remember);
+        assert!(Cli::try_parse_from(["lantalk", "host", "--max-peers", "0"]).is_err());
+        let Some(Command::Server(a)) = Cli::parse_from(["lantalk", "server", "--approve"]).command
+        else {
+            panic!("server")
+        };
+        assert!(a.approval.approve);
     }
 
     #[test]

@@ -8,8 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use reedline::{
     default_emacs_keybindings, ColumnarMenu, Completer, CompletionResult, Emacs, ExternalPrinter,
-    KeyCode,
-    KeyModifiers, MenuBuilder, Prompt, PromptEditMode, PromptHistorySearch, Reedline,
+    KeyCode, KeyModifiers, MenuBuilder, Prompt, PromptEditMode, PromptHistorySearch, Reedline,
     ReedlineEvent, ReedlineMenu, Signal, Span, Suggestion,
 };
 

@@ -4,12 +4,15 @@
 //! (mode 0600 on Unix, written atomically). `known_servers`: one line per
 //! server, `HOST:PORT BASE64-KEY`, like SSH's known_hosts: the first key seen
 //! for an address is pinned, and a different one later is refused.
+//! `trusted_peers` (host mode, `--remember`): one line per peer the operator
+//! approved, `NAME BASE64-KEY`; those keys are let in without asking.
 
 use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use lantalk_core::secure::{b64, unb64, StaticKey};
+use lantalk_core::server::TrustedPeer;
 
 use crate::files::write_atomic_private;
 
@@ -112,6 +115,48 @@ impl KnownServers {
     }
 }
 
+/// Reads the trusted peers in `path`; a missing file is an empty list, a
+/// corrupt line an error (quietly dropping it would ask about, or worse, let
+/// in, the wrong people).
+pub fn load_trusted(path: &Path) -> Result<Vec<TrustedPeer>, String> {
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let mut peers = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let parsed = line
+            .split_once(' ')
+            .and_then(|(name, key)| Some((name.to_string(), unb64(key.trim())?)));
+        match parsed {
+            Some((name, key)) if key.len() == 32 => peers.push(TrustedPeer { name, key }),
+            _ => {
+                return Err(format!(
+                    "{} line {} is corrupt; fix or remove it",
+                    path.display(),
+                    i + 1
+                ))
+            }
+        }
+    }
+    Ok(peers)
+}
+
+/// Replaces the trusted peers in `path` with `peers`.
+pub fn save_trusted(path: &Path, peers: &[TrustedPeer]) -> Result<(), String> {
+    let mut text = String::from("# LanTalk: peers let in without asking (NAME BASE64-KEY)\n");
+    for p in peers {
+        text.push_str(&format!("{} {}\n", p.name, b64(&p.key)));
+    }
+    write_atomic_private(path, text.as_bytes())
+        .map_err(|e| format!("cannot save {}: {e}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +185,30 @@ mod tests {
         }
         fs::write(&p, "garbage").unwrap();
         assert!(load_or_create(&p).unwrap_err().contains("server_key"));
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn trusted_peers_save_and_reload() {
+        let d = temp_dir("trusted");
+        let p = d.join("trusted_peers");
+        assert!(load_trusted(&p).unwrap().is_empty());
+        let peers = vec![
+            TrustedPeer {
+                name: "Bob".into(),
+                key: vec![7; 32],
+            },
+            TrustedPeer {
+                name: "Carol".into(),
+                key: vec![8; 32],
+            },
+        ];
+        save_trusted(&p, &peers).unwrap();
+        assert_eq!(load_trusted(&p).unwrap(), peers);
+        save_trusted(&p, &[]).unwrap();
+        assert!(load_trusted(&p).unwrap().is_empty());
+        fs::write(&p, "Bob short\n").unwrap();
+        assert!(load_trusted(&p).unwrap_err().contains("line 1"));
         let _ = fs::remove_dir_all(&d);
     }
 

@@ -5,12 +5,15 @@
 mod args;
 mod client_cmd;
 mod clock;
+mod discovery;
 mod editor;
 mod files;
+mod host_cmd;
 mod keys;
 mod logger;
 mod menu;
 mod password;
+mod scan_cmd;
 mod server_cmd;
 mod style;
 mod term;
@@ -27,8 +30,10 @@ pub fn main<R: Runtime>(runtime_name: &str) -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Server(args)) => server_cmd::run::<R>(args, runtime_name),
+        Some(Command::Host(args)) => host_cmd::run::<R>(args, runtime_name),
         Some(Command::Client(args)) => client_cmd::run::<R>(args),
         Some(Command::Fingerprint(args)) => fingerprint(args),
+        Some(Command::Scan(args)) => scan_cmd::run(args, runtime_name),
         None => menu::run::<R>(runtime_name),
     }
 }

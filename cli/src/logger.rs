@@ -32,13 +32,28 @@ impl Logger {
         if level < self.level {
             return;
         }
-        let line = format!(
+        let line = Self::line(level, message);
+        crate::term::print(&line);
+        self.write(&line);
+    }
+
+    /// Logs to `lantalk.log` only: for lines the console shows otherwise.
+    pub fn log_to_file(&mut self, level: Level, message: &str) {
+        if level >= self.level {
+            self.write(&Self::line(level, message));
+        }
+    }
+
+    fn line(level: Level, message: &str) -> String {
+        format!(
             "[{}] {}  {}\n",
             chrono::Local::now().format("%H:%M:%S"),
             level.as_str(),
             message
-        );
-        crate::term::print(&line);
+        )
+    }
+
+    fn write(&mut self, line: &str) {
         if let Some(f) = self.file.as_mut() {
             if f.write_all(line.as_bytes()).is_err() {
                 // A full disk must not take the chat down; stop writing there.

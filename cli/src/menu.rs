@@ -44,9 +44,7 @@ pub fn run<R: Runtime>(runtime_name: &str) -> ExitCode {
         };
         crate::server_cmd::run::<R>(args, runtime_name)
     } else {
-        let server = ask("Server address (host or host:port): ", |s| {
-            crate::client_cmd::resolve(s).map(|_| s.to_string())
-        });
+        let server = choose_server();
         let name = ask("Display name: ", |s| {
             validate_username(s).map(|_| s.to_string())
         });
@@ -56,11 +54,50 @@ pub fn run<R: Runtime>(runtime_name: &str) -> ExitCode {
             password: PasswordArgs::default(),
             allow_plaintext: false,
             accept_new: false,
-            data_dir: None,
+            // Not parsed by clap here, so read its variable by hand.
+            data_dir: std::env::var_os("LANTALK_DATA_DIR").map(Into::into),
             quiet: false,
         };
         crate::client_cmd::run::<R>(args)
     }
+}
+
+/// Offers the servers a LAN scan finds, as LanTalk 2.0 does, or asks for an
+/// address.
+fn choose_server() -> String {
+    if crate::discovery::disabled_by_env() {
+        return ask_address();
+    }
+    term::print("Scanning for LanTalk servers…\n");
+    let found = crate::discovery::scan(&crate::discovery::ScanOptions::default())
+        .table
+        .servers();
+    if found.is_empty() {
+        term::print("No servers found via auto-discovery (`scan` says why that may be).\n\n");
+    } else {
+        let n = found.len();
+        let mut list = format!("Found {n} server(s):\n\n");
+        for (i, s) in found.iter().enumerate() {
+            list.push_str(&format!("  [{}] {}\n", i + 1, crate::scan_cmd::summary(s)));
+        }
+        list.push_str("  [m] Enter manually\n\n");
+        term::print(&list);
+        let choice = ask("Choose server: ", |s| match s.parse::<usize>() {
+            Ok(i) if (1..=n).contains(&i) => Ok(Some(i - 1)),
+            _ if s.is_empty() || s.eq_ignore_ascii_case("m") => Ok(None),
+            _ => Err(format!("Please enter a number from 1 to {n}, or m.")),
+        });
+        if let Some(i) = choice {
+            return crate::scan_cmd::address(&found[i]);
+        }
+    }
+    ask_address()
+}
+
+fn ask_address() -> String {
+    ask("Server address (host or host:port): ", |s| {
+        crate::client_cmd::resolve(s).map(|_| s.to_string())
+    })
 }
 
 fn parse_port(s: &str) -> Result<u16, String> {

@@ -16,6 +16,7 @@ use lantalk_core::server::{EventKind, Level, ServerEvent};
 use lantalk_core::{BanList, Now, Server, ServerConfig};
 
 use crate::args::ServerArgs;
+use crate::discovery::{AnnounceSettings, Announcer};
 use crate::editor::{self, Input, LineEditor, Names};
 use crate::files;
 use crate::logger::Logger;
@@ -23,7 +24,16 @@ use crate::style::{colour_wanted, Style};
 use crate::term;
 
 pub fn run<R: Runtime>(args: ServerArgs, runtime_name: &str) -> ExitCode {
-    match start::<R>(args, runtime_name) {
+    run_as::<R>(args, None, runtime_name)
+}
+
+/// `server`, or with `max_peers`, `host` (see `host_cmd`).
+pub fn run_as<R: Runtime>(
+    args: ServerArgs,
+    max_peers: Option<usize>,
+    runtime_name: &str,
+) -> ExitCode {
+    match start::<R>(args, max_peers, runtime_name) {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {
             term::eprint(&format!("error: {msg}\n"));
@@ -32,10 +42,15 @@ pub fn run<R: Runtime>(args: ServerArgs, runtime_name: &str) -> ExitCode {
     }
 }
 
-fn start<R: Runtime>(args: ServerArgs, runtime_name: &str) -> Result<(), String> {
+fn start<R: Runtime>(
+    args: ServerArgs,
+    max_peers: Option<usize>,
+    runtime_name: &str,
+) -> Result<(), String> {
     let data_dir = files::data_dir(args.data_dir.as_deref()).map_err(|e| e.to_string())?;
     let bans_path = data_dir.join("bans.json");
     let bans = files::load_bans(&bans_path)?;
+    let approval = crate::host_cmd::approval(&args.approval, max_peers.is_some(), &data_dir)?;
     let password = match crate::password::from_args(&args.password)? {
         Some(pw) => Some(pw),
         None => crate::password::prompt("Set password (leave blank for none): "),
@@ -56,10 +71,15 @@ fn start<R: Runtime>(args: ServerArgs, runtime_name: &str) -> Result<(), String>
         auth_timeout: args.auth_timeout,
         idle_timeout: args.idle_timeout,
         max_clients: args.max_clients,
+        max_users: max_peers,
+        approval: approval.as_ref().map(|(a, _)| a.clone()),
         ..ServerConfig::default()
     };
     let (logger, log_err) = Logger::open(args.log_level, &data_dir.join("lantalk.log"));
     print_banner(&args, &config, &bans, &data_dir, runtime_name, &fingerprint);
+    if let Some((a, path)) = &approval {
+        term::print(&crate::host_cmd::banner(a, max_peers, path));
+    }
     if let Some(e) = log_err {
         term::eprint(&format!(
             "warning: cannot open {}: {e}; logging to the console only\n",
@@ -68,12 +88,40 @@ fn start<R: Runtime>(args: ServerArgs, runtime_name: &str) -> Result<(), String>
     }
 
     let bind = SocketAddr::new(args.bind, args.port);
+    let has_password = config.password.is_some();
     let server = Server::new(
         config,
         Now::new(Default::default(), crate::clock::wall_time()),
         bans,
     );
     let names: Names = Arc::default();
+    let announce = (!args.no_discovery).then(|| {
+        let settings = AnnounceSettings {
+            name: args.name.clone(),
+            discovery_port: args.discovery_port,
+            beacon_addrs: args.beacon_addr.clone(),
+            interval: args.beacon_interval,
+            mdns: !args.no_mdns,
+            password: has_password,
+            encrypted: true,
+            fingerprint: Some(fingerprint.clone()),
+        };
+        let (names, level, log_path) = (
+            Arc::clone(&names),
+            args.log_level,
+            data_dir.join("lantalk.log"),
+        );
+        Box::new(move |local| {
+            let (mut logger, _) = Logger::open(level, &log_path);
+            let users = move || names.lock().unwrap_or_else(|e| e.into_inner()).len();
+            Announcer::start(
+                settings,
+                local,
+                users,
+                Box::new(move |l, m| logger.log(l, m)),
+            )
+        }) as StartAnnouncer
+    });
     let (console_tx, console_rx) = channel();
     let interactive = std::io::stdin().is_terminal();
     let host = CliServerHost {
@@ -82,6 +130,15 @@ fn start<R: Runtime>(args: ServerArgs, runtime_name: &str) -> Result<(), String>
         bans_path,
         names: Arc::clone(&names),
         console: interactive.then_some(console_tx.clone()),
+        announce,
+        announcer: None,
+        approval: approval.map(|(_, trusted_path)| crate::host_cmd::ApprovalConsole {
+            trusted_path,
+            show_chat: max_peers.is_some(),
+            style: Style {
+                colour: colour_wanted(std::io::stdout().is_terminal()),
+            },
+        }),
     };
     if !interactive {
         return R::serve(bind, server, Box::new(host)).map_err(|e| listen_error(bind, e));
@@ -108,10 +165,15 @@ fn start<R: Runtime>(args: ServerArgs, runtime_name: &str) -> Result<(), String>
     let style = Style {
         colour: colour_wanted(std::io::stdout().is_terminal()),
     };
+    let (role, commands) = match (max_peers, args.approval.approve) {
+        (Some(_), _) => ("host", APPROVAL_COMMANDS),
+        (None, true) => ("console", APPROVAL_COMMANDS),
+        (None, false) => ("console", CONSOLE_COMMANDS),
+    };
     let mut editor = LineEditor::new(
         style,
-        format!("[{} | console] > ", args.name),
-        CONSOLE_COMMANDS,
+        format!("[{} | {role}] > ", args.name),
+        commands,
         names,
     );
     EDITING.store(true, Ordering::SeqCst);
@@ -155,6 +217,10 @@ static EDITING: AtomicBool = AtomicBool::new(false);
 const CONSOLE_COMMANDS: &[&str] = &[
     "/ban", "/bans", "/help", "/kick", "/quit", "/stats", "/unban", "/users",
 ];
+/// ... when connections are approved.
+const APPROVAL_COMMANDS: &[&str] = &[
+    "/ban", "/bans", "/forget", "/help", "/kick", "/quit", "/stats", "/trusted", "/unban", "/users",
+];
 
 /// What the server thread tells the console's thread.
 enum Console {
@@ -189,8 +255,13 @@ fn print_banner(
     fingerprint: &str,
 ) {
     let rule = "═".repeat(54);
+    let what = if config.max_users.is_some() {
+        "Host"
+    } else {
+        "Server"
+    };
     let mut s = format!(
-        "{rule}\n  LanTalk Server v{} ({runtime_name} runtime)  —  {}\n",
+        "{rule}\n  LanTalk {what} v{} ({runtime_name} runtime)  —  {}\n",
         env!("CARGO_PKG_VERSION"),
         args.name
     );
@@ -267,7 +338,16 @@ struct CliServerHost {
     /// With a terminal console: where to hand the control once running.
     console: Option<Sender<Console>>,
     bans_path: PathBuf,
+    /// Starts LAN discovery once the listener's address is known; the
+    /// announcer stops (saying goodbye on mDNS) when the host is dropped.
+    announce: Option<StartAnnouncer>,
+    announcer: Option<Announcer>,
+    /// Questions, trusted peers and (host mode) chat, when connections are
+    /// approved.
+    approval: Option<crate::host_cmd::ApprovalConsole>,
 }
+
+type StartAnnouncer = Box<dyn FnOnce(SocketAddr) -> Announcer + Send>;
 
 impl ServerHost for CliServerHost {
     fn wall_time(&mut self) -> lantalk_core::WallTime {
@@ -291,10 +371,21 @@ impl ServerHost for CliServerHost {
                 EventKind::Join => {
                     names.insert(who.to_string());
                 }
-                EventKind::Leave | EventKind::Moderation | EventKind::RateLimit => {
+                EventKind::Leave => {
+                    names.remove(who);
+                }
+                // "<name> was kicked …" (not "<name> hit rate limit").
+                EventKind::Moderation | EventKind::RateLimit | EventKind::Malformed
+                    if event.message.split_whitespace().nth(1) == Some("was") =>
+                {
                     names.remove(who);
                 }
                 _ => {}
+            }
+        }
+        if let Some(approval) = self.approval.as_mut() {
+            if approval.event(event, &mut self.logger) {
+                return;
             }
         }
         if event.kind == EventKind::Reply {
@@ -317,6 +408,9 @@ impl ServerHost for CliServerHost {
         ));
         self.logger
             .log(Level::Info, &format!("Server started on {local_addr}"));
+        if let Some(start) = self.announce.take() {
+            self.announcer = Some(start(local_addr));
+        }
         if let Some(console) = &self.console {
             let _ = console.send(Console::Ready(control));
             return;

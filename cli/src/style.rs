@@ -83,6 +83,9 @@ impl Style {
             ClientEvent::ActionSent { text } => {
                 format!("{} * {} {text}", self.ts(now), self.name(me))
             }
+            ClientEvent::AwaitingApproval { code } => {
+                self.info(&format!("Waiting for the host to approve... code {code}"))
+            }
             ClientEvent::Joined { .. }
             | ClientEvent::Secured { .. }
             | ClientEvent::ConfirmServerKey { .. }

@@ -8,8 +8,9 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use crate::approval::{self, ServerApproval};
 use crate::framing::{Frame, LineBuffer};
-use crate::protocol::{self, ServerLine, MAX_TEXT_CHARS};
+use crate::protocol::{self, Malformed, ServerLine, MAX_TEXT_CHARS};
 use crate::ratelimit::{Rate, Window};
 use crate::secure::{self, grow, FrameBuffer, Kdf, Offer, PakeClient, SeededRng, StaticKey};
 use crate::time::{Instant, Now};
@@ -92,6 +93,12 @@ pub enum ClientEvent {
         key: Vec<u8>,
         new: bool,
     },
+    /// The host approves each connection and has been asked about this one.
+    /// The same code is shown to the host: compare them (by voice, say).
+    /// `Joined` or `Refused` follows.
+    AwaitingApproval {
+        code: String,
+    },
     /// Logged in.
     Joined {
         username: String,
@@ -158,6 +165,8 @@ enum Phase {
     /// The password check is under way.
     AwaitingPake,
     AwaitingResult,
+    /// The login passed; the host's operator is deciding.
+    AwaitingApproval,
     Chatting,
     /// The user left and the client half-closed; what the server still sends
     /// (answers to the last commands) is shown until it closes its side.
@@ -194,6 +203,8 @@ pub struct Client {
     /// A half-done Noise handshake waiting for the user's trust.
     pending: Option<Box<snow::HandshakeState>>,
     pake: Option<PakeClient>,
+    /// Our approval nonce, once committed to.
+    approval_nonce: Option<[u8; 32]>,
     needs_password: bool,
     /// JSON lines: as received, or as decrypted.
     lines: LineBuffer,
@@ -230,6 +241,7 @@ impl Client {
             kdf: None,
             pending: None,
             pake: None,
+            approval_nonce: None,
             needs_password: false,
             lines,
             deadline,
@@ -283,6 +295,12 @@ impl Client {
                 Frame::Line(line) => {
                     let was_plain = matches!(self.wire, Wire::Plain);
                     self.handle_line(now, line);
+                    if self.leaving {
+                        // A user who left may have to be let go now (asked
+                        // for a password, say), before the next line: as if
+                        // the next line came in a read of its own.
+                        self.flush(now);
+                    }
                     if was_plain && !matches!(self.wire, Wire::Plain) {
                         // Switched to frames: what followed the line is frames.
                         let rest = lines.take_rest();
@@ -318,7 +336,10 @@ impl Client {
         while let Some(frame) = pending.next_frame() {
             match &mut self.wire {
                 Wire::Handshake { noise, .. } => {
-                    if !matches!(noise.read_message(frame, grow(&mut buf, frame.len())), Ok(0)) {
+                    if !matches!(
+                        noise.read_message(frame, grow(&mut buf, frame.len())),
+                        Ok(0)
+                    ) {
                         result = Err("The encrypted handshake failed: the offer was tampered \
                                       with, or the server is not a LanTalk server.");
                         break;
@@ -338,14 +359,16 @@ impl Client {
                     result = Err("The server spoke out of turn during the handshake.");
                     break;
                 }
-                Wire::Secure { noise, .. } => match noise.read_message(frame, grow(&mut buf, frame.len())) {
-                    Ok(n) => self.lines.push(&buf[..n]),
-                    Err(_) => {
-                        result = Err("A message from the server failed to decrypt: the \
+                Wire::Secure { noise, .. } => {
+                    match noise.read_message(frame, grow(&mut buf, frame.len())) {
+                        Ok(n) => self.lines.push(&buf[..n]),
+                        Err(_) => {
+                            result = Err("A message from the server failed to decrypt: the \
                                       connection was tampered with.");
-                        break;
+                            break;
+                        }
                     }
-                },
+                }
                 Wire::Plain => break,
             }
         }
@@ -581,6 +604,11 @@ impl Client {
     }
 
     fn handle_line(&mut self, now: Now, line: &[u8]) {
+        if self.phase == Phase::AwaitingResult {
+            if let Some(approval) = approval::parse_server(line) {
+                return self.handle_approval_line(now, approval);
+            }
+        }
         let msg = match protocol::parse_server_line(line) {
             Ok(msg) => msg,
             Err(m) => {
@@ -639,6 +667,7 @@ impl Client {
             (
                 Phase::AwaitingRequest
                 | Phase::AwaitingResult
+                | Phase::AwaitingApproval
                 | Phase::NeedPassword
                 | Phase::AwaitingPake
                 | Phase::Handshaking
@@ -650,7 +679,7 @@ impl Client {
                 self.actions.push_back(ClientAction::Close);
             }
             (
-                Phase::AwaitingResult,
+                Phase::AwaitingResult | Phase::AwaitingApproval,
                 ServerLine::AuthOk {
                     username,
                     server_name,
@@ -672,6 +701,7 @@ impl Client {
             (
                 Phase::AwaitingRequest
                 | Phase::AwaitingResult
+                | Phase::AwaitingApproval
                 | Phase::NeedPassword
                 | Phase::AwaitingPake
                 | Phase::Handshaking
@@ -704,6 +734,47 @@ impl Client {
             }
             (Phase::Chatting | Phase::Leaving, _) => {}
             (Phase::Closed, _) => {}
+        }
+    }
+
+    /// The host approves each connection: commit to our nonce, then reveal
+    /// it once the server's is in, and show the code both sides derive.
+    fn handle_approval_line(&mut self, now: Now, line: Result<ServerApproval, Malformed>) {
+        let hash = match &self.wire {
+            Wire::Secure { hash, .. } => hash.clone(),
+            _ => return self.fail("The server asked for approval outside encryption."),
+        };
+        match (line, self.approval_nonce) {
+            (Ok(ServerApproval::Needed), None) => {
+                let Some(rng) = self.rng.as_mut() else {
+                    return;
+                };
+                let nonce = rng.seed();
+                self.approval_nonce = Some(nonce);
+                self.send_line(approval::commit(&secure::approval_commit(&nonce)));
+            }
+            (
+                Ok(ServerApproval::Nonce {
+                    nonce: theirs,
+                    timeout_secs,
+                }),
+                Some(ours),
+            ) => {
+                let code = secure::approval_code(&hash, &ours, &theirs);
+                self.send_line(approval::reveal(&ours));
+                self.phase = Phase::AwaitingApproval;
+                // The host's own deadline governs now, with the usual
+                // allowance for the answer to arrive.
+                self.deadline = timeout_secs.map(|secs| {
+                    now.instant + Duration::from_secs(secs.min(86_400)) + self.config.auth_timeout
+                });
+                self.event(ClientEvent::AwaitingApproval { code });
+            }
+            (Err(m), _) => self.fail(&format!(
+                "The server sent a malformed approval line ({}).",
+                m.0
+            )),
+            _ => self.fail("The server did not follow the LanTalk approval exchange."),
         }
     }
 
@@ -815,6 +886,7 @@ impl Client {
             | Phase::Handshaking
             | Phase::AwaitingPake
             | Phase::AwaitingResult
+            | Phase::AwaitingApproval
             | Phase::NeedTrust
             | Phase::NeedPassword
                 if self.abandon_login
@@ -876,5 +948,42 @@ impl Client {
 
     fn event(&mut self, e: ClientEvent) {
         self.actions.push_back(ClientAction::Event(e));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the client does with `chunks` of server bytes after the user
+    /// left before logging in.
+    fn events_after_quit(chunks: &[&[u8]]) -> Vec<ClientAction> {
+        let now = Now::from_secs_f64(0.0);
+        let mut config = ClientConfig::new("alice", None);
+        config.ask_password = true;
+        let mut client = Client::new(config, now);
+        client.handle_quit(now);
+        for chunk in chunks {
+            client.handle_input(now, chunk);
+        }
+        std::iter::from_fn(|| client.poll_action()).collect()
+    }
+
+    /// A user who left is let go when asked for a password, whether the
+    /// server's next line came in the same read or not (found by the
+    /// chunking property test).
+    #[test]
+    fn leaving_during_a_password_request_does_not_depend_on_chunking() {
+        let ask = b"{\"type\": \"auth_request\", \"ts\": \"12:00\", \"needs_password\": true}\n";
+        let again = b"{\"type\": \"auth_request\", \"ts\": \"12:00\", \"needs_password\": false}\n";
+        let whole = events_after_quit(&[&[&ask[..], &again[..]].concat()]);
+        let split = events_after_quit(&[ask, again]);
+        assert_eq!(whole, split);
+        assert!(
+            whole.contains(&ClientAction::Event(ClientEvent::Disconnected {
+                reason: "You left.".into(),
+                expected: true,
+            }))
+        );
     }
 }

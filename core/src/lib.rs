@@ -6,8 +6,10 @@
 //! between sockets and these machines, which is why both behave identically
 //! and why every behaviour can be tested here without a socket.
 
+pub mod approval;
 pub mod bans;
 pub mod client;
+pub mod discovery;
 pub mod driver;
 pub mod framing;
 pub mod json;

@@ -382,6 +382,47 @@ fn confirm(key: &[u8], role: &[u8], handshake_hash: &[u8]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
+// ── Approval codes (host mode) ───────────────────────────────────────────────
+//
+// When the operator approves each connection, both sides show a short code
+// to compare by voice. It is derived from the Noise handshake hash and a
+// nonce from each side, exchanged commit-then-reveal: the client commits to
+// its nonce before it sees the server's, and reveals it only after. A man in
+// the middle runs two sessions with two different handshake hashes; to make
+// the codes match it would have to pick its nonce towards the server before
+// knowing the client's, so it succeeds once in a million tries at best.
+
+/// Length of each side's approval nonce.
+pub const APPROVAL_NONCE: usize = 32;
+
+/// The client's commitment to its approval nonce.
+pub fn approval_commit(nonce: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"lantalk approval commit v1");
+    h.update(nonce);
+    h.finalize().into()
+}
+
+/// Whether `nonce` is the one `commit` was made to, in constant time.
+pub fn approval_commit_matches(commit: &[u8], nonce: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    commit.len() == 32
+        && nonce.len() == APPROVAL_NONCE
+        && bool::from(approval_commit(nonce).ct_eq(commit))
+}
+
+/// The six-digit code both sides show, as `123 456`.
+pub fn approval_code(handshake_hash: &[u8], client_nonce: &[u8], server_nonce: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(b"lantalk approval code v1");
+    h.update(handshake_hash);
+    h.update(client_nonce);
+    h.update(server_nonce);
+    let d = h.finalize();
+    let n = u32::from_be_bytes([d[0], d[1], d[2], d[3]]) % 1_000_000;
+    format!("{:03} {:03}", n / 1000, n % 1000)
+}
+
 pub fn b64(bytes: &[u8]) -> String {
     STANDARD.encode(bytes)
 }
@@ -515,6 +556,25 @@ mod tests {
             }
         }
         assert_eq!(got, got2);
+    }
+
+    #[test]
+    fn approval_codes() {
+        let (nc, ns) = ([1u8; 32], [2u8; 32]);
+        let commit = approval_commit(&nc);
+        assert!(approval_commit_matches(&commit, &nc));
+        assert!(!approval_commit_matches(&commit, &ns));
+        assert!(!approval_commit_matches(&commit[..31], &nc));
+        let code = approval_code(b"hash", &nc, &ns);
+        assert_eq!(code.len(), 7);
+        assert_eq!(code.as_bytes()[3], b' ');
+        assert!(code
+            .chars()
+            .filter(|c| *c != ' ')
+            .all(|c| c.is_ascii_digit()));
+        assert_eq!(code, approval_code(b"hash", &nc, &ns));
+        assert_ne!(code, approval_code(b"other session", &nc, &ns));
+        assert_ne!(code, approval_code(b"hash", &ns, &nc));
     }
 
     #[test]

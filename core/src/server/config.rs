@@ -16,6 +16,36 @@ pub struct SecureConfig {
     pub rng_seed: [u8; 32],
 }
 
+/// The operator approves each connection (host mode, `server --approve`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Approval {
+    /// How long a peer waits for the operator's answer before it is refused.
+    pub timeout: Duration,
+    /// Approved peers' keys are added to `trusted` (and persisted).
+    pub remember: bool,
+    /// Peers let in without asking, by key (the name is the one they had
+    /// when approved, for `/trusted` and `/forget`).
+    pub trusted: Vec<TrustedPeer>,
+}
+
+impl Default for Approval {
+    fn default() -> Self {
+        Approval {
+            timeout: Duration::from_secs(60),
+            remember: false,
+            trusted: Vec::new(),
+        }
+    }
+}
+
+/// A peer whose key the operator approved and asked to remember.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrustedPeer {
+    pub name: String,
+    /// The peer's long-term public key.
+    pub key: Vec<u8>,
+}
+
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     /// Display name; the console speaks as `"<name> (server)"`.
@@ -39,6 +69,11 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Most simultaneous connections (logged in or not).
     pub max_clients: usize,
+    /// Most users logged in at once (`None`: no limit besides
+    /// `max_clients`). A login beyond it is refused: the host is busy.
+    pub max_users: Option<usize>,
+    /// `Some`: the operator approves each login ([`Approval`]).
+    pub approval: Option<Approval>,
     /// Most simultaneous connections from one address.
     pub max_per_address: usize,
     /// Loopback addresses are exempt from `max_per_address` (tests, local demos).
@@ -62,6 +97,8 @@ impl Default for ServerConfig {
             auth_timeout: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(300),
             max_clients: 1024,
+            max_users: None,
+            approval: None,
             max_per_address: 16,
             exempt_loopback: true,
             max_line: 16 * 1024,

@@ -22,12 +22,27 @@ pub const CONSOLE_HELP: &str = "\
 anything else    is sent to everyone as a message from the server";
 
 impl Server {
-    /// A line the operator typed on the server console.
+    /// A line the operator typed on the server console. While the operator
+    /// is asked to approve a connection, the line answers that (`y` or `n`).
     pub fn handle_console(&mut self, now: Now, line: &str) {
         self.expire(now);
+        self.console_line(now, line);
+        self.ask_next(now);
+    }
+
+    fn console_line(&mut self, now: Now, line: &str) {
         let line = line.trim();
         if line.is_empty() || self.shut_down {
             return;
+        }
+        let withdrawn = std::mem::take(&mut self.withdrawn);
+        // An open question takes the next line that is not a command.
+        if let (Some(id), false) = (self.asked, line.starts_with('/')) {
+            return self.console_answer(now, id, line);
+        }
+        if withdrawn && matches!(line.to_lowercase().as_str(), "y" | "yes" | "n" | "no") {
+            // Meant for a question that closed meanwhile: not chat.
+            return self.reply("That question is closed: the peer left or its time ran out.");
         }
         if !line.starts_with('/') {
             return self.console_say(now, line);
@@ -73,7 +88,13 @@ impl Server {
                 Ok(addr) => self.reply(format!("IP {addr} is not in the ban list.")),
                 Err(_) => self.reply(format!("Not an IP address: {ip}")),
             },
+            ("/help", _) if self.config.approval.is_some() => {
+                self.reply(format!("{CONSOLE_HELP}\n{}", super::approve::APPROVAL_HELP))
+            }
             ("/help", _) => self.reply(CONSOLE_HELP),
+            ("/trusted", _) => self.console_trusted(),
+            ("/forget", "") => self.reply("Usage: /forget <name>"),
+            ("/forget", who) => self.console_forget(who),
             ("/quit" | "/exit" | "/q", _) => self.shutdown(now),
             (other, _) => self.reply(format!(
                 "Unknown command: {other}. Type /help for the list."
@@ -189,7 +210,7 @@ impl Server {
             .push_back(super::Action::PersistBans(self.bans.clone()));
     }
 
-    fn reply(&mut self, text: impl Into<String>) {
+    pub(super) fn reply(&mut self, text: impl Into<String>) {
         self.event(Level::Info, EventKind::Reply, text);
     }
 }

@@ -2,6 +2,11 @@
 
 use std::fmt;
 
+use core::net::SocketAddr;
+
+use super::config::TrustedPeer;
+use super::ConnId;
+
 /// Severity, matching LanTalk's log levels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Level {
@@ -45,13 +50,46 @@ pub enum EventKind {
     /// The answer to an operator's console command: shown, not logged.
     Reply,
     Shutdown,
+    /// Approval of connections: questions, answers, trusted peers.
+    Approval,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerEvent {
     pub level: Level,
     pub kind: EventKind,
+    /// The line a plain console or the log shows.
     pub message: String,
+    /// What a program must act on, beyond showing the message.
+    pub detail: Option<EventDetail>,
+}
+
+/// The structured part of an event: a question for the operator, a file to
+/// store, or a chat line to show.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventDetail {
+    /// Ask the operator whether to let a peer in. The answer comes back as
+    /// [`super::Server::handle_approval`], or as the next console line
+    /// (`y` or `n`) given to [`super::Server::handle_console`].
+    AskOperator(ApprovalRequest),
+    /// The trusted peers changed: store the whole list.
+    PersistTrusted(Vec<TrustedPeer>),
+    /// A user's chat line as everyone sees it (`/me` actions start with
+    /// `"/me "`), for consoles that take part in the chat (host mode).
+    Chat { user: String, text: String },
+}
+
+/// A peer waiting for the operator's approval.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApprovalRequest {
+    /// What to answer about.
+    pub id: ConnId,
+    pub addr: SocketAddr,
+    pub name: String,
+    /// The peer's key fingerprint; `None` for an unencrypted peer.
+    pub fingerprint: Option<String>,
+    /// The code both sides show (`123 456`); `None` for an unencrypted peer.
+    pub code: Option<String>,
 }
 
 impl ServerEvent {
@@ -60,7 +98,13 @@ impl ServerEvent {
             level,
             kind,
             message: message.into(),
+            detail: None,
         }
+    }
+
+    pub(crate) fn with_detail(mut self, detail: EventDetail) -> Self {
+        self.detail = Some(detail);
+        self
     }
 
     /// Whether this belongs in the log (console replies do not).

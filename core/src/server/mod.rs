@@ -7,6 +7,7 @@
 //! Nothing here blocks, allocates per recipient, or can be made to panic by a
 //! peer.
 
+mod approve;
 mod config;
 mod console;
 mod event;
@@ -19,8 +20,8 @@ use std::time::Duration;
 
 use core::net::{IpAddr, SocketAddr};
 
-pub use config::{SecureConfig, ServerConfig};
-pub use event::{EventKind, Level, ServerEvent};
+pub use config::{Approval, SecureConfig, ServerConfig, TrustedPeer};
+pub use event::{ApprovalRequest, EventDetail, EventKind, Level, ServerEvent};
 
 use crate::bans::{canonical, BanList};
 use crate::framing::{Frame, LineBuffer};
@@ -113,6 +114,14 @@ enum Phase {
         /// client's proof must be.
         pake: Option<(String, PakeServer)>,
     },
+    /// Logged in (name and password checked), waiting to be approved by
+    /// the operator: first the commit-then-reveal exchange for the code,
+    /// then the operator's answer. Not a user yet: sees and sends no chat.
+    Approving {
+        deadline: Instant,
+        name: String,
+        step: approve::Step,
+    },
     /// Logged in; `joined` orders users by login, as LanTalk lists them.
     Active { name: String, joined: u64 },
 }
@@ -151,7 +160,7 @@ struct Conn {
 impl Conn {
     fn deadline(&self, idle_timeout: Duration) -> Instant {
         match self.phase {
-            Phase::LoggingIn { deadline, .. } => deadline,
+            Phase::LoggingIn { deadline, .. } | Phase::Approving { deadline, .. } => deadline,
             Phase::Active { .. } => self.last_input + idle_timeout,
         }
     }
@@ -159,7 +168,7 @@ impl Conn {
     fn name(&self) -> Option<&str> {
         match &self.phase {
             Phase::Active { name, .. } => Some(name),
-            Phase::LoggingIn { .. } => None,
+            Phase::LoggingIn { .. } | Phase::Approving { .. } => None,
         }
     }
 
@@ -171,7 +180,8 @@ impl Conn {
         matches!(self.wire, Wire::Plain { .. })
     }
 
-    /// `line` as it must go on this connection's wire.
+    /// `line` as it must go on this connection's wire. In the middle of a
+    /// handshake there is no way to say anything: an empty payload.
     fn encode(&mut self, line: &[u8]) -> Payload {
         match &mut self.wire {
             Wire::Secure { noise, .. } => {
@@ -180,7 +190,8 @@ impl Conn {
                 let _ = secure::seal_into(noise, line, &mut out);
                 out.into()
             }
-            _ => line.into(),
+            Wire::Handshake { .. } => Payload::from(&[][..]),
+            Wire::Plain { .. } => line.into(),
         }
     }
 }
@@ -209,6 +220,13 @@ pub struct Server {
     shut_down: bool,
     /// Present when encryption is offered.
     secure: Option<(Offer, SeededRng)>,
+    /// The peer the operator is being asked about.
+    asked: Option<ConnId>,
+    /// Peers ready to be asked about, in the order they got ready.
+    waiting: VecDeque<ConnId>,
+    /// The open question was closed without an answer (the peer left or its
+    /// time ran out): a `y` or `n` typed next is not meant as chat.
+    withdrawn: bool,
 }
 
 impl Server {
@@ -239,6 +257,9 @@ impl Server {
             relayed: 0,
             logins: 0,
             shut_down: false,
+            asked: None,
+            waiting: VecDeque::new(),
+            withdrawn: false,
         }
     }
 
@@ -341,6 +362,12 @@ impl Server {
 
     /// Bytes received on a connection, in whatever chunks the transport gave.
     pub fn handle_input(&mut self, now: Now, conn: ConnId, bytes: &[u8]) -> Result<(), Error> {
+        let result = self.input(now, conn, bytes);
+        self.ask_next(now);
+        result
+    }
+
+    fn input(&mut self, now: Now, conn: ConnId, bytes: &[u8]) -> Result<(), Error> {
         let known = self.conns.contains_key(&conn);
         self.expire(now);
         if !known {
@@ -456,7 +483,10 @@ impl Server {
                     // Our handshake messages carry no payload; one that does
                     // is not ours (the first message is not even
                     // authenticated, so this is checked by hand).
-                    if !matches!(noise.read_message(frame, grow(&mut buf, frame.len())), Ok(0)) {
+                    if !matches!(
+                        noise.read_message(frame, grow(&mut buf, frame.len())),
+                        Ok(0)
+                    ) {
                         failure = Some("the handshake failed (tampered or not LanTalk)");
                         break;
                     }
@@ -492,13 +522,15 @@ impl Server {
                         }
                     }
                 }
-                Wire::Secure { noise, .. } => match noise.read_message(frame, grow(&mut buf, frame.len())) {
-                    Ok(n) => c.lines.push(&buf[..n]),
-                    Err(_) => {
-                        failure = Some("a frame failed to decrypt (tampered or replayed)");
-                        break;
+                Wire::Secure { noise, .. } => {
+                    match noise.read_message(frame, grow(&mut buf, frame.len())) {
+                        Ok(n) => c.lines.push(&buf[..n]),
+                        Err(_) => {
+                            failure = Some("a frame failed to decrypt (tampered or replayed)");
+                            break;
+                        }
                     }
-                },
+                }
                 Wire::Plain { .. } => break,
             }
         }
@@ -553,6 +585,7 @@ impl Server {
         // meanwhile must not address the connection that is already gone.
         let Some(c) = self.remove(conn) else {
             self.expire(now);
+            self.ask_next(now);
             return Err(Error::UnknownConnection(conn));
         };
         self.expire(now);
@@ -579,6 +612,7 @@ impl Server {
                     "was disconnected: not reading (outbound queue full)"
                 }
             };
+            let ip = c.ip();
             match c.phase {
                 Phase::Active { name, .. } => {
                     let level = match cause {
@@ -593,14 +627,23 @@ impl Server {
                     EventKind::Connection,
                     format!("Connection {conn} from {} {why} before logging in.", c.addr),
                 ),
+                // Gave up waiting for the operator (the question, if it
+                // was open, closed in `remove`).
+                Phase::Approving { name, .. } => self.event(
+                    Level::Info,
+                    EventKind::Approval,
+                    format!("{name} ({ip}) {why} before being approved."),
+                ),
             }
         }
+        self.ask_next(now);
         Ok(())
     }
 
     /// Time passed; fire every deadline that is due.
     pub fn handle_timeout(&mut self, now: Now) {
         self.expire(now);
+        self.ask_next(now);
     }
 
     /// The next action to carry out, in order.
@@ -625,11 +668,28 @@ impl Server {
         let notice: Payload = protocol::system(now.wall, "Server is shutting down.")
             .into_bytes()
             .into();
+        // Nobody is left to answer: peers waiting for approval are refused.
+        self.asked = None;
+        self.waiting.clear();
         let ids: Vec<ConnId> = self.conns.keys().copied().collect();
         for conn in ids {
-            if let Some(c) = self.remove(conn) {
+            let approving = matches!(
+                self.conns.get(&conn).map(|c| &c.phase),
+                Some(Phase::Approving { .. })
+            );
+            if approving {
+                self.send(conn, protocol::auth_fail(now.wall, approve::HOST_LEFT));
+            }
+            if let Some(mut c) = self.remove(conn) {
                 if c.name().is_some() {
-                    self.send_shared(conn, &notice);
+                    // Shared as is on plaintext; sealed in the connection's
+                    // own session otherwise.
+                    let bytes = if c.is_plaintext() {
+                        Arc::clone(&notice)
+                    } else {
+                        c.encode(&notice)
+                    };
+                    self.actions.push_back(Action::Send { conn, bytes });
                 }
                 self.actions.push_back(Action::Close {
                     conn,
@@ -655,7 +715,7 @@ impl Server {
             .values()
             .filter_map(|c| match &c.phase {
                 Phase::Active { name, joined } => Some((*joined, name.as_str())),
-                Phase::LoggingIn { .. } => None,
+                Phase::LoggingIn { .. } | Phase::Approving { .. } => None,
             })
             .collect();
         users.sort_unstable();
@@ -677,7 +737,7 @@ impl Server {
                     };
                     Some((*joined, format!("{name}{mark}")))
                 }
-                Phase::LoggingIn { .. } => None,
+                Phase::LoggingIn { .. } | Phase::Approving { .. } => None,
             })
             .collect();
         users.sort_unstable();
@@ -705,14 +765,10 @@ impl Server {
         if line.iter().all(u8::is_ascii_whitespace) {
             return;
         }
-        let logged_in = matches!(
-            self.conns.get(&conn).map(|c| &c.phase),
-            Some(Phase::Active { .. })
-        );
-        if logged_in {
-            self.handle_chat_line(now, conn, line);
-        } else {
-            self.handle_login(now, conn, line);
+        match self.conns.get(&conn).map(|c| &c.phase) {
+            Some(Phase::Active { .. }) => self.handle_chat_line(now, conn, line),
+            Some(Phase::Approving { .. }) => self.handle_approval_line(now, conn, line),
+            _ => self.handle_login(now, conn, line),
         }
     }
 
@@ -761,15 +817,15 @@ impl Server {
         if let Err(reason) = validate_username(&login.username) {
             return self.refuse_login(now, conn, &reason);
         }
-        if self.users.contains_key(&name_key(&login.username)) {
+        if self.name_taken(&login.username) {
             return self.refuse_login(now, conn, "Username already taken.");
         }
         let Some(hash) = self.config.password.clone() else {
-            return self.complete_login(now, conn, login.username);
+            return self.admit(now, conn, login.username);
         };
         if plaintext {
             if hash.verify(&login.password) {
-                return self.complete_login(now, conn, login.username);
+                return self.admit(now, conn, login.username);
             }
             return self.wrong_password(now, conn, ip, &login.username);
         }
@@ -814,10 +870,10 @@ impl Server {
         match protocol::parse_pake_confirm(line) {
             Ok(proof) if check.verify(&proof) => {
                 // The name may have been taken while the check ran.
-                if self.users.contains_key(&name_key(&name)) {
+                if self.name_taken(&name) {
                     return self.refuse_login(now, conn, "Username already taken.");
                 }
-                self.complete_login(now, conn, name)
+                self.admit(now, conn, name)
             }
             _ => self.wrong_password(now, conn, ip, &name),
         }
@@ -958,7 +1014,16 @@ impl Server {
         if text.starts_with('/') {
             return self.handle_client_command(now, conn, &name, &text);
         }
-        self.event(Level::Debug, EventKind::Chat, format!("<{name}> {text}"));
+        let chat = EventDetail::Chat {
+            user: name.clone(),
+            text: text.clone(),
+        };
+        self.detailed_event(
+            Level::Debug,
+            EventKind::Chat,
+            format!("<{name}> {text}"),
+            chat,
+        );
         self.relayed += 1;
         self.broadcast(protocol::message(now.wall, &name, &text), Some(conn));
     }
@@ -1053,7 +1118,12 @@ impl Server {
                 }
                 // Sent on as the command itself: our clients show `* name
                 // action`, LanTalk 2.0 clients show it as a plain line.
-                self.event(Level::Debug, EventKind::Chat, format!("* {name} {action}"));
+                let chat = EventDetail::Chat {
+                    user: name.to_string(),
+                    text: format!("/me {action}"),
+                };
+                let message = format!("* {name} {action}");
+                self.detailed_event(Level::Debug, EventKind::Chat, message, chat);
                 self.relayed += 1;
                 let line = protocol::message(now.wall, name, &format!("/me {action}"));
                 self.broadcast(line, Some(conn));
@@ -1128,7 +1198,11 @@ impl Server {
                 continue;
             }
             match c.phase {
-                Phase::LoggingIn { .. } => {
+                Phase::Approving {
+                    step: approve::Step::Waiting { .. },
+                    ..
+                } => self.approval_timed_out(now, conn),
+                Phase::LoggingIn { .. } | Phase::Approving { .. } => {
                     self.refuse_login_as(now, conn, "Login timed out.", CloseReason::AuthTimeout)
                 }
                 Phase::Active { .. } => self.kick(
@@ -1161,6 +1235,9 @@ impl Server {
         if let Some(name) = c.name() {
             self.users.remove(&name_key(name));
         }
+        if matches!(c.phase, Phase::Approving { .. }) {
+            self.forget_approval(conn);
+        }
         Some(c)
     }
 
@@ -1174,14 +1251,6 @@ impl Server {
             Some(c) => c.encode(line.as_bytes()),
             // Refused at connect: never registered, always plaintext.
             None => line.into_bytes().into(),
-        };
-        self.actions.push_back(Action::Send { conn, bytes });
-    }
-
-    fn send_shared(&mut self, conn: ConnId, bytes: &Payload) {
-        let bytes = match self.conns.get_mut(&conn) {
-            Some(c) if !c.is_plaintext() => c.encode(bytes),
-            _ => Arc::clone(bytes),
         };
         self.actions.push_back(Action::Send { conn, bytes });
     }
@@ -1208,6 +1277,17 @@ impl Server {
     fn event(&mut self, level: Level, kind: EventKind, message: impl Into<String>) {
         self.actions
             .push_back(Action::Event(ServerEvent::new(level, kind, message)));
+    }
+
+    fn detailed_event(
+        &mut self,
+        level: Level,
+        kind: EventKind,
+        message: impl Into<String>,
+        detail: EventDetail,
+    ) {
+        let event = ServerEvent::new(level, kind, message).with_detail(detail);
+        self.actions.push_back(Action::Event(event));
     }
 }
 

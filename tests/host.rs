@@ -1,0 +1,656 @@
+//! End-to-end tests of host mode (`host`, `server --approve`): the real
+//! `lantalk-smol` and `lantalk-std` binaries, the host's console and the
+//! client driven through pipes.
+//!
+//! * The host is asked about each peer on its console and answers `y` or
+//!   `n` there; the peer is told to wait, and both show the same code.
+//! * Approved: the two chat through the console and the client's pipes.
+//! * Denied, or not answered in time: the client exits non-zero, saying so.
+//! * `--remember` lets an approved key in without asking next time;
+//!   `/trusted` lists it and `/forget` removes it (from the file too).
+//! * One peer at a time: another is refused while the host chats.
+//! * A LanTalk 2.0 peer (plaintext) is asked about without key or code.
+//!
+//! Every process listens on or connects to loopback only, with fresh data
+//! directories; every wait is bounded; nothing asserts on timing.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// Bound for anything that should happen; a passing test never waits this
+/// long, and nothing asserts on timing.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+macro_rules! host_tests {
+    ($modname:ident, $bin:expr) => {
+        mod $modname {
+            host_tests!(@tests $bin;
+                approve_then_chat,
+                deny,
+                approval_timeout,
+                remembered_peer_is_let_in_without_asking,
+                busy_host_refuses_a_second_peer,
+                second_peer_waits_for_the_first_question,
+                host_leaving_refuses_the_waiting_peer,
+                server_approve_and_plaintext_peer,
+                ipv6_loopback,
+            );
+        }
+    };
+    (@tests $bin:expr; $($name:ident,)*) => {
+        $(
+            #[test]
+            fn $name() {
+                super::$name($bin)
+            }
+        )*
+    };
+}
+
+host_tests!(smol, env!("CARGO_BIN_EXE_lantalk-smol"));
+host_tests!(std_rt, env!("CARGO_BIN_EXE_lantalk-std"));
+
+// ═════════════════════════════════════════════════════════════════════════════
+// Harness
+// ═════════════════════════════════════════════════════════════════════════════
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(what: &str) -> TempDir {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!(
+            "lantalk-host-{}-{}-{nanos}-{what}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("create a temporary directory");
+        TempDir(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Lines a child wrote to one pipe, collected by a thread.
+struct Output {
+    what: String,
+    state: Mutex<(Vec<String>, bool)>,
+    changed: Condvar,
+}
+
+impl Output {
+    fn collect(what: String, mut pipe: impl Read + Send + 'static) -> Arc<Output> {
+        let out = Arc::new(Output {
+            what,
+            state: Mutex::new((Vec::new(), false)),
+            changed: Condvar::new(),
+        });
+        let shared = Arc::clone(&out);
+        thread::spawn(move || {
+            let mut pending = Vec::new();
+            let mut chunk = [0u8; 8192];
+            loop {
+                let n = pipe.read(&mut chunk).unwrap_or(0);
+                let mut state = shared.state.lock().unwrap();
+                if n == 0 {
+                    if !pending.is_empty() {
+                        state.0.push(String::from_utf8_lossy(&pending).into_owned());
+                    }
+                    state.1 = true;
+                    shared.changed.notify_all();
+                    return;
+                }
+                pending.extend_from_slice(&chunk[..n]);
+                while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=pos).collect();
+                    let line = String::from_utf8_lossy(&line[..pos]);
+                    state.0.push(line.trim_end_matches('\r').to_string());
+                }
+                shared.changed.notify_all();
+            }
+        });
+        out
+    }
+
+    /// The first line (from the start) satisfying `pred`.
+    fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        let mut state = self.state.lock().unwrap();
+        loop {
+            if let Some(line) = state.0.iter().find(|l| pred(l)) {
+                return line.clone();
+            }
+            let now = Instant::now();
+            if state.1 || now >= deadline {
+                let why = if state.1 { "closed" } else { "timed out" };
+                panic!(
+                    "{}: {why} waiting for {what}; got:\n{}",
+                    self.what,
+                    state.0.join("\n")
+                );
+            }
+            state = self.changed.wait_timeout(state, deadline - now).unwrap().0;
+        }
+    }
+
+    /// Waits until `n` lines satisfy `pred`.
+    fn wait_count(&self, what: &str, n: usize, pred: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + TIMEOUT;
+        let mut state = self.state.lock().unwrap();
+        loop {
+            if state.0.iter().filter(|l| pred(l)).count() >= n {
+                return;
+            }
+            let now = Instant::now();
+            if state.1 || now >= deadline {
+                panic!(
+                    "{}: waiting for {n} lines {what}; got:\n{}",
+                    self.what,
+                    state.0.join("\n")
+                );
+            }
+            state = self.changed.wait_timeout(state, deadline - now).unwrap().0;
+        }
+    }
+
+    fn has_line(&self, pred: impl Fn(&str) -> bool) -> bool {
+        self.state.lock().unwrap().0.iter().any(|l| pred(l))
+    }
+
+    fn wait_eof(&self) {
+        let deadline = Instant::now() + TIMEOUT;
+        let mut state = self.state.lock().unwrap();
+        while !state.1 {
+            let now = Instant::now();
+            assert!(now < deadline, "{}: not closed in time", self.what);
+            state = self.changed.wait_timeout(state, deadline - now).unwrap().0;
+        }
+    }
+
+    fn text(&self) -> String {
+        self.state.lock().unwrap().0.join("\n")
+    }
+}
+
+fn wait_exit(child: &mut Child, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for a child") {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not exit within {TIMEOUT:?}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A child process with piped standard streams, killed when dropped.
+struct Proc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Arc<Output>,
+    stderr: Arc<Output>,
+}
+
+impl Proc {
+    fn spawn(label: &str, mut cmd: Command) -> Proc {
+        cmd.env_remove("LANTALK_DATA_DIR")
+            .env_remove("LANTALK_LOG_LEVEL")
+            .env("LANTALK_NO_DISCOVERY", "1")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {label}: {e}"));
+        let stdin = child.stdin.take();
+        let stdout = Output::collect(format!("{label} stdout"), child.stdout.take().unwrap());
+        let stderr = Output::collect(format!("{label} stderr"), child.stderr.take().unwrap());
+        Proc {
+            child,
+            stdin,
+            stdout,
+            stderr,
+        }
+    }
+
+    fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin is open");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .and_then(|_| stdin.flush())
+            .expect("write to the child");
+    }
+
+    fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits for the exit and for both pipes to be read to the end.
+    fn wait(&mut self, what: &str) -> ExitStatus {
+        let status = wait_exit(&mut self.child, what);
+        self.stdout.wait_eof();
+        self.stderr.wait_eof();
+        status
+    }
+
+    fn report(&self) -> String {
+        format!(
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout.text(),
+            self.stderr.text()
+        )
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running `BIN host` (or `BIN server --approve`) on loopback.
+struct Host {
+    proc: Proc,
+    addr: SocketAddr,
+    dir: Arc<TempDir>,
+}
+
+impl Host {
+    fn start(bin: &str, args: &[&str]) -> Host {
+        Host::start_in(
+            bin,
+            "host",
+            "127.0.0.1",
+            args,
+            Arc::new(TempDir::new("host")),
+        )
+    }
+
+    fn start_in(bin: &str, command: &str, bind: &str, args: &[&str], dir: Arc<TempDir>) -> Host {
+        let mut cmd = Command::new(bin);
+        cmd.args([command, "--port", "0", "--bind", bind, "--no-discovery"])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(args);
+        let proc = Proc::spawn("host", cmd);
+        let line = proc
+            .stdout
+            .wait_for("Listening on ADDR", |l| l.starts_with("Listening on "));
+        let addr: SocketAddr = line["Listening on ".len()..]
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("cannot read {line:?}: {e}"));
+        assert_ne!(addr.port(), 0);
+        Host { proc, addr, dir }
+    }
+
+    fn console(&mut self, line: &str) {
+        self.proc.send(line);
+    }
+
+    /// The question about `name`: its key fingerprint (if any) and code.
+    fn question(&self, name: &str) -> (Option<String>, Option<String>) {
+        let prefix = "Incoming connection from ";
+        let line = self
+            .proc
+            .stdout
+            .wait_for(&format!("the question about {name}"), |l| {
+                l.starts_with(prefix)
+                    && l.contains(&format!(" as {name}, "))
+                    && l.ends_with(". Approve? (y/n)")
+            });
+        if line.contains("no key, no code (unencrypted)") {
+            return (None, None);
+        }
+        let key = line
+            .split("key ")
+            .nth(1)
+            .and_then(|r| r.split(',').next())
+            .map(str::to_string);
+        let code = line
+            .split(", code ")
+            .nth(1)
+            .map(|r| r.trim_end_matches(". Approve? (y/n)").to_string());
+        (key, code)
+    }
+
+    fn wait_output(&self, text: &str) -> String {
+        self.proc
+            .stdout
+            .wait_for(&format!("a line containing {text:?}"), |l| l.contains(text))
+    }
+
+    fn quit(mut self) {
+        self.console("/quit");
+        let status = self.proc.wait("the host");
+        assert!(
+            status.success(),
+            "host exit {status}; {}",
+            self.proc.report()
+        );
+    }
+}
+
+/// `BIN client ADDR --name NAME` with pipes, its own data directory, and
+/// new server keys trusted.
+fn client(bin: &str, server: &str, name: &str, dir: &TempDir) -> Proc {
+    let mut cmd = Command::new(bin);
+    cmd.args(["client", server, "--name", name, "--accept-new"])
+        .arg("--data-dir")
+        .arg(dir.path());
+    Proc::spawn(name, cmd)
+}
+
+/// The code the client was told to compare.
+fn waiting_code(c: &Proc) -> String {
+    let prefix = "Waiting for the host to approve... code ";
+    let line = c
+        .stdout
+        .wait_for("the waiting line", |l| l.starts_with(prefix));
+    line[prefix.len()..].to_string()
+}
+
+/// `123 456`.
+fn is_code(code: &str) -> bool {
+    let b = code.as_bytes();
+    b.len() == 7 && b[3] == b' ' && [0, 1, 2, 4, 5, 6].iter().all(|&i| b[i].is_ascii_digit())
+}
+
+/// The client's own key fingerprint, as `fingerprint` shows it.
+fn client_fingerprint(bin: &str, dir: &TempDir) -> String {
+    let out = Command::new(bin)
+        .arg("fingerprint")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env_remove("LANTALK_DATA_DIR")
+        .output()
+        .expect("run fingerprint");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix("Client key: "))
+        .and_then(|r| r.split(' ').next())
+        .unwrap_or_else(|| panic!("no client key in {text:?}"))
+        .to_string()
+}
+
+/// `[HH:MM] rest`.
+fn is_stamped(line: &str, rest: &str) -> bool {
+    let b = line.as_bytes();
+    line.len() > 8
+        && b[0] == b'['
+        && b[3] == b':'
+        && [1, 2, 4, 5].iter().all(|&i| b[i].is_ascii_digit())
+        && line[6..].starts_with("] ")
+        && &line[8..] == rest
+}
+
+/// Expects the client to exit non-zero; returns its standard error.
+fn refused(c: &mut Proc, what: &str) -> String {
+    let status = c.wait(what);
+    assert!(!status.success(), "{what} should fail; {}", c.report());
+    c.stderr.text()
+}
+
+// ═════════════════════════════════════════════════════════════════════════════
+// Tests
+// ═════════════════════════════════════════════════════════════════════════════
+
+fn approve_then_chat(bin: &str) {
+    let mut host = Host::start(bin, &["--name", "Alice"]);
+    let bob_dir = TempDir::new("bob");
+    let mut bob = client(bin, &host.addr.to_string(), "Bob", &bob_dir);
+    let code = waiting_code(&bob);
+    let (key, asked_code) = host.question("Bob");
+    assert!(is_code(&code), "{code:?}");
+    assert_eq!(
+        asked_code.as_deref(),
+        Some(code.as_str()),
+        "the same code on both sides"
+    );
+    assert_eq!(
+        key,
+        Some(client_fingerprint(bin, &bob_dir)),
+        "the key is Bob's"
+    );
+    assert!(
+        !bob.stdout.has_line(|l| l.starts_with("Connected as")),
+        "not in before approval"
+    );
+
+    host.console("maybe");
+    host.wait_output("Please answer y or n.");
+    host.console("y");
+    bob.stdout
+        .wait_for("the welcome", |l| l == "Connected as Bob to Alice.");
+    bob.send("hello host");
+    host.proc.stdout.wait_for("Bob's line on the console", |l| {
+        is_stamped(l, "Bob: hello host")
+    });
+    host.console("hi Bob");
+    bob.stdout.wait_for("the host's line", |l| {
+        is_stamped(l, "Alice (server): hi Bob")
+    });
+
+    bob.close_stdin();
+    let status = bob.wait("Bob");
+    assert!(status.success(), "{}", bob.report());
+    host.wait_output("Bob left.");
+    host.quit();
+}
+
+fn deny(bin: &str) {
+    let mut host = Host::start(bin, &[]);
+    let bob_dir = TempDir::new("bob");
+    // By host name: it resolves like an address.
+    let server = format!("localhost:{}", host.addr.port());
+    let mut bob = client(bin, &server, "Bob", &bob_dir);
+    let code = waiting_code(&bob);
+    assert_eq!(host.question("Bob").1, Some(code));
+    host.console("n");
+    let err = refused(&mut bob, "Bob");
+    assert!(
+        err.contains("The host did not approve the connection."),
+        "{err}"
+    );
+    assert!(!bob.stdout.has_line(|l| l.starts_with("Connected as")));
+    host.quit();
+}
+
+fn approval_timeout(bin: &str) {
+    let host = Host::start(bin, &["--approve-timeout", "1"]);
+    let bob_dir = TempDir::new("bob");
+    let mut bob = client(bin, &host.addr.to_string(), "Bob", &bob_dir);
+    let code = waiting_code(&bob);
+    assert_eq!(host.question("Bob").1, Some(code));
+    let err = refused(&mut bob, "Bob");
+    assert!(err.contains("The host did not answer in time"), "{err}");
+    host.wait_output("No answer about Bob");
+    host.quit();
+}
+
+fn remembered_peer_is_let_in_without_asking(bin: &str) {
+    let mut host = Host::start(bin, &["--remember"]);
+    let bob_dir = TempDir::new("bob");
+    let addr = host.addr.to_string();
+    let mut bob = client(bin, &addr, "Bob", &bob_dir);
+    host.question("Bob");
+    host.console("y");
+    bob.stdout
+        .wait_for("the welcome", |l| l.starts_with("Connected as Bob"));
+    bob.close_stdin();
+    assert!(bob.wait("Bob").success(), "{}", bob.report());
+    let trusted = std::fs::read_to_string(host.dir.path().join("trusted_peers"))
+        .expect("trusted_peers written");
+    assert!(trusted.lines().any(|l| l.starts_with("Bob ")), "{trusted}");
+
+    // Same key: in at once, no question, no code.
+    let mut again = client(bin, &addr, "Bob", &bob_dir);
+    again
+        .stdout
+        .wait_for("the welcome", |l| l.starts_with("Connected as Bob"));
+    host.wait_output("in without asking");
+    assert!(!again
+        .stdout
+        .has_line(|l| l.starts_with("Waiting for the host")));
+    again.close_stdin();
+    assert!(again.wait("Bob again").success(), "{}", again.report());
+
+    host.console("/trusted");
+    host.wait_output("Trusted peers: Bob (SHA256:");
+    host.console("/forget Bob");
+    host.wait_output("Forgot Bob.");
+    let trusted = std::fs::read_to_string(host.dir.path().join("trusted_peers")).unwrap();
+    assert!(!trusted.lines().any(|l| l.starts_with("Bob ")), "{trusted}");
+
+    // Forgotten: asked about again.
+    let mut third = client(bin, &addr, "Bob", &bob_dir);
+    waiting_code(&third);
+    host.proc.stdout.wait_count("asking about Bob", 2, |l| {
+        l.starts_with("Incoming connection from 127.0.0.1 as Bob, ")
+    });
+    host.console("n");
+    refused(&mut third, "Bob the third");
+    host.quit();
+}
+
+fn busy_host_refuses_a_second_peer(bin: &str) {
+    let mut host = Host::start(bin, &[]);
+    let addr = host.addr.to_string();
+    let bob_dir = TempDir::new("bob");
+    let mut bob = client(bin, &addr, "Bob", &bob_dir);
+    host.question("Bob");
+    host.console("y");
+    bob.stdout
+        .wait_for("the welcome", |l| l.starts_with("Connected as Bob"));
+    let carol_dir = TempDir::new("carol");
+    let mut carol = client(bin, &addr, "Carol", &carol_dir);
+    let err = refused(&mut carol, "Carol");
+    assert!(
+        err.contains("The host is busy: it chats with one peer at a time."),
+        "{err}"
+    );
+    bob.close_stdin();
+    assert!(bob.wait("Bob").success());
+    host.quit();
+}
+
+fn second_peer_waits_for_the_first_question(bin: &str) {
+    let mut host = Host::start(bin, &["--max-peers", "2"]);
+    let addr = host.addr.to_string();
+    let (bob_dir, carol_dir) = (TempDir::new("bob"), TempDir::new("carol"));
+    let mut bob = client(bin, &addr, "Bob", &bob_dir);
+    host.question("Bob");
+    let mut carol = client(bin, &addr, "Carol", &carol_dir);
+    let carol_code = waiting_code(&carol);
+    host.wait_output("Carol (127.0.0.1) is waiting to be approved");
+    assert!(!host.proc.stdout.has_line(|l| l.contains(" as Carol, ")));
+    host.console("n");
+    refused(&mut bob, "Bob");
+    assert_eq!(host.question("Carol").1, Some(carol_code));
+    host.console("y");
+    carol
+        .stdout
+        .wait_for("the welcome", |l| l.starts_with("Connected as Carol"));
+    carol.close_stdin();
+    assert!(carol.wait("Carol").success(), "{}", carol.report());
+    host.quit();
+}
+
+fn host_leaving_refuses_the_waiting_peer(bin: &str) {
+    let host = Host::start(bin, &[]);
+    let bob_dir = TempDir::new("bob");
+    let mut bob = client(bin, &host.addr.to_string(), "Bob", &bob_dir);
+    waiting_code(&bob);
+    host.question("Bob");
+    host.quit();
+    let err = refused(&mut bob, "Bob");
+    assert!(
+        err.contains("The host left before approving the connection."),
+        "{err}"
+    );
+}
+
+/// A group server with `--approve`; a LanTalk 2.0 peer (plaintext, by
+/// hand) is asked about without a key or a code.
+fn server_approve_and_plaintext_peer(bin: &str) {
+    let mut host = Host::start_in(
+        bin,
+        "server",
+        "127.0.0.1",
+        &["--approve", "--allow-plaintext"],
+        Arc::new(TempDir::new("server")),
+    );
+    let mut raw = TcpStream::connect(host.addr).expect("connect");
+    raw.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut reader = std::io::BufReader::new(raw.try_clone().unwrap());
+    let mut line = String::new();
+    let mut read_json = |what: &str| -> Value {
+        line.clear();
+        use std::io::BufRead;
+        match reader.read_line(&mut line) {
+            Ok(n) if n > 0 => serde_json::from_str(&line).expect("JSON"),
+            Ok(_) => panic!("closed waiting for {what}"),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                panic!("timed out waiting for {what}")
+            }
+            Err(e) => panic!("{what}: {e}"),
+        }
+    };
+    assert_eq!(read_json("auth_request")["type"], "auth_request");
+    raw.write_all(format!("{}\n", json!({"username": "Old", "password": ""})).as_bytes())
+        .unwrap();
+    assert_eq!(host.question("Old"), (None, None));
+    host.console("yes");
+    let ok = read_json("auth_ok");
+    assert_eq!(ok["type"], "auth_ok", "{ok}");
+    host.wait_output("Old joined from 127.0.0.1");
+    drop(raw);
+    host.quit();
+}
+
+fn ipv6_loopback(bin: &str) {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback here; skipped");
+        return;
+    }
+    let mut host = Host::start_in(bin, "host", "::1", &[], Arc::new(TempDir::new("host6")));
+    let bob_dir = TempDir::new("bob");
+    let server = format!("[::1]:{}", host.addr.port());
+    let mut bob = client(bin, &server, "Bob", &bob_dir);
+    let code = waiting_code(&bob);
+    let prefix = "Incoming connection from ::1 as Bob, ";
+    host.proc
+        .stdout
+        .wait_for("the question from ::1", |l| l.starts_with(prefix));
+    assert_eq!(host.question("Bob").1, Some(code));
+    host.console("y");
+    bob.stdout
+        .wait_for("the welcome", |l| l.starts_with("Connected as Bob"));
+    bob.close_stdin();
+    assert!(bob.wait("Bob").success(), "{}", bob.report());
+    host.quit();
+}
