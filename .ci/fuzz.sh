@@ -4,6 +4,8 @@
 #
 #   .ci/fuzz.sh                  # all targets, 60 s each
 #   FUZZ_SECONDS=10 .ci/fuzz.sh protocol frame
+#   FUZZ_FLAGS="-s none" .ci/fuzz.sh   # extra cargo-fuzz flags (here: no ASan,
+#                                      # several times the exec/s)
 #
 # Exits non-zero if any target crashes, fails an invariant, times out, runs out
 # of memory, or fails to build. Crash inputs land in fuzz/artifacts/<target>/.
@@ -14,6 +16,8 @@ cd "$(dirname "$0")/.."
 
 SECONDS_PER_TARGET="${FUZZ_SECONDS:-60}"
 TOOLCHAIN="${FUZZ_TOOLCHAIN:-nightly}"
+# Word-split on purpose: "-s none", "--debug-assertions", ...
+read -r -a flags <<<"${FUZZ_FLAGS:-}"
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "installing cargo-fuzz" >&2
@@ -27,7 +31,7 @@ else
     mapfile -t targets < <(cargo +"${TOOLCHAIN}" fuzz list)
 fi
 
-cargo +"${TOOLCHAIN}" fuzz build
+cargo +"${TOOLCHAIN}" fuzz build "${flags[@]}"
 
 logdir="$(mktemp -d "${TMPDIR:-/tmp}/lantalk-fuzz.XXXXXX")"
 declare -A status execs runs
@@ -41,7 +45,7 @@ for t in "${targets[@]}"; do
     log="${logdir}/${t}.log"
     echo "=== ${t}: ${SECONDS_PER_TARGET}s (log: ${log})"
     set +e
-    cargo +"${TOOLCHAIN}" fuzz run "${t}" "${work}" "fuzz/corpus/${t}" -- \
+    cargo +"${TOOLCHAIN}" fuzz run "${flags[@]}" "${t}" "${work}" "fuzz/corpus/${t}" -- \
         -max_total_time="${SECONDS_PER_TARGET}" -rss_limit_mb=2048 -timeout=30 -print_final_stats=1 \
         >"${log}" 2>&1
     rc=$?
@@ -56,9 +60,9 @@ for t in "${targets[@]}"; do
     fi
     # exec/s: executed units / total time from the final stats, else the last
     # "#N ... exec/s: X" status line.
-    n="$(sed -n 's/^stat::number_of_executed_units: *\([0-9]*\).*/\1/p' "${log}" | tail -n 1)"
-    secs="$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "${log}" | tail -n 1)"
-    last="$(grep -E '^#[0-9]+' "${log}" | grep -o 'exec/s: [0-9]*' | tail -n 1 | awk '{print $2}')"
+    n="$(sed -n 's/^stat::number_of_executed_units: *\([0-9]*\).*/\1/p' "${log}" | tail -n 1 || true)"
+    secs="$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "${log}" | tail -n 1 || true)"
+    last="$(grep -E '^#[0-9]+' "${log}" | grep -o 'exec/s: [0-9]*' | tail -n 1 | awk '{print $2}' || true)"
     if [ -n "${n}" ] && [ -n "${secs}" ] && [ "${secs}" -gt 0 ]; then
         execs[$t]="$((n / secs))"
     else

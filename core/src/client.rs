@@ -501,7 +501,9 @@ impl Client {
         if matches!(self.phase, Phase::Closed | Phase::Leaving) {
             return;
         }
-        let text = line.trim();
+        // Trimmed as the server will (Python's white space): a line of only
+        // U+001C..U+001F must not go out as an empty message.
+        let text = protocol::py_trim(line);
         if text.is_empty() {
             return;
         }
@@ -516,20 +518,20 @@ impl Client {
             "/quit" | "/exit" | "/q" => return self.handle_quit(now),
             "/help" => return self.notice(HELP.to_string()),
             "/clear" => return self.event(ClientEvent::Clear),
-            "/me" if rest.trim().is_empty() => {
+            "/me" if protocol::py_trim(rest).is_empty() => {
                 return self.notice("Usage: /me <action>".to_string())
             }
             "/me" => self.event(ClientEvent::ActionSent {
-                text: rest.trim().to_string(),
+                text: protocol::py_trim(rest).to_string(),
             }),
             "/pm" => {
                 let (to, body) = protocol::split_word(rest);
-                if to.is_empty() || body.trim().is_empty() {
+                if to.is_empty() || protocol::py_trim(body).is_empty() {
                     return self.notice("Usage: /pm <user> <message>".to_string());
                 }
                 self.event(ClientEvent::PmSent {
                     to: to.to_string(),
-                    text: body.trim().to_string(),
+                    text: protocol::py_trim(body).to_string(),
                 });
             }
             _ => {}

@@ -507,3 +507,17 @@ fn failure_while_leaving_is_not_a_refused_login() {
         c.last
     );
 }
+
+/// Found by `cargo fuzz run client` (fuzz/regressions/client/
+/// user-line-of-only-py-space-is-sent-as-empty-message): a line of only the
+/// separators U+001C..U+001F, which the server trims away as Python does,
+/// went out as an empty message and used up a pacing slot.
+#[test]
+fn line_of_only_python_white_space_is_not_sent() {
+    let mut c = joined("alice");
+    c.user("\u{1e}");
+    c.user("\u{1c} \u{1f}\t");
+    assert!(c.sent().is_empty(), "{:?}", c.sent());
+    c.user("\u{1d}hi\u{1f}");
+    assert_eq!(c.sent(), [chat("hi")]);
+}

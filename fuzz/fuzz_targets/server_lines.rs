@@ -1,0 +1,100 @@
+//! The line decoders never panic, and what they accept survives re-encoding:
+//! parse(encode(parse(x))) == parse(x) for client messages, logins and server
+//! lines, and every encoding is exactly one `\n`-terminated line.
+#![no_main]
+
+use lantalk_core::json::ObjectWriter;
+use lantalk_core::protocol::{self, ClientLine, ServerLine};
+use lantalk_core::secure;
+use lantalk_core::WallTime;
+use libfuzzer_sys::fuzz_target;
+
+/// One wire line: ends with `\n`, has no other `\n`. Returns it without `\n`.
+fn one_line(enc: &str) -> &[u8] {
+    let b = enc.as_bytes();
+    assert!(
+        b.last() == Some(&b'\n') && !b[..b.len() - 1].contains(&b'\n'),
+        "encoding is not exactly one line: {enc:?}"
+    );
+    &b[..b.len() - 1]
+}
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(ClientLine::Message(text)) = protocol::parse_client_line(data) {
+        let enc = protocol::chat(&text);
+        let line = one_line(&enc);
+        let want = Ok(ClientLine::Message(text.clone()));
+        assert_eq!(protocol::parse_client_line(line), want, "chat({text:?})");
+        // The framing layer may leave a trailing \r or the \n itself in place.
+        assert_eq!(
+            protocol::parse_client_line(enc.as_bytes()),
+            want,
+            "chat({text:?}) + \\n"
+        );
+    }
+
+    if let Ok(login) = protocol::parse_login(data) {
+        let w = ObjectWriter::new()
+            .str("username", &login.username)
+            .str("password", &login.password);
+        let enc = match &login.pake {
+            Some(p) => w.str("pake", &secure::b64(p)),
+            None => w,
+        }
+        .finish_line();
+        if login.pake.is_none() {
+            assert_eq!(enc, protocol::login(&login.username, &login.password));
+        }
+        assert_eq!(
+            protocol::parse_login(one_line(&enc)),
+            Ok(login.clone()),
+            "login({login:?})"
+        );
+    }
+
+    if let Ok(line) = protocol::parse_server_line(data) {
+        let w = |kind: &str| ObjectWriter::new().str("type", kind);
+        let enc = match &line {
+            ServerLine::AuthRequest {
+                needs_password,
+                offer: None,
+            } => protocol::auth_request(WallTime::default(), *needs_password),
+            ServerLine::AuthRequest {
+                needs_password,
+                offer: Some(offer),
+            } => protocol::auth_request_secure(WallTime::default(), *needs_password, offer),
+            ServerLine::Pake { msg, proof } => protocol::pake_reply(msg, proof),
+            ServerLine::AuthOk {
+                username,
+                server_name,
+            } => w("auth_ok")
+                .str("username", username)
+                .str("server_name", server_name)
+                .finish_line(),
+            ServerLine::AuthFail { reason } => w("auth_fail").str("reason", reason).finish_line(),
+            ServerLine::Message { ts, user, text } => w("message")
+                .str("ts", ts)
+                .str("user", user)
+                .str("text", text)
+                .finish_line(),
+            ServerLine::Pm {
+                ts,
+                from_user,
+                text,
+            } => w("pm")
+                .str("ts", ts)
+                .str("from_user", from_user)
+                .str("text", text)
+                .finish_line(),
+            ServerLine::System { ts, text } => {
+                w("system").str("ts", ts).str("text", text).finish_line()
+            }
+            ServerLine::Other => return,
+        };
+        assert_eq!(
+            protocol::parse_server_line(one_line(&enc)),
+            Ok(line.clone()),
+            "re-encoded {line:?} as {enc:?}"
+        );
+    }
+});
