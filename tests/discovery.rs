@@ -22,14 +22,14 @@
 //! Every child is killed when its handle drops, panics included, and every
 //! wait is bounded.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{Ipv4Addr, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// Bound for anything that should happen (a line, a process exiting).
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -377,103 +377,19 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
-fn unique() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "{}-{}-{nanos}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
+#[path = "support/output.rs"]
+mod output;
+#[path = "support/python.rs"]
+mod python;
+#[path = "support/tempdir.rs"]
+mod tempdir;
 
-struct TempDir(PathBuf);
+use output::Output;
+use tempdir::TempDir;
 
-impl TempDir {
-    fn new(what: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("lantalk-discovery-{what}-{}", unique()));
-        std::fs::create_dir_all(&path)
-            .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
-        TempDir(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Lines a child writes to one pipe, collected as they come.
-struct Output {
-    what: String,
-    state: Mutex<(Vec<String>, bool)>,
-    changed: Condvar,
-}
-
+/// Lines a child writes to one pipe (tests/support/output.rs), collected as
+/// they come.
 impl Output {
-    fn collect(what: String, mut pipe: impl Read + Send + 'static) -> Arc<Output> {
-        let out = Arc::new(Output {
-            what,
-            state: Mutex::new((Vec::new(), false)),
-            changed: Condvar::new(),
-        });
-        let shared = Arc::clone(&out);
-        thread::spawn(move || {
-            let mut pending = Vec::new();
-            let mut chunk = [0u8; 8192];
-            loop {
-                let n = pipe.read(&mut chunk).unwrap_or(0);
-                let mut state = shared.state.lock().unwrap();
-                if n == 0 {
-                    if !pending.is_empty() {
-                        state.0.push(String::from_utf8_lossy(&pending).into_owned());
-                    }
-                    state.1 = true;
-                    shared.changed.notify_all();
-                    return;
-                }
-                pending.extend_from_slice(&chunk[..n]);
-                while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
-                    let line: Vec<u8> = pending.drain(..=pos).collect();
-                    state
-                        .0
-                        .push(String::from_utf8_lossy(&line[..pos]).into_owned());
-                }
-                shared.changed.notify_all();
-            }
-        });
-        out
-    }
-
-    /// The first line that satisfies `pred`, waiting up to [`TIMEOUT`].
-    fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + TIMEOUT;
-        let mut state = self.state.lock().unwrap();
-        loop {
-            if let Some(line) = state.0.iter().find(|l| pred(l)) {
-                return line.clone();
-            }
-            let now = Instant::now();
-            if state.1 || now >= deadline {
-                let why = if state.1 { "closed" } else { "timed out" };
-                panic!(
-                    "{}: {why} waiting for {what}; got:\n{}",
-                    self.what,
-                    state.0.join("\n")
-                );
-            }
-            state = self.changed.wait_timeout(state, deadline - now).unwrap().0;
-        }
-    }
-
     /// Everything, once the pipe is closed (or after `limit`).
     fn text(&self, limit: Duration) -> String {
         let deadline = Instant::now() + limit;
@@ -817,148 +733,9 @@ impl Drop for NetnsPair {
 
 // ── The reference client, provisioned as tests/interop.rs does it ────────────
 
-/// The reference version.
-const LANTALK_VERSION: &str = "2.0.0";
-
 /// The Python interpreter that has `lantalk==2.0.0`, provisioned on first use
-/// (a copy of tests/interop.rs's provisioning; both use the same venv).
+/// as tests/interop.rs does it (tests/support/python.rs; both use the same
+/// venv).
 fn python() -> &'static Path {
-    static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match PYTHON.get_or_init(provision) {
-        Ok(path) => path,
-        Err(why) => panic!(
-            "\n\nThis test needs Python 3 with the reference package lantalk=={LANTALK_VERSION}.\n\
-             {why}\n\n\
-             To fix it, either:\n  \
-             * install python3 and its venv module (Debian/Ubuntu: `apt-get install python3 python3-venv`) \
-             and let the tests create target/interop-venv with pip (needs access to PyPI), or\n  \
-             * set LANTALK_PYTHON to a Python interpreter that has it: \
-             `python3 -m pip install lantalk=={LANTALK_VERSION}`, then \
-             `LANTALK_PYTHON=/path/to/python cargo test`.\n"
-        ),
-    }
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the cli package sits inside the workspace")
-        .to_path_buf()
-}
-
-fn venv_python(venv: &Path) -> PathBuf {
-    if cfg!(windows) {
-        venv.join("Scripts").join("python.exe")
-    } else {
-        venv.join("bin").join("python")
-    }
-}
-
-/// Creates (or reuses) `target/interop-venv`; racing test binaries each
-/// build a staging copy and rename it into place atomically.
-fn provision() -> Result<PathBuf, String> {
-    if let Some(py) = std::env::var_os("LANTALK_PYTHON") {
-        let py = PathBuf::from(py);
-        return match check_python(&py) {
-            Ok(()) => Ok(py),
-            Err(e) => Err(format!(
-                "LANTALK_PYTHON={} is not usable: {e}",
-                py.display()
-            )),
-        };
-    }
-    let target = workspace_root().join("target");
-    let venv = target.join("interop-venv");
-    if check_python(&venv_python(&venv)).is_ok() {
-        return Ok(venv_python(&venv));
-    }
-    std::fs::create_dir_all(&target)
-        .map_err(|e| format!("cannot create {}: {e}", target.display()))?;
-    if venv.exists() {
-        let aside = target.join(format!("interop-venv.stale-{}", unique()));
-        if std::fs::rename(&venv, &aside).is_ok() {
-            let _ = std::fs::remove_dir_all(&aside);
-        }
-    }
-    let staging = target.join(format!("interop-venv.tmp-{}", unique()));
-    if let Err(e) = build_venv(&staging) {
-        let _ = std::fs::remove_dir_all(&staging);
-        return Err(e);
-    }
-    if std::fs::rename(&staging, &venv).is_err() {
-        let _ = std::fs::remove_dir_all(&staging);
-    }
-    let py = venv_python(&venv);
-    check_python(&py).map_err(|e| format!("the new {} is not usable: {e}", venv.display()))?;
-    Ok(py)
-}
-
-fn build_venv(dir: &Path) -> Result<(), String> {
-    let bootstrap = if cfg!(windows) { "python" } else { "python3" };
-    let out = Command::new(bootstrap)
-        .args(["-m", "venv"])
-        .arg(dir)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| {
-            format!("cannot run `{bootstrap}` ({e}): is Python 3 installed and on PATH?")
-        })?;
-    if !out.status.success() {
-        return Err(format!(
-            "`{bootstrap} -m venv {}` failed ({}); is the venv module installed?\n{}",
-            dir.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    let out = Command::new(venv_python(dir))
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-        ])
-        .arg(format!("lantalk=={LANTALK_VERSION}"))
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run the venv's python: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "`pip install lantalk=={LANTALK_VERSION}` failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout).trim(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    check_python(&venv_python(dir))
-}
-
-/// `py` runs and imports the reference package at the right version (in a
-/// scratch directory: importing `lantalk.server` creates `lantalk.log`).
-fn check_python(py: &Path) -> Result<(), String> {
-    let scratch = TempDir::new("check");
-    let out = Command::new(py)
-        .args([
-            "-c",
-            "import importlib.metadata, lantalk.client, lantalk.server\n\
-             print(importlib.metadata.version('lantalk'))",
-        ])
-        .current_dir(scratch.path())
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", py.display()))?;
-    if !out.status.success() {
-        return Err(format!(
-            "`import lantalk.client, lantalk.server` failed:\n{}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if version != LANTALK_VERSION {
-        return Err(format!(
-            "it has lantalk {version}; these tests need lantalk=={LANTALK_VERSION}"
-        ));
-    }
-    Ok(())
+    python::interpreter("This test needs")
 }

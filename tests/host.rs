@@ -14,12 +14,10 @@
 //! Every process listens on or connects to loopback only, with fresh data
 //! directories; every wait is bounded; nothing asserts on timing.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -62,131 +60,16 @@ host_tests!(std_rt, env!("CARGO_BIN_EXE_lantalk-std"));
 // Harness
 // ═════════════════════════════════════════════════════════════════════════════
 
-struct TempDir(PathBuf);
+#[path = "support/output.rs"]
+mod output;
+#[path = "support/tempdir.rs"]
+mod tempdir;
 
-impl TempDir {
-    fn new(what: &str) -> TempDir {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!(
-            "lantalk-host-{}-{}-{nanos}-{what}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).expect("create a temporary directory");
-        TempDir(dir)
-    }
+use output::Output;
+use tempdir::TempDir;
 
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Lines a child wrote to one pipe, collected by a thread.
-struct Output {
-    what: String,
-    state: Mutex<(Vec<String>, bool)>,
-    changed: Condvar,
-}
-
+/// Lines a child wrote to one pipe (tests/support/output.rs).
 impl Output {
-    fn collect(what: String, mut pipe: impl Read + Send + 'static) -> Arc<Output> {
-        let out = Arc::new(Output {
-            what,
-            state: Mutex::new((Vec::new(), false)),
-            changed: Condvar::new(),
-        });
-        let shared = Arc::clone(&out);
-        thread::spawn(move || {
-            let mut pending = Vec::new();
-            let mut chunk = [0u8; 8192];
-            loop {
-                let n = pipe.read(&mut chunk).unwrap_or(0);
-                let mut state = shared.state.lock().unwrap();
-                if n == 0 {
-                    if !pending.is_empty() {
-                        state.0.push(String::from_utf8_lossy(&pending).into_owned());
-                    }
-                    state.1 = true;
-                    shared.changed.notify_all();
-                    return;
-                }
-                pending.extend_from_slice(&chunk[..n]);
-                while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
-                    let line: Vec<u8> = pending.drain(..=pos).collect();
-                    let line = String::from_utf8_lossy(&line[..pos]);
-                    state.0.push(line.trim_end_matches('\r').to_string());
-                }
-                shared.changed.notify_all();
-            }
-        });
-        out
-    }
-
-    /// The first line (from the start) satisfying `pred`.
-    fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + TIMEOUT;
-        let mut state = self.state.lock().unwrap();
-        loop {
-            if let Some(line) = state.0.iter().find(|l| pred(l)) {
-                return line.clone();
-            }
-            let now = Instant::now();
-            if state.1 || now >= deadline {
-                let why = if state.1 { "closed" } else { "timed out" };
-                panic!(
-                    "{}: {why} waiting for {what}; got:\n{}",
-                    self.what,
-                    state.0.join("\n")
-                );
-            }
-            state = self.changed.wait_timeout(state, deadline - now).unwrap().0;
-        }
-    }
-
-    /// Waits until `n` lines satisfy `pred`.
-    fn wait_count(&self, what: &str, n: usize, pred: impl Fn(&str) -> bool) {
-        let deadline = Instant::now() + TIMEOUT;
-        let mut state = self.state.lock().unwrap();
-        loop {
-            if state.0.iter().filter(|l| pred(l)).count() >= n {
-                return;
-            }
-            let now = Instant::now();
-            if state.1 || now >= deadline {
-                panic!(
-                    "{}: waiting for {n} lines {what}; got:\n{}",
-                    self.what,
-                    state.0.join("\n")
-                );
-            }
-            state = self.changed.wait_timeout(state, deadline - now).unwrap().0;
-        }
-    }
-
-    fn has_line(&self, pred: impl Fn(&str) -> bool) -> bool {
-        self.state.lock().unwrap().0.iter().any(|l| pred(l))
-    }
-
-    fn wait_eof(&self) {
-        let deadline = Instant::now() + TIMEOUT;
-        let mut state = self.state.lock().unwrap();
-        while !state.1 {
-            let now = Instant::now();
-            assert!(now < deadline, "{}: not closed in time", self.what);
-            state = self.changed.wait_timeout(state, deadline - now).unwrap().0;
-        }
-    }
-
     fn text(&self) -> String {
         self.state.lock().unwrap().0.join("\n")
     }

@@ -22,16 +22,12 @@
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-/// The reference version these tests are written against.
-const LANTALK_VERSION: &str = "2.0.0";
 
 /// Bound for any one expected event (a line arriving, a process exiting).
 /// Generous: nothing here asserts on timing.
@@ -40,216 +36,20 @@ const STEP: Duration = Duration::from_secs(30);
 /// client spends 3 s on LAN discovery before its first question.
 const START: Duration = Duration::from_secs(60);
 
-// ── The Python side, provisioned once ────────────────────────────────────────
+// ── The Python side, provisioned once (tests/support/python.rs) ─────────────
+
+#[path = "support/python.rs"]
+mod python;
+#[path = "support/tempdir.rs"]
+mod tempdir;
+
+use python::LANTALK_VERSION;
+use tempdir::TempDir;
 
 /// The Python interpreter that has `lantalk==2.0.0`, provisioned on first use.
 /// Panics, with instructions, when there is none and one cannot be made.
 fn python() -> &'static Path {
-    static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match PYTHON.get_or_init(provision) {
-        Ok(path) => path,
-        Err(why) => panic!(
-            "\n\nThe interop tests need Python 3 with the reference package lantalk=={LANTALK_VERSION}.\n\
-             {why}\n\n\
-             To fix it, either:\n  \
-             * install python3 and its venv module (Debian/Ubuntu: `apt-get install python3 python3-venv`) \
-             and let the tests create target/interop-venv with pip (needs access to PyPI), or\n  \
-             * set LANTALK_PYTHON to a Python interpreter that has it: \
-             `python3 -m pip install lantalk=={LANTALK_VERSION}`, then \
-             `LANTALK_PYTHON=/path/to/python cargo test`.\n"
-        ),
-    }
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the cli package sits inside the workspace")
-        .to_path_buf()
-}
-
-fn venv_python(venv: &Path) -> PathBuf {
-    if cfg!(windows) {
-        venv.join("Scripts").join("python.exe")
-    } else {
-        venv.join("bin").join("python")
-    }
-}
-
-/// Creates (or reuses) the virtual environment. Several test binaries may do
-/// this at once: each builds its own staging copy and renames it into place
-/// atomically; the loser of the race deletes its copy and uses the winner's.
-/// (A venv's own `bin/python` finds its `pyvenv.cfg` next to itself, so it
-/// works after the rename; only pip's console scripts would not, and those are
-/// never used: everything runs as `python -m ...`.)
-fn provision() -> Result<PathBuf, String> {
-    if let Some(py) = std::env::var_os("LANTALK_PYTHON") {
-        let py = PathBuf::from(py);
-        return match check_python(&py) {
-            Ok(()) => Ok(py),
-            Err(e) => Err(format!(
-                "LANTALK_PYTHON={} is not usable: {e}",
-                py.display()
-            )),
-        };
-    }
-    let target = workspace_root().join("target");
-    let venv = target.join("interop-venv");
-    if check_python(&venv_python(&venv)).is_ok() {
-        return Ok(venv_python(&venv));
-    }
-    std::fs::create_dir_all(&target)
-        .map_err(|e| format!("cannot create {}: {e}", target.display()))?;
-    remove_old_staging(&target);
-    if venv.exists() {
-        // Broken or outdated (e.g. the base Python was upgraded): move it
-        // aside atomically, so that nobody sees a half-deleted tree.
-        let aside = target.join(format!("interop-venv.stale-{}", unique()));
-        if std::fs::rename(&venv, &aside).is_ok() {
-            let _ = std::fs::remove_dir_all(&aside);
-        }
-    }
-    let staging = target.join(format!("interop-venv.tmp-{}", unique()));
-    if let Err(e) = build_venv(&staging) {
-        let _ = std::fs::remove_dir_all(&staging);
-        return Err(e);
-    }
-    if std::fs::rename(&staging, &venv).is_err() {
-        // Another process got there first; use its environment.
-        let _ = std::fs::remove_dir_all(&staging);
-    }
-    let py = venv_python(&venv);
-    check_python(&py).map_err(|e| format!("the new {} is not usable: {e}", venv.display()))?;
-    Ok(py)
-}
-
-fn build_venv(dir: &Path) -> Result<(), String> {
-    let bootstrap = if cfg!(windows) { "python" } else { "python3" };
-    let out = Command::new(bootstrap)
-        .args(["-m", "venv"])
-        .arg(dir)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| {
-            format!("cannot run `{bootstrap}` ({e}): is Python 3 installed and on PATH?")
-        })?;
-    if !out.status.success() {
-        return Err(format!(
-            "`{bootstrap} -m venv {}` failed ({}); is the venv module installed?\n{}",
-            dir.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    let out = Command::new(venv_python(dir))
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-        ])
-        .arg(format!("lantalk=={LANTALK_VERSION}"))
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run the venv's python: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "`pip install lantalk=={LANTALK_VERSION}` failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout).trim(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    check_python(&venv_python(dir))
-}
-
-/// Checks that `py` runs and imports the reference package at the right
-/// version. Importing `lantalk.server` creates `lantalk.log` in the current
-/// directory, so this runs in a scratch one.
-fn check_python(py: &Path) -> Result<(), String> {
-    let scratch = TempDir::new("check");
-    let out = Command::new(py)
-        .args([
-            "-c",
-            "import importlib.metadata, lantalk.client, lantalk.server\n\
-             print(importlib.metadata.version('lantalk'))",
-        ])
-        .current_dir(scratch.path())
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", py.display()))?;
-    if !out.status.success() {
-        return Err(format!(
-            "`import lantalk.client, lantalk.server` failed:\n{}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if version != LANTALK_VERSION {
-        return Err(format!(
-            "it has lantalk {version}; these tests need lantalk=={LANTALK_VERSION}"
-        ));
-    }
-    Ok(())
-}
-
-/// Staging copies left behind by an interrupted run, once clearly abandoned.
-fn remove_old_staging(target: &Path) {
-    let Ok(entries) = std::fs::read_dir(target) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !(name.starts_with("interop-venv.tmp-") || name.starts_with("interop-venv.stale-")) {
-            continue;
-        }
-        let old = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| SystemTime::now().duration_since(t).ok())
-            .is_some_and(|age| age > Duration::from_secs(3600));
-        if old {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
-fn unique() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "{}-{}-{nanos}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-// ── Scratch directories ──────────────────────────────────────────────────────
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(what: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("lantalk-interop-{what}-{}", unique()));
-        std::fs::create_dir_all(&path)
-            .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
-        TempDir(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    python::interpreter("The interop tests need")
 }
 
 // ── Child processes ──────────────────────────────────────────────────────────

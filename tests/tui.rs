@@ -20,7 +20,7 @@
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -88,34 +88,10 @@ tui_tests!(std_rt, env!("CARGO_BIN_EXE_lantalk-std"));
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
-/// A fresh directory under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
+#[path = "support/tempdir.rs"]
+mod tempdir;
 
-impl TempDir {
-    fn new(what: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!(
-            "lantalk-tui-{}-{}-{nanos}-{what}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).expect("create a temporary directory");
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use tempdir::TempDir;
 
 // ═════════════════════════════════════════════════════════════════════════════
 // Harness: the terminal (tmux)
