@@ -1,6 +1,12 @@
 //! How long the core takes to route one chat message: parse, validate, encode
 //! once, and queue it for every other user. Also counts heap allocations per
 //! routed message, which must not grow with the number of recipients.
+//!
+//! * `route/1`: parse + validate + route one message to a single recipient,
+//!   the fixed cost every message pays.
+//! * `parse`: decoding the client's line alone.
+//! * `broadcast/N`: one message to N-1 recipients; throughput is per
+//!   recipient, so its inverse is the marginal cost of one delivery.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -65,17 +71,42 @@ fn route(server: &mut Server, from: ConnId, now: Now) -> usize {
     n
 }
 
+/// Allocations per call of `f`, averaged over `rounds` calls.
+fn allocations(rounds: u64, mut f: impl FnMut()) -> f64 {
+    let before = ALLOCS.load(Ordering::Relaxed);
+    for _ in 0..rounds {
+        f();
+    }
+    (ALLOCS.load(Ordering::Relaxed) - before) as f64 / rounds as f64
+}
+
+fn route_one(c: &mut Criterion) {
+    let (mut server, from) = room(2);
+    let now = Now::from_secs_f64(1.0);
+    let per_msg = allocations(100, || {
+        route(&mut server, from, now);
+    });
+    println!("route/1: {per_msg:.1} allocations per routed message");
+    c.bench_function("route/1", |b| b.iter(|| route(&mut server, from, now)));
+
+    let line = &LINE[..LINE.len() - 1];
+    let per_parse = allocations(100, || {
+        black_box(lantalk_core::protocol::parse_client_line(black_box(line)).ok());
+    });
+    println!("parse: {per_parse:.1} allocations per line");
+    c.bench_function("parse", |b| {
+        b.iter(|| lantalk_core::protocol::parse_client_line(black_box(line)))
+    });
+}
+
 fn broadcast(c: &mut Criterion) {
     let mut group = c.benchmark_group("broadcast");
     for users in [10usize, 100, 1000, 10_000] {
         let (mut server, from) = room(users);
         let now = Now::from_secs_f64(1.0);
-        let before = ALLOCS.load(Ordering::Relaxed);
-        let rounds = 100;
-        for _ in 0..rounds {
+        let per_msg = allocations(100, || {
             route(&mut server, from, now);
-        }
-        let per_msg = (ALLOCS.load(Ordering::Relaxed) - before) as f64 / rounds as f64;
+        });
         println!("broadcast/{users}: {per_msg:.1} allocations per routed message");
         group.throughput(Throughput::Elements((users - 1) as u64));
         group.bench_with_input(BenchmarkId::from_parameter(users), &users, |b, _| {
@@ -85,5 +116,5 @@ fn broadcast(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, broadcast);
+criterion_group!(benches, route_one, broadcast);
 criterion_main!(benches);

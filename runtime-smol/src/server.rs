@@ -1,26 +1,39 @@
 //! The server on a single-threaded smol executor: one task owns the core, each
 //! connection has one task that reads and writes, and everything reaches the
 //! core through one bounded channel (backpressure instead of unbounded queues).
+//!
+//! What a connection costs, and why (about 3 KiB once idle): its task, its
+//! socket's registration with the reactor, the core's state for it, and an
+//! output queue that is freed while the connection is idle. There is no
+//! per-connection read buffer (all reads go through one shared buffer) and no
+//! per-connection channel (the writer is woken through a waker slot).
+//!
+//! Output is never copied in user space: each connection queues the shared
+//! payloads the core encoded once, and writes as many of them as have
+//! accumulated with one vectored write. The core runs through every input
+//! that is ready (up to [`BATCH`]) before the connection tasks get to write,
+//! so under load one write carries many messages.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::io;
-use std::net::{Shutdown, SocketAddr};
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::future::poll_fn;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
 use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
-use async_io::Timer;
-use async_net::{TcpListener, TcpStream};
+use async_io::{Async, Timer};
 use lantalk_core::driver::{
-    dispatch_server, Command, OutQueue, QueueFull, ServerHost, Transport, DEFAULT_QUEUE_BYTES,
+    dispatch_server, Command, QueueFull, ServerHost, Transport, DEFAULT_QUEUE_BYTES,
 };
 use lantalk_core::server::{ConnId, DisconnectCause, Payload};
 use lantalk_core::Server;
-use smol::channel::{bounded, Receiver, Sender};
+use smol::channel::{bounded, Receiver, Sender, TryRecvError};
 use smol::future;
-use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::{LocalExecutor, Task};
 
 use crate::clock::Clock;
@@ -28,19 +41,75 @@ use crate::clock::Clock;
 /// How long a closing connection may take to flush, and how long its peer is
 /// then given to close its side.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
-const READ_CHUNK: usize = 8192;
+/// Inputs the core handles before the connection tasks get to write.
+const BATCH: usize = 64;
+/// The one read buffer all connections share.
+const READ_BUF: usize = 64 * 1024;
+/// Connections waiting to be accepted. Far above std's 128, which drops
+/// connections when hundreds of clients arrive at once (the kernel caps it
+/// at `net.core.somaxconn`).
+const LISTEN_BACKLOG: i32 = 4096;
+/// Messages written per vectored write, at most.
+const MAX_IOV: usize = 256;
+/// A connection's output queue is freed once it has had nothing to send for
+/// this long; while traffic goes on it is reused, so steady traffic
+/// allocates nothing.
+const SHRINK_AFTER: Duration = Duration::from_secs(1);
+/// How often the server checks whether it went quiet after a burst.
+const TRIM_CHECK: Duration = Duration::from_secs(2);
+/// Inputs per [`TRIM_CHECK`] that still count as quiet.
+const QUIET_INPUTS: u64 = 256;
 
 enum Input {
-    Accepted(TcpStream, SocketAddr),
+    Accepted(Async<StdStream>, SocketAddr),
     Data(ConnId, Vec<u8>),
     Closed(ConnId),
     Command(Command),
 }
 
 pub fn serve(bind: SocketAddr, server: Server, host: Box<dyn ServerHost>) -> io::Result<()> {
+    raise_fd_limit();
     let ex = LocalExecutor::new();
     future::block_on(ex.run(serve_on(&ex, bind, server, host)))
 }
+
+/// Binds with a backlog that survives a burst of connections (std offers no
+/// way to choose it).
+fn listen(bind: SocketAddr) -> io::Result<StdListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(bind), Type::STREAM, Some(Protocol::TCP))?;
+    // As std does: a restarted server can bind while old connections linger.
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.bind(&bind.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// Raises the soft limit on open files to the hard limit: each connection is
+/// a file descriptor, and the usual soft limit of 1024 would cap the server
+/// far below what it can serve.
+#[cfg(unix)]
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= lim.rlim_max {
+            return;
+        }
+        let current = lim.rlim_cur;
+        lim.rlim_cur = lim.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+            // macOS refuses more than OPEN_MAX even when the hard limit is
+            // unlimited.
+            lim.rlim_cur = lim.rlim_max.min(10240).max(current);
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_fd_limit() {}
 
 async fn serve_on(
     ex: &LocalExecutor<'_>,
@@ -48,8 +117,8 @@ async fn serve_on(
     mut server: Server,
     mut host: Box<dyn ServerHost>,
 ) -> io::Result<()> {
-    let listener = TcpListener::bind(bind).await?;
-    let local = listener.local_addr()?;
+    let listener = Async::new(listen(bind)?)?;
+    let local = listener.get_ref().local_addr()?;
     let clock = Clock::new();
     let (tx, rx) = bounded::<Input>(1024);
 
@@ -64,10 +133,13 @@ async fn serve_on(
 
     let mut conns = Conns {
         ex,
-        map: HashMap::new(),
+        map: IdMap::default(),
         closing: Vec::new(),
         tx,
+        read_buf: Rc::new(RefCell::new(vec![0; READ_BUF].into_boxed_slice())),
+        activity: Rc::default(),
     };
+    let _trim = ex.spawn(trim_when_quiet(Rc::clone(&conns.activity)));
     run_loop(&mut server, &mut *host, &clock, &rx, &mut conns).await;
     conns.finish().await;
     Ok(())
@@ -80,37 +152,57 @@ async fn run_loop(
     rx: &Receiver<Input>,
     conns: &mut Conns<'_, '_>,
 ) {
+    let mut since_yield = 0;
     loop {
-        let timer = match server.poll_timeout() {
-            Some(deadline) => Timer::at(clock.to_std(deadline)),
-            None => Timer::never(),
+        // Everything already waiting is handled without arming a timer; the
+        // connection tasks write once the channel is empty, or every
+        // BATCH inputs, so that output does not pile up under a flood.
+        conns.activity.set(conns.activity.get() + 1);
+        since_yield += 1;
+        if since_yield == BATCH {
+            since_yield = 0;
+            future::yield_now().await;
+        }
+        let input = match rx.try_recv() {
+            Ok(input) => Some(input),
+            Err(TryRecvError::Closed) => return,
+            Err(TryRecvError::Empty) => {
+                let timer = match server.poll_timeout() {
+                    Some(deadline) => Timer::at(clock.to_std(deadline)),
+                    None => Timer::never(),
+                };
+                let next = future::or(async { Some(rx.recv().await) }, async {
+                    timer.await;
+                    None
+                })
+                .await;
+                match next {
+                    Some(Ok(input)) => Some(input),
+                    Some(Err(_)) => return,
+                    None => None,
+                }
+            }
         };
-        let input = future::or(async { Some(rx.recv().await) }, async {
-            timer.await;
-            None
-        })
-        .await;
         let now = clock.now(host.wall_time());
         match input {
             None => server.handle_timeout(now),
-            Some(Err(_)) => return,
-            Some(Ok(Input::Accepted(stream, addr))) => {
+            Some(Input::Accepted(stream, addr)) => {
                 let id = server.handle_connect(now, addr);
                 conns.open(id, stream);
             }
-            Some(Ok(Input::Data(id, bytes))) => {
+            Some(Input::Data(id, bytes)) => {
                 let _ = server.handle_input(now, id, &bytes);
             }
-            Some(Ok(Input::Closed(id))) => {
+            Some(Input::Closed(id)) => {
                 // Deliver what is still queued (answers to its last lines).
                 conns.close(id);
                 let _ = server.handle_disconnect(now, id, DisconnectCause::PeerClosed);
             }
-            Some(Ok(Input::Command(Command::Line(line)))) => server.handle_console(now, &line),
-            Some(Ok(Input::Command(Command::Shutdown))) => server.shutdown(now),
-            Some(Ok(Input::Command(
-                Command::Password(_) | Command::Trust(_) | Command::EndOfInput,
-            ))) => {}
+            Some(Input::Command(Command::Line(line))) => server.handle_console(now, &line),
+            Some(Input::Command(Command::Shutdown)) => server.shutdown(now),
+            // What only a client is asked (passwords, trusting keys), and
+            // the end of the console's input, which leaves the server running.
+            Some(Input::Command(_)) => {}
         }
         if dispatch_server(server, now, conns, host) {
             return;
@@ -118,13 +210,13 @@ async fn run_loop(
     }
 }
 
-async fn accept_loop(listener: TcpListener, tx: Sender<Input>) {
+async fn accept_loop(listener: Async<StdListener>, tx: Sender<Input>) {
     let mut backoff = Duration::from_millis(5);
     loop {
         match listener.accept().await {
             Ok((stream, addr)) => {
                 backoff = Duration::from_millis(5);
-                let _ = stream.set_nodelay(true);
+                let _ = stream.get_ref().set_nodelay(true);
                 if tx.send(Input::Accepted(stream, addr)).await.is_err() {
                     return;
                 }
@@ -139,42 +231,132 @@ async fn accept_loop(listener: TcpListener, tx: Sender<Input>) {
     }
 }
 
-/// What the connection's task and the core's task share.
+/// What the connection's task and the core's task share: the messages
+/// queued for the peer, bounded in bytes like the core's `OutQueue`.
+///
+/// Messages stay the shared, encoded-once payloads the core made; they are
+/// written with one vectored write per batch, so no byte is copied in user
+/// space and the kernel reads each payload from the one (cache-hot) copy
+/// every recipient shares.
 struct OutState {
-    queue: OutQueue,
+    queue: VecDeque<Payload>,
+    /// Bytes of the front payload already written.
+    front_sent: usize,
+    /// Bytes queued and not yet written.
+    pending: usize,
     closing: bool,
+    /// The writer, parked until there is something to write.
+    waker: Option<Waker>,
+}
+
+impl OutState {
+    fn push(&mut self, bytes: Payload) -> Result<(), QueueFull> {
+        if self.pending + bytes.len() > DEFAULT_QUEUE_BYTES {
+            return Err(QueueFull);
+        }
+        self.pending += bytes.len();
+        self.queue.push_back(bytes);
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    fn wake(&mut self) {
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Writes as much of the queue as `w` takes in one vectored write.
+    fn write_to(&self, mut w: impl Write) -> io::Result<usize> {
+        let mut slices = [IoSlice::new(&[]); MAX_IOV];
+        let mut n = 0;
+        for (i, item) in self.queue.iter().take(MAX_IOV).enumerate() {
+            let from = if i == 0 { self.front_sent } else { 0 };
+            slices[n] = IoSlice::new(&item[from..]);
+            n += 1;
+        }
+        w.write_vectored(&slices[..n])
+    }
+
+    /// Records that `n` more bytes were written.
+    fn advance(&mut self, mut n: usize) {
+        self.pending -= n;
+        while let Some(front) = self.queue.front() {
+            let left = front.len() - self.front_sent;
+            if n < left {
+                self.front_sent += n;
+                return;
+            }
+            n -= left;
+            self.front_sent = 0;
+            self.queue.pop_front();
+        }
+    }
+
+    /// Whether the (empty) queue holds memory an idle connection should give
+    /// back.
+    fn holds_memory(&self) -> bool {
+        self.queue.capacity() > 0
+    }
 }
 
 struct Conn {
     out: Rc<RefCell<OutState>>,
-    /// Wakes the connection's writer; holds at most one pending wake-up.
-    wake: Sender<()>,
     task: Task<()>,
 }
 
+/// Connection ids are sequential numbers the server hands out: a
+/// multiplicative hash spreads them well at a fraction of SipHash's cost,
+/// which matters because every delivery looks its connection up.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type IdMap<V> = HashMap<ConnId, V, BuildHasherDefault<IdHasher>>;
+
 struct Conns<'a, 'ex> {
     ex: &'a LocalExecutor<'ex>,
-    map: HashMap<ConnId, Conn>,
+    map: IdMap<Conn>,
     /// Connections being closed, still flushing (each bounded in time).
     closing: Vec<Task<()>>,
     tx: Sender<Input>,
+    read_buf: Rc<RefCell<Box<[u8]>>>,
+    /// Inputs handled so far, for [`trim_when_quiet`].
+    activity: Rc<Cell<u64>>,
 }
 
 impl Conns<'_, '_> {
-    fn open(&mut self, id: ConnId, stream: TcpStream) {
+    fn open(&mut self, id: ConnId, stream: Async<StdStream>) {
         let out = Rc::new(RefCell::new(OutState {
-            queue: OutQueue::new(DEFAULT_QUEUE_BYTES),
+            queue: VecDeque::new(),
+            front_sent: 0,
+            pending: 0,
             closing: false,
+            waker: None,
         }));
-        let (wake, woken) = bounded(1);
         let task = self.ex.spawn(conn_task(
             id,
             stream,
             Rc::clone(&out),
-            woken,
+            Rc::clone(&self.read_buf),
             self.tx.clone(),
         ));
-        self.map.insert(id, Conn { out, wake, task });
+        self.map.insert(id, Conn { out, task });
     }
 
     /// After shutdown: let every connection flush and its peer close, within
@@ -192,18 +374,19 @@ impl Conns<'_, '_> {
 
 impl Transport for Conns<'_, '_> {
     fn send(&mut self, conn: ConnId, bytes: Payload) -> Result<(), QueueFull> {
-        let Some(c) = self.map.get(&conn) else {
-            return Ok(());
-        };
-        c.out.borrow_mut().queue.push(bytes)?;
-        let _ = c.wake.try_send(());
-        Ok(())
+        match self.map.get(&conn) {
+            Some(c) => c.out.borrow_mut().push(bytes),
+            None => Ok(()),
+        }
     }
 
     fn close(&mut self, conn: ConnId) {
         if let Some(c) = self.map.remove(&conn) {
-            c.out.borrow_mut().closing = true;
-            let _ = c.wake.try_send(());
+            {
+                let mut out = c.out.borrow_mut();
+                out.closing = true;
+                out.wake();
+            }
             // The task finishes by itself once flushed; a peer that reads
             // nothing cannot keep it (and its socket) alive past the limit.
             let task = c.task;
@@ -223,55 +406,132 @@ impl Transport for Conns<'_, '_> {
     }
 }
 
+/// Gives the memory freed after a burst back to the system once the server
+/// is quiet again. glibc's allocator keeps freed memory in the middle of its
+/// heap; after a storm of joins (every join is announced to everyone) that
+/// was most of the process's resident memory, about 12 KiB per idle
+/// connection instead of 3.
+async fn trim_when_quiet(activity: Rc<Cell<u64>>) {
+    let mut seen = activity.get();
+    let mut dirty = false;
+    loop {
+        Timer::after(TRIM_CHECK).await;
+        let now = activity.get();
+        let busy = now - seen;
+        seen = now;
+        dirty |= busy > 0;
+        if dirty && busy <= QUIET_INPUTS {
+            release_free_memory();
+            dirty = false;
+        }
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_free_memory() {
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_free_memory() {}
+
+/// Waits until there is output for the connection, or it is closing.
+async fn output_ready(out: &RefCell<OutState>) -> bool {
+    poll_fn(|cx| {
+        let mut state = out.borrow_mut();
+        if state.pending > 0 || state.closing {
+            return Poll::Ready(state.closing);
+        }
+        match &state.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => state.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    })
+    .await
+}
+
 /// Reads until the peer closes and writes what the core queues. Either side
 /// may finish first; the other is then given a bounded time to finish too
 /// (the time limit on a closing connection is enforced by `Conns::close`).
 async fn conn_task(
     id: ConnId,
-    stream: TcpStream,
+    stream: Async<StdStream>,
     out: Rc<RefCell<OutState>>,
-    woken: Receiver<()>,
+    read_buf: Rc<RefCell<Box<[u8]>>>,
     tx: Sender<Input>,
 ) {
     let reading = async {
-        let mut reader = stream.clone();
-        let mut buf = vec![0u8; READ_CHUNK];
         loop {
-            match reader.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if tx.send(Input::Data(id, buf[..n].to_vec())).await.is_err() {
+            // The shared buffer is borrowed only inside the (synchronous)
+            // read; what arrived is copied out, sized to fit.
+            let got = stream
+                .read_with(|s| {
+                    let mut buf = read_buf.borrow_mut();
+                    let n = (&*s).read(&mut buf)?;
+                    Ok(buf[..n].to_vec())
+                })
+                .await;
+            match got {
+                Ok(bytes) if !bytes.is_empty() => {
+                    if tx.send(Input::Data(id, bytes)).await.is_err() {
                         break;
                     }
                 }
+                _ => break,
             }
         }
     };
     let writing = async {
-        let mut writer = stream.clone();
-        let mut buf = Vec::new();
         loop {
-            let closing = {
-                let mut state = out.borrow_mut();
-                state.queue.drain_into(&mut buf);
-                state.closing
-            };
-            if !buf.is_empty() {
-                if writer.write_all(&buf).await.is_err() {
-                    return;
+            // The buffer is kept while traffic goes on (no allocation per
+            // batch) and freed once the connection has been quiet for a
+            // moment, so idle connections hold no output buffer at all.
+            if out.borrow().holds_memory() {
+                let idle = future::or(
+                    async {
+                        Timer::after(SHRINK_AFTER).await;
+                        true
+                    },
+                    async {
+                        output_ready(&out).await;
+                        false
+                    },
+                )
+                .await;
+                if idle {
+                    let mut state = out.borrow_mut();
+                    if state.pending == 0 {
+                        state.queue = VecDeque::new();
+                    }
                 }
-                continue;
+            }
+            let closing = output_ready(&out).await;
+            // Write everything queued, including what is added meanwhile.
+            loop {
+                let written = stream
+                    .write_with(|s| {
+                        let state = out.borrow();
+                        if state.pending == 0 {
+                            return Ok(None);
+                        }
+                        state.write_to(s).map(Some)
+                    })
+                    .await;
+                match written {
+                    Ok(Some(0)) | Err(_) => return,
+                    Ok(Some(n)) => out.borrow_mut().advance(n),
+                    Ok(None) => break,
+                }
             }
             if closing {
                 break;
             }
-            if woken.recv().await.is_err() {
-                // The core dropped the connection: behave as closing.
-                out.borrow_mut().closing = true;
-            }
         }
-        let _ = writer.flush().await;
-        let _ = stream.shutdown(Shutdown::Write);
+        let _ = stream.get_ref().shutdown(Shutdown::Write);
     };
     let mut reading = pin!(reading);
     let mut writing = pin!(writing);

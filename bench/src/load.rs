@@ -1,0 +1,799 @@
+//! The load generator: every simulated client on one thread and one poller.
+//!
+//! On a 2-core machine a generator with a thread per client would measure
+//! itself. Here each client is a non-blocking socket and a few bytes of state;
+//! received bytes are split into lines in place and only the fields that
+//! matter are looked at (the message's `text`, which carries the sequence
+//! number, the sender and the send time), without parsing the JSON.
+//!
+//! Per connection, everything that depends on the wire format goes through
+//! [`Wire`]: today only plaintext LanTalk 2.0. An encrypted mode slots in
+//! there (a handshake after `auth_request`, then sealing each outgoing line
+//! and opening each incoming frame before it reaches [`Gen::on_line`]).
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use serde::Serialize;
+
+use crate::procstats::{self, CpuSample};
+
+/// How clients talk to the server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub enum Wire {
+    /// LanTalk 2.0: JSON lines in the clear.
+    #[default]
+    Plain,
+}
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    /// Clients that join.
+    pub clients: usize,
+    /// How many of them send (the first to join).
+    pub senders: usize,
+    /// Messages each sender sends, as fast as its socket accepts them.
+    pub messages: usize,
+    /// Bytes of chat text per message (at least what the header needs).
+    pub size: usize,
+    /// Open every connection at once instead of keeping at most
+    /// [`JOIN_WINDOW`] logins in flight.
+    pub connect_burst: bool,
+    /// Join, settle, measure memory, hold, leave: no messages.
+    pub idle: bool,
+    /// Idle mode: how long the clients stay connected and quiet before the
+    /// server's memory is measured.
+    pub hold: Duration,
+    /// Bound for each phase (joining, settling, delivering).
+    pub timeout: Duration,
+    pub wire: Wire,
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Scenario {
+            clients: 100,
+            senders: 10,
+            messages: 200,
+            size: 64,
+            connect_burst: false,
+            idle: false,
+            hold: Duration::ZERO,
+            timeout: Duration::from_secs(60),
+            wire: Wire::Plain,
+        }
+    }
+}
+
+/// Logins in flight at once unless `connect_burst`.
+pub const JOIN_WINDOW: usize = 64;
+/// The join phase gives up after this long without a single login.
+const JOIN_STALL: Duration = Duration::from_secs(15);
+
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Latency {
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub max_us: f64,
+}
+
+/// What one run measured. Times in milliseconds, memory in bytes.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub server: String,
+    pub mode: &'static str,
+    pub wire: Wire,
+    pub clients: usize,
+    pub senders: usize,
+    pub messages: usize,
+    pub size: usize,
+    pub connect_burst: bool,
+    /// Clients that got `auth_ok`.
+    pub joined: usize,
+    /// Connections refused, reset or answered with `auth_fail`.
+    pub join_failures: usize,
+    pub first_failure: Option<String>,
+    /// From the first connect to the last `auth_ok`.
+    pub join_ms: f64,
+    /// From the last `auth_ok` until every join notice had arrived.
+    pub settle_ms: f64,
+    pub expected: u64,
+    pub delivered: u64,
+    /// Messages a receiver got before an earlier one from the same sender.
+    pub out_of_order: u64,
+    /// Clients the server disconnected while messages were being delivered.
+    pub lost_clients: usize,
+    /// From the first message sent to the last one delivered.
+    pub completion_ms: f64,
+    pub deliveries_per_sec: f64,
+    pub latency: Option<Latency>,
+    /// Server CPU (user + system) during the message phase.
+    pub server_cpu_ms: Option<f64>,
+    pub server_cpu_ns_per_delivery: Option<f64>,
+    /// Server memory before any client connected.
+    pub server_rss_start: Option<u64>,
+    /// Server memory with every client joined and idle (after settling, and
+    /// in idle mode after holding).
+    pub server_rss_joined: Option<u64>,
+    /// Server peak memory (VmHWM) at the end.
+    pub server_peak_rss: Option<u64>,
+    /// (rss_joined - rss_start) / joined.
+    pub rss_per_client: Option<f64>,
+    pub server_threads: Option<u64>,
+    /// The generator's own CPU during the message phase.
+    pub generator_cpu_ms: Option<f64>,
+    pub timed_out: bool,
+}
+
+impl Report {
+    /// Every expected message arrived and every client joined.
+    pub fn complete(&self) -> bool {
+        self.joined == self.clients && self.delivered == self.expected && !self.timed_out
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Connecting,
+    AwaitRequest,
+    AwaitOk,
+    Joined,
+    Dead,
+}
+
+struct Conn {
+    sock: TcpStream,
+    phase: Phase,
+    /// Start of a line whose end has not arrived yet.
+    carry: Vec<u8>,
+    /// Bytes to send and how far they have been sent.
+    out: Vec<u8>,
+    out_pos: usize,
+    /// Sender number, if this client sends.
+    sender: Option<u32>,
+    /// Messages encoded so far (senders).
+    produced: usize,
+    /// Chat messages received, and how many are expected.
+    got: u64,
+    expect: u64,
+    /// Per sender: one more than the last sequence number seen.
+    next_seq: Vec<u32>,
+}
+
+/// Bytes a sender encodes ahead of what its socket has taken.
+const SEND_AHEAD: usize = 64 * 1024;
+const READ_BUF: usize = 256 * 1024;
+
+struct Gen<'a> {
+    sc: &'a Scenario,
+    addr: SocketAddr,
+    poll: Poll,
+    events: Events,
+    conns: Vec<Option<Conn>>,
+    t0: Instant,
+    rbuf: Vec<u8>,
+    /// Usernames are `<prefix><index>`, unique per run.
+    prefix: String,
+    started: usize,
+    in_flight: usize,
+    joined: usize,
+    failures: usize,
+    first_failure: Option<String>,
+    last_join: Instant,
+    join_notices: u64,
+    messaging: bool,
+    delivered: u64,
+    out_of_order: u64,
+    latencies: Vec<u64>,
+    receivers_done: usize,
+    lost: usize,
+    last_delivery: Instant,
+    last_activity: Instant,
+}
+
+/// Runs `sc` against the server at `addr`; `pid`, if known, is sampled for
+/// CPU time and memory.
+pub fn run(
+    server: &str,
+    addr: SocketAddr,
+    pid: Option<u32>,
+    sc: &Scenario,
+) -> Result<Report, String> {
+    let want_fds = sc.clients as u64 + 256;
+    if let Some(limit) = procstats::raise_fd_limit(want_fds) {
+        if limit < want_fds {
+            return Err(format!(
+                "{} clients need about {want_fds} file descriptors; the limit is {limit} \
+                 (raise it with `ulimit -n`)",
+                sc.clients
+            ));
+        }
+    }
+    let poll = Poll::new().map_err(|e| format!("cannot create a poller: {e}"))?;
+    let now = Instant::now();
+    static RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let run = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut g = Gen {
+        sc,
+        addr,
+        poll,
+        events: Events::with_capacity(1024),
+        conns: (0..sc.clients).map(|_| None).collect(),
+        t0: now,
+        rbuf: vec![0; READ_BUF],
+        prefix: format!("b{}p{run}u", std::process::id() % 10_000),
+        started: 0,
+        in_flight: 0,
+        joined: 0,
+        failures: 0,
+        first_failure: None,
+        last_join: now,
+        join_notices: 0,
+        messaging: false,
+        delivered: 0,
+        out_of_order: 0,
+        latencies: Vec::new(),
+        receivers_done: 0,
+        lost: 0,
+        last_delivery: now,
+        last_activity: now,
+    };
+    let mem_start = pid.and_then(procstats::memory);
+
+    // ── Join ──
+    let join_start = Instant::now();
+    let window = if sc.connect_burst {
+        sc.clients
+    } else {
+        JOIN_WINDOW
+    };
+    let mut timed_out = false;
+    let mut progress = (0, Instant::now());
+    while g.joined + g.failures < sc.clients {
+        while g.started < sc.clients && g.in_flight < window {
+            g.start_connect();
+        }
+        let done = g.joined + g.failures;
+        if done != progress.0 {
+            progress = (done, Instant::now());
+        }
+        // A connection whose handshake the server dropped (a full listen
+        // backlog answered with a SYN cookie) waits for a greeting that
+        // never comes: no point waiting out the whole timeout for it.
+        let stalled = progress.1.elapsed() > JOIN_STALL;
+        if join_start.elapsed() > sc.timeout || stalled {
+            timed_out = true;
+            let count = |p: Phase| g.conns.iter().flatten().filter(|c| c.phase == p).count();
+            g.first_failure.get_or_insert(format!(
+                "join {} with {} connecting, {} awaiting auth_request, {} awaiting auth_ok, {} not started",
+                if stalled { "stalled" } else { "timed out" },
+                count(Phase::Connecting),
+                count(Phase::AwaitRequest),
+                count(Phase::AwaitOk),
+                sc.clients - g.started,
+            ));
+            break;
+        }
+        g.turn(Duration::from_millis(50));
+    }
+    let join_ms = ms(g.last_join.saturating_duration_since(join_start));
+
+    // ── Settle: every join notice delivered, then quiet ──
+    let settle_start = Instant::now();
+    let j = g.joined as u64;
+    let want_notices = j * j.saturating_sub(1) / 2;
+    while !timed_out && g.join_notices < want_notices {
+        if settle_start.elapsed() > sc.timeout {
+            timed_out = true;
+            break;
+        }
+        g.turn(Duration::from_millis(50));
+    }
+    let settle_ms = ms(settle_start.elapsed());
+    let quiet = Duration::from_millis(100);
+    let quiet_deadline = Instant::now() + Duration::from_secs(3);
+    g.last_activity = Instant::now();
+    while g.last_activity.elapsed() < quiet && Instant::now() < quiet_deadline {
+        g.turn(Duration::from_millis(20));
+    }
+    if sc.idle {
+        // Idle means idle: output buffers and threads that only live while
+        // there is traffic have had time to go.
+        let hold_end = Instant::now() + sc.hold;
+        while Instant::now() < hold_end {
+            g.turn(Duration::from_millis(100));
+        }
+    }
+    let mem_joined = pid.and_then(procstats::memory);
+    let threads = pid.and_then(procstats::threads);
+
+    let mut report = Report {
+        server: server.to_string(),
+        mode: if sc.idle { "idle" } else { "fanout" },
+        wire: sc.wire,
+        clients: sc.clients,
+        senders: if sc.idle { 0 } else { sc.senders },
+        messages: if sc.idle { 0 } else { sc.messages },
+        size: sc.size,
+        connect_burst: sc.connect_burst,
+        joined: g.joined,
+        join_failures: g.failures,
+        first_failure: g.first_failure.clone(),
+        join_ms,
+        settle_ms,
+        expected: 0,
+        delivered: 0,
+        out_of_order: 0,
+        lost_clients: 0,
+        completion_ms: 0.0,
+        deliveries_per_sec: 0.0,
+        latency: None,
+        server_cpu_ms: None,
+        server_cpu_ns_per_delivery: None,
+        server_rss_start: mem_start.map(|m| m.rss),
+        server_rss_joined: mem_joined.map(|m| m.rss),
+        server_peak_rss: None,
+        rss_per_client: match (mem_start, mem_joined) {
+            (Some(a), Some(b)) if g.joined > 0 => {
+                Some((b.rss as f64 - a.rss as f64) / g.joined as f64)
+            }
+            _ => None,
+        },
+        server_threads: threads,
+        generator_cpu_ms: None,
+        timed_out,
+    };
+
+    if sc.idle {
+        report.server_peak_rss = pid.and_then(procstats::memory).map(|m| m.peak);
+        return Ok(report);
+    }
+    if timed_out {
+        report.server_peak_rss = pid.and_then(procstats::memory).map(|m| m.peak);
+        return Ok(report);
+    }
+
+    // ── Messages ──
+    let senders: Vec<usize> = (0..sc.clients)
+        .filter(|&i| matches!(&g.conns[i], Some(c) if c.phase == Phase::Joined))
+        .take(sc.senders)
+        .collect();
+    let n_senders = senders.len();
+    let mut expected = 0;
+    for (k, &i) in senders.iter().enumerate() {
+        if let Some(c) = g.conns[i].as_mut() {
+            c.sender = Some(k as u32);
+        }
+    }
+    for c in g.conns.iter_mut().flatten() {
+        if c.phase != Phase::Joined {
+            continue;
+        }
+        let own = if c.sender.is_some() { 1 } else { 0 };
+        c.expect = ((n_senders - own) * sc.messages) as u64;
+        c.next_seq = vec![0; n_senders];
+        expected += c.expect;
+        if c.expect == 0 {
+            g.receivers_done += 1;
+        }
+    }
+    g.latencies.reserve(expected as usize);
+    report.expected = expected;
+
+    let cpu0 = pid.and_then(CpuSample::take);
+    let own0 = procstats::own_cpu();
+    let msg_start = Instant::now();
+    g.messaging = true;
+    for &i in &senders {
+        g.pump(i);
+    }
+    while g.receivers_done + g.lost < g.joined {
+        if msg_start.elapsed() > sc.timeout {
+            report.timed_out = true;
+            break;
+        }
+        g.turn(Duration::from_millis(50));
+    }
+    let cpu1 = pid.and_then(CpuSample::take);
+    let own1 = procstats::own_cpu();
+    let elapsed = if report.timed_out {
+        msg_start.elapsed()
+    } else {
+        g.last_delivery.saturating_duration_since(msg_start)
+    };
+
+    report.delivered = g.delivered;
+    report.out_of_order = g.out_of_order;
+    report.lost_clients = g.lost;
+    report.completion_ms = ms(elapsed);
+    report.deliveries_per_sec = g.delivered as f64 / elapsed.as_secs_f64().max(1e-9);
+    report.latency = percentiles(&mut g.latencies);
+    if let (Some(a), Some(b)) = (cpu0, cpu1) {
+        let cpu = a.until(&b);
+        report.server_cpu_ms = Some(ms(cpu));
+        if g.delivered > 0 {
+            report.server_cpu_ns_per_delivery = Some(cpu.as_nanos() as f64 / g.delivered as f64);
+        }
+    }
+    if let (Some(a), Some(b)) = (own0, own1) {
+        report.generator_cpu_ms = Some(ms(b.saturating_sub(a)));
+    }
+    report.server_peak_rss = pid.and_then(procstats::memory).map(|m| m.peak);
+    Ok(report)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn percentiles(lat: &mut [u64]) -> Option<Latency> {
+    if lat.is_empty() {
+        return None;
+    }
+    lat.sort_unstable();
+    let at = |q: f64| {
+        let i = ((lat.len() as f64 * q).ceil() as usize).clamp(1, lat.len()) - 1;
+        lat[i] as f64 / 1e3
+    };
+    Some(Latency {
+        p50_us: at(0.50),
+        p99_us: at(0.99),
+        max_us: lat[lat.len() - 1] as f64 / 1e3,
+    })
+}
+
+impl Gen<'_> {
+    fn now_ns(&self) -> u64 {
+        self.t0.elapsed().as_nanos() as u64
+    }
+
+    fn start_connect(&mut self) {
+        let i = self.started;
+        self.started += 1;
+        match TcpStream::connect(self.addr) {
+            Ok(mut sock) => {
+                let interest = Interest::READABLE | Interest::WRITABLE;
+                if let Err(e) = self.poll.registry().register(&mut sock, Token(i), interest) {
+                    self.fail_join(format!("register: {e}"));
+                    return;
+                }
+                self.in_flight += 1;
+                self.conns[i] = Some(Conn {
+                    sock,
+                    phase: Phase::Connecting,
+                    carry: Vec::new(),
+                    out: Vec::new(),
+                    out_pos: 0,
+                    sender: None,
+                    produced: 0,
+                    got: 0,
+                    expect: 0,
+                    next_seq: Vec::new(),
+                });
+            }
+            Err(e) => self.fail_join(format!("connect: {e}")),
+        }
+    }
+
+    fn fail_join(&mut self, why: String) {
+        self.failures += 1;
+        self.first_failure.get_or_insert(why);
+    }
+
+    /// Waits for events (at most `timeout`) and handles them.
+    fn turn(&mut self, timeout: Duration) {
+        if let Err(e) = self.poll.poll(&mut self.events, Some(timeout)) {
+            if e.kind() != ErrorKind::Interrupted {
+                panic!("poll failed: {e}");
+            }
+            return;
+        }
+        let ready: Vec<(usize, bool, bool)> = self
+            .events
+            .iter()
+            .map(|ev| {
+                (
+                    ev.token().0,
+                    ev.is_readable() || ev.is_read_closed() || ev.is_error(),
+                    ev.is_writable(),
+                )
+            })
+            .collect();
+        if !ready.is_empty() {
+            self.last_activity = Instant::now();
+        }
+        for (i, readable, writable) in ready {
+            self.on_event(i, readable, writable);
+        }
+    }
+
+    fn on_event(&mut self, i: usize, readable: bool, writable: bool) {
+        let Some(c) = self.conns[i].as_mut() else {
+            return;
+        };
+        if c.phase == Phase::Connecting {
+            match c.sock.take_error() {
+                Ok(None) => {}
+                Ok(Some(e)) | Err(e) => return self.kill(i, format!("connect: {e}")),
+            }
+            match c.sock.peer_addr() {
+                Ok(_) => {
+                    let _ = c.sock.set_nodelay(true);
+                    c.phase = Phase::AwaitRequest;
+                }
+                Err(e) if e.kind() == ErrorKind::NotConnected => return,
+                Err(e) => return self.kill(i, format!("connect: {e}")),
+            }
+            // The readable edge may have come with this very event.
+            self.read(i);
+            return;
+        }
+        if readable {
+            self.read(i);
+        }
+        if writable {
+            self.pump(i);
+        }
+    }
+
+    /// Reads until the socket is drained, handling every complete line.
+    fn read(&mut self, i: usize) {
+        let mut buf = std::mem::take(&mut self.rbuf);
+        while let Some(c) = self.conns[i].as_mut() {
+            match c.sock.read(&mut buf) {
+                Ok(0) => {
+                    self.kill(i, "closed by the server".into());
+                    break;
+                }
+                Ok(n) => {
+                    let now = self.now_ns();
+                    self.on_bytes(i, &buf[..n], now);
+                    // A short read drained the socket; whatever arrives
+                    // later raises a new (edge-triggered) event. This saves
+                    // the read that would only say "would block".
+                    if n < buf.len() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.kill(i, format!("read: {e}"));
+                    break;
+                }
+            }
+        }
+        self.rbuf = buf;
+    }
+
+    /// Splits received bytes into lines (plaintext wire).
+    fn on_bytes(&mut self, i: usize, mut bytes: &[u8], now: u64) {
+        // Finish a line begun in an earlier read.
+        let pending = self.conns[i].as_ref().is_some_and(|c| !c.carry.is_empty());
+        if pending {
+            let Some(nl) = memchr::memchr(b'\n', bytes) else {
+                if let Some(c) = self.conns[i].as_mut() {
+                    c.carry.extend_from_slice(bytes);
+                }
+                return;
+            };
+            let mut line = match self.conns[i].as_mut() {
+                Some(c) => std::mem::take(&mut c.carry),
+                None => return,
+            };
+            line.extend_from_slice(&bytes[..nl]);
+            self.on_line(i, &line, now);
+            bytes = &bytes[nl + 1..];
+            if let Some(c) = self.conns[i].as_mut() {
+                line.clear();
+                c.carry = line;
+            }
+        }
+        while let Some(nl) = memchr::memchr(b'\n', bytes) {
+            self.on_line(i, &bytes[..nl], now);
+            bytes = &bytes[nl + 1..];
+        }
+        if !bytes.is_empty() {
+            if let Some(c) = self.conns[i].as_mut() {
+                c.carry.extend_from_slice(bytes);
+            }
+        }
+    }
+
+    fn on_line(&mut self, i: usize, line: &[u8], now: u64) {
+        let Some(c) = self.conns[i].as_mut() else {
+            return;
+        };
+        match c.phase {
+            Phase::Joined => {
+                if let Some(text) = message_text(line) {
+                    if !self.messaging {
+                        return;
+                    }
+                    let Some((seq, sender, sent)) = parse_stamp(text) else {
+                        return;
+                    };
+                    if let Some(next) = c.next_seq.get_mut(sender as usize) {
+                        if seq < *next {
+                            self.out_of_order += 1;
+                        }
+                        *next = seq + 1;
+                    }
+                    c.got += 1;
+                    if c.got == c.expect {
+                        self.receivers_done += 1;
+                    }
+                    self.delivered += 1;
+                    self.latencies.push(now.saturating_sub(sent));
+                    self.last_delivery = Instant::now();
+                } else if line.starts_with(b"{\"type\": \"system\"") && !self.messaging {
+                    self.join_notices += 1;
+                }
+            }
+            Phase::AwaitRequest => {
+                if line.starts_with(b"{\"type\": \"auth_request\"") {
+                    c.phase = Phase::AwaitOk;
+                    let login = format!(
+                        "{{\"username\": \"{}{i}\", \"password\": \"\"}}\n",
+                        self.prefix
+                    );
+                    c.out.extend_from_slice(login.as_bytes());
+                    self.pump(i);
+                } else if line.starts_with(b"{\"type\": \"auth_fail\"") {
+                    let why = String::from_utf8_lossy(line).into_owned();
+                    self.kill(i, why);
+                }
+            }
+            Phase::AwaitOk => {
+                if line.starts_with(b"{\"type\": \"auth_ok\"") {
+                    c.phase = Phase::Joined;
+                    self.joined += 1;
+                    self.in_flight -= 1;
+                    self.last_join = Instant::now();
+                } else if line.starts_with(b"{\"type\": \"auth_fail\"") {
+                    let why = String::from_utf8_lossy(line).into_owned();
+                    self.kill(i, why);
+                }
+            }
+            Phase::Connecting | Phase::Dead => {}
+        }
+    }
+
+    /// Encodes messages (senders) and writes until the socket is full.
+    fn pump(&mut self, i: usize) {
+        let messaging = self.messaging;
+        let now = self.now_ns();
+        let (size, total) = (self.sc.size, self.sc.messages);
+        let Some(c) = self.conns[i].as_mut() else {
+            return;
+        };
+        loop {
+            if c.out_pos == c.out.len() {
+                c.out.clear();
+                c.out_pos = 0;
+                match c.sender {
+                    Some(k) if messaging && c.produced < total => {
+                        while c.produced < total && c.out.len() < SEND_AHEAD {
+                            encode_message(&mut c.out, c.produced as u32, k, now, size);
+                            c.produced += 1;
+                        }
+                    }
+                    _ => return,
+                }
+            }
+            match c.sock.write(&c.out[c.out_pos..]) {
+                Ok(n) => c.out_pos += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return self.kill(i, format!("write: {e}")),
+            }
+        }
+    }
+
+    fn kill(&mut self, i: usize, why: String) {
+        let Some(mut c) = self.conns[i].take() else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut c.sock);
+        match c.phase {
+            Phase::Connecting | Phase::AwaitRequest | Phase::AwaitOk => {
+                self.in_flight -= 1;
+                self.fail_join(why);
+            }
+            Phase::Joined => {
+                if self.messaging && c.got < c.expect {
+                    self.lost += 1;
+                }
+            }
+            Phase::Dead => {}
+        }
+        c.phase = Phase::Dead;
+    }
+}
+
+/// `{"type": "message", "text": "<seq> <sender> <nanos> xxxx…"}\n`, the text
+/// padded to `size` bytes.
+fn encode_message(out: &mut Vec<u8>, seq: u32, sender: u32, nanos: u64, size: usize) {
+    out.extend_from_slice(b"{\"type\": \"message\", \"text\": \"");
+    let start = out.len();
+    let _ = write!(out, "{seq} {sender} {nanos} ");
+    while out.len() - start < size {
+        out.push(b'x');
+    }
+    out.extend_from_slice(b"\"}\n");
+}
+
+/// The raw `text` of a chat message line, or `None` for any other line.
+/// Both servers write `{"type": "message", "ts": "HH:MM", "user": "…", "text": "…"}`.
+fn message_text(line: &[u8]) -> Option<&[u8]> {
+    const HEAD: &[u8] = b"{\"type\": \"message\", \"ts\": \"";
+    if !line.starts_with(HEAD) {
+        return None;
+    }
+    const KEY: &[u8] = b"\"text\": \"";
+    // Skip `HH:MM", "user": "` and the user name, which our clients choose
+    // (no quotes or escapes in it).
+    let rest = line.get(HEAD.len() + 5 + 12..)?;
+    let quote = rest.iter().position(|&b| b == b'"')?;
+    let after = &rest[quote..];
+    let at = if after.get(3..3 + KEY.len()) == Some(KEY) {
+        3 + KEY.len()
+    } else {
+        // Some other field order: search.
+        after.windows(KEY.len()).position(|w| w == KEY)? + KEY.len()
+    };
+    Some(&after[at..])
+}
+
+/// Parses `<seq> <sender> <nanos> ` at the start of a message's text.
+fn parse_stamp(text: &[u8]) -> Option<(u32, u32, u64)> {
+    let mut fields = text.splitn(4, |&b| b == b' ');
+    let num = |f: Option<&[u8]>| -> Option<u64> {
+        let f = f?;
+        if f.is_empty() || f.len() > 19 {
+            return None;
+        }
+        f.iter().try_fold(0u64, |n, &b| {
+            b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
+        })
+    };
+    let seq = num(fields.next())? as u32;
+    let sender = num(fields.next())? as u32;
+    let nanos = num(fields.next())?;
+    Some((seq, sender, nanos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_stamp_in_both_servers_lines() {
+        let mut out = Vec::new();
+        encode_message(&mut out, 7, 3, 123_456, 32);
+        let sent = String::from_utf8(out).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&sent).unwrap();
+        let text = v["text"].as_str().unwrap();
+        assert_eq!(text.len(), 32);
+        let line = format!(
+            "{{\"type\": \"message\", \"ts\": \"14:02\", \"user\": \"u17\", \"text\": \"{text}\"}}"
+        );
+        let got = message_text(line.as_bytes()).unwrap();
+        assert_eq!(parse_stamp(got), Some((7, 3, 123_456)));
+        assert_eq!(
+            message_text(b"{\"type\": \"system\", \"ts\": \"14:02\", \"text\": \"x\"}"),
+            None
+        );
+    }
+
+    #[test]
+    fn percentiles_of_a_known_set() {
+        let mut v: Vec<u64> = (1..=100).map(|x| x * 1000).collect();
+        let p = percentiles(&mut v).unwrap();
+        assert_eq!((p.p50_us, p.p99_us, p.max_us), (50.0, 99.0, 100.0));
+    }
+}
