@@ -83,7 +83,7 @@ impl ApprovalConsole {
     /// Carries out what `event` asks of the console. Returns true when it
     /// was shown here (it then goes to the log file only).
     pub fn event(&mut self, event: &ServerEvent, logger: &mut Logger) -> bool {
-        match &event.detail {
+        match event.detail.as_deref() {
             Some(EventDetail::AskOperator(_)) => {
                 let mut line = self.style.info(&event.message);
                 if self.style.colour {

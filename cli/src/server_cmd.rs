@@ -71,6 +71,9 @@ fn start<R: Runtime>(
         auth_timeout: args.auth_timeout,
         idle_timeout: args.idle_timeout,
         max_clients: args.max_clients,
+        // Chat is logged only at debug level; a server shows none, a host
+        // shows its peers' lines on the console.
+        chat_events: args.log_level == Level::Debug || max_peers.is_some(),
         max_users: max_peers,
         approval: approval.as_ref().map(|(a, _)| a.clone()),
         ..ServerConfig::default()

@@ -4,6 +4,8 @@
 //! decoders accept anything LanTalk 2.0 would accept, ignore unknown fields, and
 //! turn everything else into a [`Malformed`] reason instead of an error path.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use crate::json::ObjectWriter;
@@ -222,6 +224,9 @@ pub enum ClientLine {
 }
 
 pub fn parse_client_line(line: &[u8]) -> Result<ClientLine, Malformed> {
+    if let Some(parsed) = parse_client_line_fast(line) {
+        return Ok(parsed);
+    }
     let map = object(line)?;
     let kind = opt_str(&map, "type")?.ok_or(Malformed("missing type"))?;
     if kind != "message" {
@@ -229,6 +234,54 @@ pub fn parse_client_line(line: &[u8]) -> Result<ClientLine, Malformed> {
     }
     let text = opt_str(&map, "text")?.ok_or(Malformed("missing text"))?;
     Ok(ClientLine::Message(py_trim(text).to_string()))
+}
+
+/// The two fields a chat line needs, borrowed from the line when they hold no
+/// escapes. Anything unusual (not an object, a field of the wrong type, a
+/// duplicate field) makes the fast path give up, and the general path gives
+/// the answer, so both always agree.
+#[derive(serde::Deserialize)]
+struct ChatFields<'a> {
+    #[serde(rename = "type", default, borrow, deserialize_with = "opt_cow")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "opt_cow")]
+    text: Option<Cow<'a, str>>,
+}
+
+/// A string (borrowed if it can be) or `null`.
+fn opt_cow<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string or null")
+        }
+        fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Borrowed(v)))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v.to_string())))
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
+}
+
+fn parse_client_line_fast(line: &[u8]) -> Option<ClientLine> {
+    let text = std::str::from_utf8(line).ok()?.trim();
+    if !text.starts_with('{') {
+        return None;
+    }
+    let fields: ChatFields = serde_json::from_str(text).ok()?;
+    match (fields.kind?, fields.text) {
+        (kind, Some(text)) if kind == "message" => {
+            Some(ClientLine::Message(py_trim(&text).to_string()))
+        }
+        (kind, _) if kind != "message" => Some(ClientLine::Other),
+        _ => None,
+    }
 }
 
 /// A line from the server, as the client understands it.

@@ -276,7 +276,7 @@ impl Net {
             }
             Action::Event(e) => {
                 let _ = write!(self.log, "  server {} {:?}: {}", e.level, e.kind, e.message);
-                match &e.detail {
+                match e.detail.as_deref() {
                     None => {}
                     Some(EventDetail::AskOperator(r)) => {
                         let _ = write!(self.log, " [ask about {}]", r.id);

@@ -82,6 +82,10 @@ pub struct ServerConfig {
     pub max_line: usize,
     /// Malformed lines in a row after which a connection is closed.
     pub max_malformed_in_a_row: u32,
+    /// Emit a debug [`EventKind::Chat`](super::EventKind::Chat) event for
+    /// every relayed message. Building one costs three allocations per
+    /// message; a host that neither logs chat nor shows it turns it off.
+    pub chat_events: bool,
 }
 
 impl Default for ServerConfig {
@@ -103,6 +107,7 @@ impl Default for ServerConfig {
             exempt_loopback: true,
             max_line: 16 * 1024,
             max_malformed_in_a_row: 10,
+            chat_events: true,
         }
     }
 }

@@ -60,8 +60,10 @@ pub struct ServerEvent {
     pub kind: EventKind,
     /// The line a plain console or the log shows.
     pub message: String,
-    /// What a program must act on, beyond showing the message.
-    pub detail: Option<EventDetail>,
+    /// What a program must act on, beyond showing the message. Boxed: it
+    /// is large and rare, and every [`super::Action`] — one per recipient of
+    /// every message — is as large as its largest variant.
+    pub detail: Option<Box<EventDetail>>,
 }
 
 /// The structured part of an event: a question for the operator, a file to
@@ -103,7 +105,7 @@ impl ServerEvent {
     }
 
     pub(crate) fn with_detail(mut self, detail: EventDetail) -> Self {
-        self.detail = Some(detail);
+        self.detail = Some(Box::new(detail));
         self
     }
 

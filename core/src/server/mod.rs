@@ -961,17 +961,18 @@ impl Server {
 
     fn handle_chat_line(&mut self, now: Now, conn: ConnId, line: &[u8]) {
         let max_malformed = self.config.max_malformed_in_a_row;
+        let parsed = protocol::parse_client_line(line);
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        let name = c.name().unwrap_or_default().to_string();
-        let text = match protocol::parse_client_line(line) {
+        let text = match parsed {
             Ok(ClientLine::Message(text)) => {
                 c.malformed_in_a_row = 0;
                 text
             }
             Ok(ClientLine::Other) => {
                 c.malformed_in_a_row = 0;
+                let name = c.name().unwrap_or_default().to_string();
                 return self.event(
                     Level::Debug,
                     EventKind::Malformed,
@@ -981,6 +982,7 @@ impl Server {
             Err(m) => {
                 c.malformed_in_a_row += 1;
                 let too_many = c.malformed_in_a_row >= max_malformed;
+                let name = c.name().unwrap_or_default().to_string();
                 self.event(
                     Level::Debug,
                     EventKind::Malformed,
@@ -1004,32 +1006,35 @@ impl Server {
         if text.is_empty() {
             return;
         }
-        if !self.check_rate(now, conn, &name) {
+        if !self.check_rate(now, conn) {
             return;
         }
         if text.chars().count() > MAX_TEXT_CHARS {
             let notice = format!("Message not sent: longer than {MAX_TEXT_CHARS} characters.");
             return self.send(conn, protocol::system(now.wall, &notice));
         }
+        // The sender's name is borrowed, not copied, on the way to the
+        // broadcast (commands, rarer, take a copy).
+        let Some(name) = self.conns.get(&conn).and_then(Conn::name) else {
+            return;
+        };
         if text.starts_with('/') {
+            let name = name.to_string();
             return self.handle_client_command(now, conn, &name, &text);
         }
-        let chat = EventDetail::Chat {
-            user: name.clone(),
-            text: text.clone(),
-        };
-        self.detailed_event(
-            Level::Debug,
-            EventKind::Chat,
-            format!("<{name}> {text}"),
-            chat,
-        );
+        let line = protocol::message(now.wall, name, &text);
+        if self.config.chat_events {
+            let name = name.to_string();
+            let message = format!("<{name}> {text}");
+            let chat = EventDetail::Chat { user: name, text };
+            self.detailed_event(Level::Debug, EventKind::Chat, message, chat);
+        }
         self.relayed += 1;
-        self.broadcast(protocol::message(now.wall, &name, &text), Some(conn));
+        self.broadcast(line, Some(conn));
     }
 
     /// Applies the rate limit; `false` when the line must be dropped.
-    fn check_rate(&mut self, now: Now, conn: ConnId, name: &str) -> bool {
+    fn check_rate(&mut self, now: Now, conn: ConnId) -> bool {
         let Some(c) = self.conns.get_mut(&conn) else {
             return false;
         };
@@ -1041,6 +1046,7 @@ impl Server {
         }
         c.flood_warnings.hit(now.instant);
         let kick = c.flood_warnings.is_full(now.instant);
+        let name = c.name().unwrap_or_default().to_string();
         self.event(
             Level::Warning,
             EventKind::RateLimit,
