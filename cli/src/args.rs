@@ -14,8 +14,10 @@ pub const DEFAULT_PORT: u16 = 5050;
     version,
     about = "LanTalk: group chat for the local network. No accounts, no internet, no cloud.",
     long_about = "LanTalk: group chat for the local network. No accounts, no internet, no cloud.\n\n\
-        Run without a command for an interactive menu. Speaks the LanTalk 2.0 protocol, so the \
-        Python `lantalk` client and server interoperate with it.",
+        Run without a command for an interactive menu. Every connection is encrypted (Noise, \
+        with server keys pinned on first use, and a password that never crosses the network). \
+        With --allow-plaintext it also speaks the LanTalk 2.0 protocol, so the Python `lantalk` \
+        client and server interoperate with it.",
     after_help = "Examples:\n  \
         lantalk-smol server                          start a server on port 5050\n  \
         lantalk-smol client 192.168.1.5 --name Bob   join it from another machine\n  \

@@ -20,14 +20,24 @@ mod term;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use lantalk_core::driver::Runtime;
 
 use args::{Cli, Command, ServerArgs};
 
 /// Runs the program named after `runtime_name` on runtime `R`.
 pub fn main<R: Runtime>(runtime_name: &str) -> ExitCode {
-    let cli = Cli::parse();
+    // Named after the binary, so `--version` says `lantalk-smol 0.1.0`.
+    let name: &'static str = match runtime_name {
+        "smol" => "lantalk-smol",
+        "std" => "lantalk-std",
+        _ => "lantalk",
+    };
+    let matches = Cli::command().name(name).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     match cli.command {
         Some(Command::Server(args)) => server_cmd::run::<R>(args, runtime_name),
         Some(Command::Host(args)) => host_cmd::run::<R>(args, runtime_name),
