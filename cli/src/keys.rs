@@ -57,34 +57,9 @@ pub struct KnownServers {
 }
 
 impl KnownServers {
-    /// Reads `path`; a missing file is an empty list. Lines that cannot be
-    /// read are kept aside as errors rather than silently dropped.
+    /// Reads `path` (see [`read_key_lines`]).
     pub fn load(path: &Path) -> Result<KnownServers, String> {
-        let text = match fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
-        };
-        let mut entries = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let parsed = line
-                .split_once(' ')
-                .and_then(|(addr, key)| Some((addr.to_string(), unb64(key.trim())?)));
-            match parsed {
-                Some((addr, key)) if key.len() == 32 => entries.push((addr, key)),
-                _ => {
-                    return Err(format!(
-                        "{} line {} is corrupt; fix or remove it",
-                        path.display(),
-                        i + 1
-                    ))
-                }
-            }
-        }
+        let entries = read_key_lines(path)?;
         Ok(KnownServers {
             path: path.to_path_buf(),
             entries,
@@ -119,12 +94,22 @@ impl KnownServers {
 /// corrupt line an error (quietly dropping it would ask about, or worse, let
 /// in, the wrong people).
 pub fn load_trusted(path: &Path) -> Result<Vec<TrustedPeer>, String> {
+    Ok(read_key_lines(path)?
+        .into_iter()
+        .map(|(name, key)| TrustedPeer { name, key })
+        .collect())
+}
+
+/// Reads a file of `LABEL BASE64-KEY` lines (known_servers, trusted_peers):
+/// a missing file is empty, `#` lines are comments, and a line that cannot
+/// be read is an error naming it, never silently dropped.
+fn read_key_lines(path: &Path) -> Result<Vec<(String, Vec<u8>)>, String> {
     let text = match fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == ErrorKind::NotFound => String::new(),
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
-    let mut peers = Vec::new();
+    let mut entries = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -132,9 +117,9 @@ pub fn load_trusted(path: &Path) -> Result<Vec<TrustedPeer>, String> {
         }
         let parsed = line
             .split_once(' ')
-            .and_then(|(name, key)| Some((name.to_string(), unb64(key.trim())?)));
+            .and_then(|(label, key)| Some((label.to_string(), unb64(key.trim())?)));
         match parsed {
-            Some((name, key)) if key.len() == 32 => peers.push(TrustedPeer { name, key }),
+            Some((label, key)) if key.len() == 32 => entries.push((label, key)),
             _ => {
                 return Err(format!(
                     "{} line {} is corrupt; fix or remove it",
@@ -144,7 +129,7 @@ pub fn load_trusted(path: &Path) -> Result<Vec<TrustedPeer>, String> {
             }
         }
     }
-    Ok(peers)
+    Ok(entries)
 }
 
 /// Replaces the trusted peers in `path` with `peers`.
