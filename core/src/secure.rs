@@ -26,7 +26,7 @@ use rand_core::{CryptoRng, RngCore, SeedableRng};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use snow::params::{CipherChoice, DHChoice, HashChoice, NoiseParams};
-use snow::resolvers::{CryptoResolver, DefaultResolver};
+use snow::resolvers::{CryptoResolver, DefaultResolver, RingResolver};
 use snow::types::{Cipher, Dh, Hash, Random};
 
 use crate::password::HashParams;
@@ -261,6 +261,31 @@ pub fn seal_into(
     Ok(())
 }
 
+/// How many bytes [`seal_into`] appends for `len` bytes of plaintext.
+pub fn sealed_len(len: usize) -> usize {
+    len + len.div_ceil(MAX_PLAINTEXT) * (2 + 16)
+}
+
+/// `plaintext` sealed into frames in one shared buffer, allocated once at its
+/// exact size: the server does this for every encrypted recipient of every
+/// message, so it skips the copy from a growable buffer into the payload.
+pub fn seal_shared(
+    transport: &mut snow::TransportState,
+    plaintext: &[u8],
+) -> Result<std::sync::Arc<[u8]>, snow::Error> {
+    let mut sealed: std::sync::Arc<[u8]> =
+        std::iter::repeat_n(0, sealed_len(plaintext.len())).collect();
+    let out = std::sync::Arc::get_mut(&mut sealed).expect("a new Arc is not shared");
+    let mut at = 0;
+    for chunk in plaintext.chunks(MAX_PLAINTEXT) {
+        let len = chunk.len() + 16;
+        out[at..at + 2].copy_from_slice(&(len as u16).to_be_bytes());
+        at += 2;
+        at += transport.write_message(chunk, &mut out[at..at + len])?;
+    }
+    Ok(sealed)
+}
+
 /// Splits a byte stream into length-prefixed frames. Holds at most one
 /// frame's worth of bytes beyond what was pushed last.
 #[derive(Debug, Default)]
@@ -467,7 +492,13 @@ impl RngCore for SeededRng {
 impl CryptoRng for SeededRng {}
 impl Random for SeededRng {}
 
-/// Noise primitives from snow's default resolver, randomness from a seed.
+/// Noise primitives from snow's resolvers, randomness from a seed.
+///
+/// The cipher comes from ring: it seals once per recipient of every message,
+/// and for chat-sized messages ring's ChaCha20-Poly1305 is about ten times
+/// faster than the pure-Rust one (~0.2 us against ~2 us for 150 bytes,
+/// dominated by per-message setup). X25519 and BLAKE2s, which ring lacks, and
+/// run only in the handshake, come from the default resolver.
 struct SeededResolver {
     seed: [u8; 32],
 }
@@ -483,7 +514,9 @@ impl CryptoResolver for SeededResolver {
         DefaultResolver.resolve_hash(choice)
     }
     fn resolve_cipher(&self, choice: &CipherChoice) -> Option<Box<dyn Cipher>> {
-        DefaultResolver.resolve_cipher(choice)
+        RingResolver
+            .resolve_cipher(choice)
+            .or_else(|| DefaultResolver.resolve_cipher(choice))
     }
 }
 
@@ -535,6 +568,55 @@ mod tests {
         let (msg_b, proof, ps) = pake_server_respond(&secret, &msg_a, &h, [6; 32]).unwrap();
         assert!(pc.finish(&msg_b, &proof, &h).is_none(), "wrong password");
         assert!(!ps.verify(&[0; 32]));
+    }
+
+    /// A finished pair of sessions, the same every time.
+    fn sessions() -> (snow::TransportState, snow::TransportState) {
+        let pro = prologue(b"offer\n", b"hello\n");
+        let key = |b| StaticKey::from_private([b; 32]);
+        let mut c = handshake(true, &key(2), &pro, [3; 32]).unwrap();
+        let mut s = handshake(false, &key(1), &pro, [4; 32]).unwrap();
+        let (mut a, mut b) = ([0u8; 1024], [0u8; 1024]);
+        let n = c.write_message(&[], &mut a).unwrap();
+        s.read_message(&a[..n], &mut b).unwrap();
+        let n = s.write_message(&[], &mut a).unwrap();
+        c.read_message(&a[..n], &mut b).unwrap();
+        let n = c.write_message(&[], &mut a).unwrap();
+        s.read_message(&a[..n], &mut b).unwrap();
+        (
+            c.into_transport_mode().unwrap(),
+            s.into_transport_mode().unwrap(),
+        )
+    }
+
+    #[test]
+    fn shared_seal_is_the_same_frames() {
+        let (mut one, mut peer) = sessions();
+        let (mut two, _) = sessions();
+        for len in [
+            0,
+            1,
+            150,
+            MAX_PLAINTEXT,
+            MAX_PLAINTEXT + 1,
+            3 * MAX_PLAINTEXT + 7,
+        ] {
+            let text: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut grown = Vec::new();
+            seal_into(&mut one, &text, &mut grown).unwrap();
+            let shared = seal_shared(&mut two, &text).unwrap();
+            assert_eq!(&shared[..], &grown[..], "length {len}");
+            assert_eq!(shared.len(), sealed_len(len));
+            let mut frames = FrameBuffer::default();
+            frames.push(&shared);
+            let mut opened = Vec::new();
+            let mut buf = vec![0; MAX_FRAME];
+            while let Some(f) = frames.next_frame() {
+                let n = peer.read_message(f, &mut buf).unwrap();
+                opened.extend_from_slice(&buf[..n]);
+            }
+            assert_eq!(opened, text);
+        }
     }
 
     #[test]

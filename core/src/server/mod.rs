@@ -184,11 +184,9 @@ impl Conn {
     /// handshake there is no way to say anything: an empty payload.
     fn encode(&mut self, line: &[u8]) -> Payload {
         match &mut self.wire {
+            // Only fails if the nonce space (2^64 messages) is exhausted.
             Wire::Secure { noise, .. } => {
-                let mut out = Vec::with_capacity(line.len() + 18);
-                // Only fails if the nonce space (2^64 messages) is exhausted.
-                let _ = secure::seal_into(noise, line, &mut out);
-                out.into()
+                secure::seal_shared(noise, line).unwrap_or_else(|_| Payload::from(&[][..]))
             }
             Wire::Handshake { .. } => Payload::from(&[][..]),
             Wire::Plain { .. } => line.into(),
