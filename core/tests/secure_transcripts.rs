@@ -424,3 +424,42 @@ fn unencrypted_members_are_marked() {
         "{answer}"
     );
 }
+
+#[test]
+fn lines_handled_together_are_sealed_together() {
+    let mut link = Link::new(
+        server_config(None, true),
+        client_config("alice", None, None),
+        transparent(),
+    );
+    assert!(link.joined());
+    // A LanTalk 2.0 member, whose lines reach the server in one read.
+    let now = link.now;
+    let old = link
+        .server
+        .handle_connect(now, "10.0.0.1:1".parse().unwrap());
+    link.server
+        .handle_input(now, old, b"{\"username\": \"old\", \"password\": \"\"}\n")
+        .unwrap();
+    link.pump();
+    link.log.clear();
+    let three = "{\"type\": \"message\", \"text\": \"one\"}\n\
+                 {\"type\": \"message\", \"text\": \"two\"}\n\
+                 {\"type\": \"message\", \"text\": \"three\"}\n";
+    link.server
+        .handle_input(now, old, three.as_bytes())
+        .unwrap();
+    link.pump();
+    let sent: Vec<&str> = link
+        .log
+        .lines()
+        .filter(|l| l.starts_with("  server -> client"))
+        .collect();
+    // One frame for the three messages: sealing per input, not per line.
+    assert_eq!(sent.len(), 1, "{}", link.log);
+    assert!(!sent[0].contains(','), "a single frame: {}", sent[0]);
+    for text in ["one", "two", "three"] {
+        let event = format!("user: \"old\", text: \"{text}\"");
+        assert!(link.log.contains(&event), "{event} missing:\n{}", link.log);
+    }
+}

@@ -150,6 +150,10 @@ struct Conn {
     wire: Wire,
     /// JSON lines: as received, or as decrypted.
     lines: LineBuffer,
+    /// Lines for an encrypted peer not sealed yet: everything the server
+    /// says to it while handling one input goes out in one frame (see
+    /// [`Server::seal_pending`]).
+    unsealed: Vec<u8>,
     phase: Phase,
     last_input: Instant,
     malformed_in_a_row: u32,
@@ -180,6 +184,33 @@ impl Conn {
         matches!(self.wire, Wire::Plain { .. })
     }
 
+    /// Queues `line` to be sealed with whatever else follows it; true if it
+    /// is the first line queued since the last seal. Only for secure wires.
+    fn queue_sealed(&mut self, line: &[u8]) -> bool {
+        let first = self.unsealed.is_empty();
+        self.unsealed.extend_from_slice(line);
+        first
+    }
+
+    /// The queued lines in one sealed payload, if any.
+    fn take_sealed(&mut self) -> Option<Payload> {
+        if self.unsealed.is_empty() {
+            return None;
+        }
+        let mut lines = std::mem::take(&mut self.unsealed);
+        let bytes = self.encode(&lines);
+        // A burst may have grown it; an idle connection should not keep that.
+        if lines.capacity() <= KEEP_UNSEALED {
+            lines.clear();
+            self.unsealed = lines;
+        }
+        Some(bytes)
+    }
+
+    fn is_secure(&self) -> bool {
+        matches!(self.wire, Wire::Secure { .. })
+    }
+
     /// `line` as it must go on this connection's wire. In the middle of a
     /// handshake there is no way to say anything: an empty payload.
     fn encode(&mut self, line: &[u8]) -> Payload {
@@ -193,6 +224,9 @@ impl Conn {
         }
     }
 }
+
+/// Capacity of a connection's unsealed lines kept between bursts.
+const KEEP_UNSEALED: usize = 16 * 1024;
 
 /// Addresses whose failed logins are tracked at most; beyond this the idle
 /// records are dropped first, so the table cannot grow without bound.
@@ -212,6 +246,8 @@ pub struct Server {
     /// a stale entry is re-armed when it comes up.
     timers: BinaryHeap<Reverse<(Instant, ConnId)>>,
     actions: VecDeque<Action>,
+    /// Encrypted connections with lines queued to seal.
+    to_seal: Vec<ConnId>,
     relayed: u64,
     /// Logins so far, to order users by when they joined.
     logins: u64,
@@ -252,6 +288,7 @@ impl Server {
             failed_logins: HashMap::new(),
             timers: BinaryHeap::new(),
             actions: VecDeque::new(),
+            to_seal: Vec::new(),
             relayed: 0,
             logins: 0,
             shut_down: false,
@@ -324,6 +361,7 @@ impl Server {
                 addr,
                 wire: Wire::Plain { offer: None },
                 lines: LineBuffer::new(self.config.max_line),
+                unsealed: Vec::new(),
                 phase: Phase::LoggingIn {
                     deadline,
                     pake: None,
@@ -646,7 +684,26 @@ impl Server {
 
     /// The next action to carry out, in order.
     pub fn poll_action(&mut self) -> Option<Action> {
+        if !self.to_seal.is_empty() {
+            self.seal_pending();
+        }
         self.actions.pop_front()
+    }
+
+    /// Seals what every encrypted connection has queued, one payload each.
+    ///
+    /// Sealing costs about as much for one chat line as for a dozen (the
+    /// cipher's setup dominates small messages), so lines are sealed per
+    /// input handled rather than per line: a sender's read of many messages
+    /// fans out as one frame per recipient. Nothing waits for it: this runs
+    /// as soon as the runtime asks for the actions of the same input, and
+    /// before a connection is closed.
+    fn seal_pending(&mut self) {
+        for id in std::mem::take(&mut self.to_seal) {
+            if let Some(bytes) = self.conns.get_mut(&id).and_then(Conn::take_sealed) {
+                self.actions.push_back(Action::Send { conn: id, bytes });
+            }
+        }
     }
 
     /// When [`Server::handle_timeout`] should be called next. May be early
@@ -1226,9 +1283,13 @@ impl Server {
         }
     }
 
-    /// Forgets a connection and everything indexed by it.
+    /// Forgets a connection and everything indexed by it. What was queued
+    /// for it goes out first.
     fn remove(&mut self, conn: ConnId) -> Option<Conn> {
-        let c = self.conns.remove(&conn)?;
+        let mut c = self.conns.remove(&conn)?;
+        if let Some(bytes) = c.take_sealed() {
+            self.actions.push_back(Action::Send { conn, bytes });
+        }
         let ip = c.ip();
         if let Some(n) = self.per_address.get_mut(&ip) {
             *n -= 1;
@@ -1252,6 +1313,12 @@ impl Server {
 
     fn send(&mut self, conn: ConnId, line: String) {
         let bytes = match self.conns.get_mut(&conn) {
+            Some(c) if c.is_secure() => {
+                if c.queue_sealed(line.as_bytes()) {
+                    self.to_seal.push(conn);
+                }
+                return;
+            }
             Some(c) => c.encode(line.as_bytes()),
             // Refused at connect: never registered, always plaintext.
             None => line.into_bytes().into(),
@@ -1260,21 +1327,25 @@ impl Server {
     }
 
     /// Sends `line` to every logged-in user but `except`: encoded once and
-    /// shared by every plaintext recipient; encrypted per recipient otherwise
-    /// (each session has its own keys).
+    /// shared by every plaintext recipient; queued to be sealed per recipient
+    /// otherwise (each session has its own keys).
     fn broadcast(&mut self, line: String, except: Option<ConnId>) {
         let bytes: Payload = line.into_bytes().into();
-        let actions = &mut self.actions;
+        let (actions, to_seal) = (&mut self.actions, &mut self.to_seal);
         for (&id, c) in self.conns.iter_mut() {
             if Some(id) == except || c.name().is_none() {
                 continue;
             }
-            let bytes = if c.is_plaintext() {
-                Arc::clone(&bytes)
-            } else {
-                c.encode(&bytes)
-            };
-            actions.push_back(Action::Send { conn: id, bytes });
+            if c.is_secure() {
+                if c.queue_sealed(&bytes) {
+                    to_seal.push(id);
+                }
+            } else if c.is_plaintext() {
+                actions.push_back(Action::Send {
+                    conn: id,
+                    bytes: Arc::clone(&bytes),
+                });
+            }
         }
     }
 
