@@ -7,14 +7,17 @@
 //! number, the sender and the send time), without parsing the JSON.
 //!
 //! Per connection, everything that depends on the wire format goes through
-//! [`Wire`]: today only plaintext LanTalk 2.0. An encrypted mode slots in
-//! there (a handshake after `auth_request`, then sealing each outgoing line
-//! and opening each incoming frame before it reaches [`Gen::on_line`]).
+//! [`Wire`]: plaintext LanTalk 2.0, or our encrypted sessions, where the
+//! client answers `auth_request` with a Noise handshake (the core's own
+//! [`secure`] functions, so the same cipher as our client), then seals every
+//! line it sends and opens every frame before the lines reach
+//! [`Gen::on_line`].
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use lantalk_core::secure::{self, FrameBuffer, StaticKey};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use serde::Serialize;
@@ -27,6 +30,23 @@ pub enum Wire {
     /// LanTalk 2.0: JSON lines in the clear.
     #[default]
     Plain,
+    /// Our secure sessions: Noise XX, then every line sealed in a frame.
+    Encrypted,
+}
+
+/// Where a connection's session stands, on the encrypted wire.
+enum Session {
+    /// Plaintext lines (LanTalk 2.0, and `auth_request` on either wire).
+    Clear,
+    /// Our first handshake message is sent; the server's answer is awaited.
+    Handshake {
+        noise: Box<snow::HandshakeState>,
+        frames: FrameBuffer,
+    },
+    Secure {
+        noise: Box<snow::TransportState>,
+        frames: FrameBuffer,
+    },
 }
 
 /// What to run.
@@ -148,6 +168,7 @@ enum Phase {
 struct Conn {
     sock: TcpStream,
     phase: Phase,
+    session: Session,
     /// Start of a line whose end has not arrived yet.
     carry: Vec<u8>,
     /// Bytes to send and how far they have been sent.
@@ -176,6 +197,12 @@ struct Gen<'a> {
     conns: Vec<Option<Conn>>,
     t0: Instant,
     rbuf: Vec<u8>,
+    /// Lines opened from frames, before they are split.
+    opened: Vec<u8>,
+    /// Scratch for one frame's plaintext.
+    frame_buf: Vec<u8>,
+    /// Seeds every client's keys; differs per run.
+    key_seed: u64,
     /// Usernames are `<prefix><index>`, unique per run.
     prefix: String,
     started: usize,
@@ -225,6 +252,9 @@ pub fn run(
         conns: (0..sc.clients).map(|_| None).collect(),
         t0: now,
         rbuf: vec![0; READ_BUF],
+        opened: Vec::new(),
+        frame_buf: vec![0; secure::MAX_FRAME],
+        key_seed: now.elapsed().as_nanos() as u64 ^ (u64::from(std::process::id()) << 32),
         prefix: format!("b{}p{run}u", std::process::id() % 10_000),
         started: 0,
         in_flight: 0,
@@ -465,6 +495,7 @@ impl Gen<'_> {
                 self.conns[i] = Some(Conn {
                     sock,
                     phase: Phase::Connecting,
+                    session: Session::Clear,
                     carry: Vec::new(),
                     out: Vec::new(),
                     out_pos: 0,
@@ -570,8 +601,56 @@ impl Gen<'_> {
         self.rbuf = buf;
     }
 
-    /// Splits received bytes into lines (plaintext wire).
-    fn on_bytes(&mut self, i: usize, mut bytes: &[u8], now: u64) {
+    /// Received bytes: lines in the clear, or frames once a handshake began.
+    fn on_bytes(&mut self, i: usize, bytes: &[u8], now: u64) {
+        let clear = self.conns[i]
+            .as_ref()
+            .is_some_and(|c| matches!(c.session, Session::Clear));
+        if clear {
+            let rest = self.on_clear_bytes(i, bytes, now);
+            if rest.is_empty() {
+                return;
+            }
+            // The greeting started a handshake: what follows it is frames.
+            self.on_frames(i, rest, now);
+        } else {
+            self.on_frames(i, bytes, now);
+        }
+    }
+
+    /// Adds `bytes` to the connection's frames and handles every complete
+    /// one: the end of the handshake (then the login, inside the session),
+    /// then sealed lines.
+    fn on_frames(&mut self, i: usize, bytes: &[u8], now: u64) {
+        let mut opened = std::mem::take(&mut self.opened);
+        opened.clear();
+        let result = match self.conns[i].as_mut() {
+            Some(c) => open_frames(c, i, &self.prefix, bytes, &mut self.frame_buf, &mut opened),
+            None => Ok(false),
+        };
+        match result {
+            Err(why) => self.kill(i, why),
+            Ok(logged_in) => {
+                if logged_in {
+                    self.pump(i);
+                }
+                if !opened.is_empty() {
+                    self.on_clear_bytes(i, &opened, now);
+                }
+            }
+        }
+        self.opened = opened;
+    }
+
+    /// Splits bytes into lines and handles them. Returns what follows a line
+    /// that started a handshake (frames, not lines); otherwise nothing.
+    fn on_clear_bytes<'b>(&mut self, i: usize, mut bytes: &'b [u8], now: u64) -> &'b [u8] {
+        let in_clear = |g: &Self| {
+            g.conns[i]
+                .as_ref()
+                .is_some_and(|c| matches!(c.session, Session::Clear))
+        };
+        let was_clear = in_clear(self);
         // Finish a line begun in an earlier read.
         let pending = self.conns[i].as_ref().is_some_and(|c| !c.carry.is_empty());
         if pending {
@@ -579,11 +658,11 @@ impl Gen<'_> {
                 if let Some(c) = self.conns[i].as_mut() {
                     c.carry.extend_from_slice(bytes);
                 }
-                return;
+                return &[];
             };
             let mut line = match self.conns[i].as_mut() {
                 Some(c) => std::mem::take(&mut c.carry),
-                None => return,
+                None => return &[],
             };
             line.extend_from_slice(&bytes[..nl]);
             self.on_line(i, &line, now);
@@ -592,16 +671,23 @@ impl Gen<'_> {
                 line.clear();
                 c.carry = line;
             }
+            if was_clear && !in_clear(self) {
+                return bytes;
+            }
         }
         while let Some(nl) = memchr::memchr(b'\n', bytes) {
             self.on_line(i, &bytes[..nl], now);
             bytes = &bytes[nl + 1..];
+            if was_clear && !in_clear(self) {
+                return bytes;
+            }
         }
         if !bytes.is_empty() {
             if let Some(c) = self.conns[i].as_mut() {
                 c.carry.extend_from_slice(bytes);
             }
         }
+        &[]
     }
 
     fn on_line(&mut self, i: usize, line: &[u8], now: u64) {
@@ -636,6 +722,17 @@ impl Gen<'_> {
             }
             Phase::AwaitRequest => {
                 if line.starts_with(b"{\"type\": \"auth_request\"") {
+                    if self.sc.wire == Wire::Encrypted {
+                        let seed = client_seed(self.key_seed, i);
+                        return match start_handshake(line, seed) {
+                            Ok((session, first)) => {
+                                c.session = session;
+                                c.out.extend_from_slice(&first);
+                                self.pump(i);
+                            }
+                            Err(why) => self.kill(i, why),
+                        };
+                    }
                     c.phase = Phase::AwaitOk;
                     let login = format!(
                         "{{\"username\": \"{}{i}\", \"password\": \"\"}}\n",
@@ -678,7 +775,14 @@ impl Gen<'_> {
                 match c.sender {
                     Some(k) if messaging && c.produced < total => {
                         while c.produced < total && c.out.len() < SEND_AHEAD {
-                            encode_message(&mut c.out, c.produced as u32, k, now, size);
+                            if matches!(c.session, Session::Secure { .. }) {
+                                // One frame per line, as our client sends.
+                                let mut line = Vec::with_capacity(size + 64);
+                                encode_message(&mut line, c.produced as u32, k, now, size);
+                                seal(c, &line);
+                            } else {
+                                encode_message(&mut c.out, c.produced as u32, k, now, size);
+                            }
                             c.produced += 1;
                         }
                     }
@@ -712,6 +816,128 @@ impl Gen<'_> {
             Phase::Dead => {}
         }
         c.phase = Phase::Dead;
+    }
+}
+
+/// A distinct 32-byte seed per client and run.
+fn client_seed(run: u64, i: usize) -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    let mut x = run ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    for chunk in seed.chunks_mut(8) {
+        // splitmix64
+        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        chunk.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    seed
+}
+
+/// Answers an `auth_request` (without its newline) that offers encryption:
+/// the session in its handshake, and the bytes to send (the hello and the
+/// first handshake message), as our client does.
+fn start_handshake(request: &[u8], seed: [u8; 32]) -> Result<(Session, Vec<u8>), String> {
+    if memchr::memmem::find(request, b"\"secure\"").is_none() {
+        return Err("the server offers no encryption (run it without --allow-plaintext?)".into());
+    }
+    let mut offer_line = request.to_vec();
+    offer_line.push(b'\n');
+    let hello = secure::hello_line();
+    let prologue = secure::prologue(&offer_line, hello.as_bytes());
+    let identity = StaticKey::from_private(seed);
+    let mut noise = secure::handshake(true, &identity, &prologue, seed)
+        .map_err(|e| format!("handshake: {e}"))?;
+    let mut buf = [0u8; secure::MAX_HANDSHAKE];
+    let n = noise
+        .write_message(&[], &mut buf)
+        .map_err(|e| format!("handshake: {e}"))?;
+    let mut out = hello.into_bytes();
+    out.extend_from_slice(&secure::frame(&buf[..n]));
+    let session = Session::Handshake {
+        noise: Box::new(noise),
+        frames: FrameBuffer::default(),
+    };
+    Ok((session, out))
+}
+
+/// Reads the server's handshake message; returns our last one, framed.
+fn finish_handshake(
+    noise: &mut snow::HandshakeState,
+    frame: &[u8],
+    scratch: &mut [u8],
+) -> Result<Vec<u8>, String> {
+    noise
+        .read_message(frame, scratch)
+        .map_err(|e| format!("the server's handshake message: {e}"))?;
+    let mut buf = [0u8; secure::MAX_HANDSHAKE];
+    let n = noise
+        .write_message(&[], &mut buf)
+        .map_err(|e| format!("handshake: {e}"))?;
+    Ok(secure::frame(&buf[..n]))
+}
+
+/// Feeds `bytes` to a connection that has left the clear: finishes the
+/// handshake when the server's message is complete (queueing our last message
+/// and the login, sealed), and appends what every sealed frame holds to
+/// `opened`. True if it queued output.
+fn open_frames(
+    c: &mut Conn,
+    i: usize,
+    prefix: &str,
+    bytes: &[u8],
+    scratch: &mut [u8],
+    opened: &mut Vec<u8>,
+) -> Result<bool, String> {
+    let mut logged_in = false;
+    c.session = match std::mem::replace(&mut c.session, Session::Clear) {
+        Session::Handshake {
+            mut noise,
+            mut frames,
+        } => {
+            frames.push(bytes);
+            let Some(frame) = frames.next_frame() else {
+                c.session = Session::Handshake { noise, frames };
+                return Ok(false);
+            };
+            let last = finish_handshake(&mut noise, frame, scratch)?;
+            let transport = noise
+                .into_transport_mode()
+                .map_err(|e| format!("handshake: {e}"))?;
+            c.out.extend_from_slice(&last);
+            logged_in = true;
+            Session::Secure {
+                noise: Box::new(transport),
+                frames,
+            }
+        }
+        Session::Secure { noise, mut frames } => {
+            frames.push(bytes);
+            Session::Secure { noise, frames }
+        }
+        Session::Clear => return Ok(false),
+    };
+    if logged_in {
+        c.phase = Phase::AwaitOk;
+        let login = lantalk_core::protocol::secure_login(&format!("{prefix}{i}"), None);
+        seal(c, login.as_bytes());
+    }
+    if let Session::Secure { noise, frames } = &mut c.session {
+        while let Some(frame) = frames.next_frame() {
+            let n = noise
+                .read_message(frame, scratch)
+                .map_err(|e| format!("a frame did not open: {e}"))?;
+            opened.extend_from_slice(&scratch[..n]);
+        }
+    }
+    Ok(logged_in)
+}
+
+/// Seals `line` onto the connection's output.
+fn seal(c: &mut Conn, line: &[u8]) {
+    if let Session::Secure { noise, .. } = &mut c.session {
+        // Fails only after 2^64 messages.
+        let _ = secure::seal_into(noise, line, &mut c.out);
     }
 }
 

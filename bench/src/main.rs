@@ -68,8 +68,8 @@ struct Args {
     /// target/interop-venv/bin/python].
     #[arg(long, value_name = "PATH")]
     python: Option<PathBuf>,
-    /// Encrypted connections (not implemented yet: the generator speaks
-    /// plaintext LanTalk 2.0 only).
+    /// Encrypted connections (Noise, as our client): our servers then run
+    /// without --allow-plaintext. The Python server has no encryption.
     #[arg(long)]
     encrypted: bool,
     /// Print one JSON object per measurement instead of the summary.
@@ -82,13 +82,6 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if args.encrypted {
-        eprintln!(
-            "error: --encrypted is not implemented yet: the generator speaks plaintext \
-             LanTalk 2.0 only (its `Wire` enum is where the encrypted handshake goes)"
-        );
-        return ExitCode::FAILURE;
-    }
     let result = if args.suite {
         suite(&args)
     } else {
@@ -104,8 +97,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn launch(args: &Args, clients: usize) -> Launch {
-    let mut l = Launch::from_workspace(clients + 16);
+fn launch(args: &Args, sc: &Scenario) -> Launch {
+    let mut l = Launch::from_workspace(sc.clients + 16);
+    l.plaintext = sc.wire == Wire::Plain;
     if let Some(d) = &args.bin_dir {
         l.bin_dir = d.clone();
     }
@@ -125,7 +119,11 @@ fn scenario(args: &Args) -> Scenario {
         idle: args.idle,
         hold: Duration::from_secs_f64(args.hold),
         timeout: Duration::from_secs_f64(args.timeout),
-        wire: Wire::Plain,
+        wire: if args.encrypted {
+            Wire::Encrypted
+        } else {
+            Wire::Plain
+        },
     }
 }
 
@@ -134,7 +132,7 @@ fn scenario(args: &Args) -> Scenario {
 fn measure(args: &Args, target: &Target, sc: &Scenario) -> Result<Report, String> {
     let mut reports = Vec::new();
     for _ in 0..args.runs.max(1) {
-        let server = ServerProc::start(target, &launch(args, sc.clients))?;
+        let server = ServerProc::start(target, &launch(args, sc))?;
         let r = load::run(&target.name(), server.addr, server.pid, sc)?;
         drop(server);
         if !args.json {
@@ -160,7 +158,7 @@ fn single(args: &Args) -> Result<bool, String> {
     for s in &args.server {
         let target = Target::parse(s, args.pid)?;
         if !args.json {
-            eprintln!("{} …", target.name());
+            eprintln!("{} …", label(target.name(), sc.wire));
         }
         reports.push(measure(args, &target, &sc)?);
     }
@@ -215,29 +213,45 @@ fn suite(args: &Args) -> Result<bool, String> {
         clients: 1000,
         ..idle.clone()
     };
+    let encrypted = Scenario {
+        wire: Wire::Encrypted,
+        ..fanout.clone()
+    };
     let all = [Target::Smol, Target::Std, Target::Python];
-    let plan: Vec<(&str, Scenario, Vec<Target>)> = vec![
-        ("fan-out", fanout, all.to_vec()),
-        ("light load", light, all.to_vec()),
-        ("1000-client burst", burst, all.to_vec()),
-        ("10,000 idle clients", idle, vec![Target::Smol, Target::Std]),
-        ("1,000 idle clients", idle_py, all.to_vec()),
+    let ours = [Target::Smol, Target::Std];
+    // Each scenario is a list of (target, wire) runs.
+    let runs = |sc: &Scenario, targets: &[Target]| -> Vec<(Target, Scenario)> {
+        targets.iter().map(|t| (t.clone(), sc.clone())).collect()
+    };
+    let plan: Vec<(&str, Vec<(Target, Scenario)>)> = vec![
+        ("fan-out", runs(&fanout, &all)),
+        (
+            "encrypted fan-out",
+            ours.iter()
+                .flat_map(|t| [(t.clone(), fanout.clone()), (t.clone(), encrypted.clone())])
+                .collect(),
+        ),
+        ("light load", runs(&light, &all)),
+        ("1000-client burst", runs(&burst, &all)),
+        ("10,000 idle clients", runs(&idle, &ours)),
+        ("1,000 idle clients", runs(&idle_py, &all)),
     ];
     let mut all_ok = true;
     let mut out = String::new();
-    for (name, sc, targets) in plan {
-        eprintln!("── {name}: {} ──", title(&sc));
+    for (name, plan) in plan {
+        let sc = &plan[0].1;
+        eprintln!("── {name}: {} ──", title(sc));
         let mut reports = Vec::new();
-        for t in &targets {
-            eprintln!("{} …", t.name());
-            let r = measure(args, t, &sc)?;
+        for (t, sc) in &plan {
+            eprintln!("{} …", label(t.name(), sc.wire));
+            let r = measure(args, t, sc)?;
             all_ok &= r.complete();
             if args.json {
                 println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
             }
             reports.push(r);
         }
-        let t = table(&format!("{name}: {}", title(&sc)), &reports);
+        let t = table(&format!("{name}: {}", title(sc)), &reports);
         eprint!("{t}");
         out.push_str(&t);
     }
@@ -245,6 +259,14 @@ fn suite(args: &Args) -> Result<bool, String> {
         print!("{out}");
     }
     Ok(all_ok)
+}
+
+/// A server's name, marked when the run was encrypted.
+fn label(server: String, wire: Wire) -> String {
+    match wire {
+        Wire::Plain => server,
+        Wire::Encrypted => format!("{server} encrypted"),
+    }
 }
 
 fn title(sc: &Scenario) -> String {
@@ -310,7 +332,7 @@ fn one_line(r: &Report) -> String {
 }
 
 fn summary(r: &Report) -> String {
-    let mut s = format!("\n{} — {}\n", r.server, title_of(r));
+    let mut s = format!("\n{} — {}\n", label(r.server.clone(), r.wire), title_of(r));
     s.push_str(&format!(
         "  joined           {}/{} in {:.1} ms (join notices settled {:.1} ms later)\n",
         r.joined, r.clients, r.join_ms, r.settle_ms
@@ -387,10 +409,21 @@ fn title_of(r: &Report) -> String {
     })
 }
 
-/// A markdown table of `reports`, with ratios against the Python server's
-/// run when there is one.
+/// A markdown table of `reports`, with ratios against a baseline measured in
+/// the same run: the Python server's, or for encrypted runs the same
+/// server's plaintext run.
 fn table(heading: &str, reports: &[Report]) -> String {
-    let py = reports.iter().find(|r| r.server == "python");
+    let encrypted = reports.iter().any(|r| r.wire == Wire::Encrypted);
+    let baseline = |r: &Report| {
+        reports.iter().find(|b| {
+            if encrypted {
+                b.server == r.server && b.wire == Wire::Plain
+            } else {
+                b.server == "python"
+            }
+        })
+    };
+    let vs = if encrypted { "plaintext" } else { "python" };
     let mut s = format!("\n### {heading}\n\n");
     if reports.iter().all(|r| r.mode == "idle") {
         s.push_str(
@@ -413,12 +446,13 @@ fn table(heading: &str, reports: &[Report]) -> String {
         }
         return s;
     }
-    s.push_str(
-        "| server | joined | join time | delivered | completion | deliveries/s | vs python | \
-         p50 | p99 | p99 vs python | max | server CPU/delivery | peak RSS | generator CPU |\n\
+    s.push_str(&format!(
+        "| server | joined | join time | delivered | completion | deliveries/s | vs {vs} | \
+         p50 | p99 | p99 vs {vs} | max | server CPU/delivery | peak RSS | generator CPU |\n\
          |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
-    );
+    ));
     for r in reports {
+        let py = baseline(r);
         let speedup = match py {
             Some(p) if p.deliveries_per_sec > 0.0 => {
                 format!("{:.1}×", r.deliveries_per_sec / p.deliveries_per_sec)
@@ -426,12 +460,15 @@ fn table(heading: &str, reports: &[Report]) -> String {
             _ => "—".into(),
         };
         let p99_ratio = match (py.and_then(|p| p.latency), r.latency) {
-            (Some(p), Some(l)) if l.p99_us > 0.0 => format!("{:.1}× lower", p.p99_us / l.p99_us),
+            (Some(p), Some(l)) if l.p99_us > 0.0 && p.p99_us >= l.p99_us => {
+                format!("{:.1}× lower", p.p99_us / l.p99_us)
+            }
+            (Some(p), Some(l)) if p.p99_us > 0.0 => format!("{:.1}× higher", l.p99_us / p.p99_us),
             _ => "—".into(),
         };
         s.push_str(&format!(
             "| {} | {}/{} | {:.0} ms | {}/{}{} | {:.0} ms | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-            r.server,
+            label(r.server.clone(), r.wire),
             r.joined,
             r.clients,
             r.join_ms,

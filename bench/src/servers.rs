@@ -53,6 +53,9 @@ pub struct Launch {
     pub python: PathBuf,
     /// Passed as `--max-clients` to our servers.
     pub max_clients: usize,
+    /// Our servers accept plaintext (LanTalk 2.0) clients; otherwise every
+    /// client must encrypt, as in a default deployment.
+    pub plaintext: bool,
 }
 
 impl Launch {
@@ -68,6 +71,7 @@ impl Launch {
             bin_dir: root.join("target").join("release"),
             python,
             max_clients,
+            plaintext: true,
         }
     }
 }
@@ -102,6 +106,9 @@ impl ServerProc {
         match target {
             Target::Smol => start_rust(&launch.bin_dir.join(exe("lantalk-smol")), launch),
             Target::Std => start_rust(&launch.bin_dir.join(exe("lantalk-std")), launch),
+            Target::Python if !launch.plaintext => {
+                Err("the Python server (LanTalk 2.0) has no encryption to measure".into())
+            }
             Target::Python => start_python(&launch.python),
             Target::Addr(addr, pid) => Ok(ServerProc {
                 addr: *addr,
@@ -118,6 +125,7 @@ impl ServerProc {
             bin_dir: PathBuf::new(),
             python: PathBuf::new(),
             max_clients,
+            plaintext: true,
         };
         start_rust(bin, &launch)
     }
@@ -203,8 +211,10 @@ fn start_rust(bin: &Path, launch: &Launch) -> Result<ServerProc, String> {
             "--rate-limit",
             "off",
         ])
-        // Plaintext LanTalk 2.0 clients, and nothing sent beyond loopback.
-        .args(["--allow-plaintext", "--no-discovery"])
+        // Nothing sent beyond loopback.
+        .arg("--no-discovery")
+        // Plaintext LanTalk 2.0 clients, unless encryption is measured.
+        .args(launch.plaintext.then_some("--allow-plaintext"))
         .arg("--data-dir")
         .arg(&dir)
         .arg("--max-clients")
