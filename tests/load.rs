@@ -1,6 +1,7 @@
-//! A small load run against both binaries: 20 clients join, 2 of them send 50
-//! messages each as fast as their sockets accept them, and every other client
-//! must receive every one of them, in order per sender.
+//! A small load run against both binaries, in plaintext and encrypted: 20
+//! clients join, 2 of them send 50 messages each as fast as their sockets
+//! accept them, and every other client must receive every one of them, in
+//! order per sender.
 //!
 //! This checks delivery, not speed: nothing here asserts on timing (the
 //! machine is shared and noisy). Throughput and latency are measured by hand
@@ -8,11 +9,11 @@
 
 use std::time::Duration;
 
-use lantalk_bench::{load, Scenario, ServerProc};
+use lantalk_bench::{load, Scenario, ServerProc, Wire};
 
-fn small_load(bin: &str) {
+fn small_load(bin: &str, wire: Wire) {
     let clients = 20;
-    let server = ServerProc::start_binary(bin.as_ref(), clients + 16)
+    let server = ServerProc::start_binary(bin.as_ref(), clients + 16, wire)
         .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
     let scenario = Scenario {
         clients,
@@ -21,6 +22,7 @@ fn small_load(bin: &str) {
         size: 64,
         // Generous: a passing run takes milliseconds.
         timeout: Duration::from_secs(30),
+        wire,
         ..Scenario::default()
     };
     let report = load::run(bin, server.addr, server.pid, &scenario).expect("load run");
@@ -43,10 +45,20 @@ fn small_load(bin: &str) {
 
 #[test]
 fn smol_delivers_every_message() {
-    small_load(env!("CARGO_BIN_EXE_lantalk-smol"));
+    small_load(env!("CARGO_BIN_EXE_lantalk-smol"), Wire::Plain);
 }
 
 #[test]
 fn std_delivers_every_message() {
-    small_load(env!("CARGO_BIN_EXE_lantalk-std"));
+    small_load(env!("CARGO_BIN_EXE_lantalk-std"), Wire::Plain);
+}
+
+#[test]
+fn smol_delivers_every_encrypted_message() {
+    small_load(env!("CARGO_BIN_EXE_lantalk-smol"), Wire::Encrypted);
+}
+
+#[test]
+fn std_delivers_every_encrypted_message() {
+    small_load(env!("CARGO_BIN_EXE_lantalk-std"), Wire::Encrypted);
 }

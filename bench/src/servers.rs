@@ -8,6 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use crate::load::Wire;
+
 /// Which server to measure.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
@@ -119,13 +121,13 @@ impl ServerProc {
         }
     }
 
-    /// Starts one of our binaries, given its path.
-    pub fn start_binary(bin: &Path, max_clients: usize) -> Result<ServerProc, String> {
+    /// Starts one of our binaries, given its path, for clients on `wire`.
+    pub fn start_binary(bin: &Path, max_clients: usize, wire: Wire) -> Result<ServerProc, String> {
         let launch = Launch {
             bin_dir: PathBuf::new(),
             python: PathBuf::new(),
             max_clients,
-            plaintext: true,
+            plaintext: wire == Wire::Plain,
         };
         start_rust(bin, &launch)
     }
