@@ -56,6 +56,7 @@ macro_rules! tui_tests {
                 no_colour_with_no_color,
                 menu_joins_as_client,
                 menu_starts_a_server,
+                menu_hosts_a_private_chat,
                 console_keeps_half_typed_command,
                 burst_of_messages_stays_on_screen,
                 wrapped_half_line_survives_incoming_message,
@@ -1043,13 +1044,16 @@ fn no_colour_with_no_color(bin: &str) {
 // Tests: the menu
 // ═════════════════════════════════════════════════════════════════════════════
 
+const MENU_PROMPT: &str = "Choose (1, 2 or 3): ";
+
 /// Waits for the banner and the menu of a bare start.
 fn wait_menu(term: &Term) {
-    let screen = term.wait_prompt("Choose (1 or 2): ");
+    let screen = term.wait_prompt(MENU_PROMPT);
     for text in [
         "LAN chat — instant, private, no internet needed.",
         "[1]  Start a Server",
         "[2]  Join as Client",
+        "[3]  Host a private chat (you approve who joins)",
     ] {
         assert!(screen.has(text), "{text:?} missing:\n{}", screen.dump());
     }
@@ -1060,9 +1064,9 @@ fn menu_joins_as_client(bin: &str) {
     let server = Server::start(bin, &[], &[]);
     let term = Term::launch(bin, &[], &[]);
     wait_menu(&term);
-    term.enter("3");
-    term.wait_text("Please enter 1 or 2.");
-    term.wait_prompt("Choose (1 or 2): ");
+    term.enter("4");
+    term.wait_text("Please enter 1, 2 or 3.");
+    term.wait_prompt(MENU_PROMPT);
     term.enter("2");
     term.wait_prompt("Server address (host or host:port): ");
     term.enter(&server.addr());
@@ -1115,6 +1119,42 @@ fn menu_starts_a_server(bin: &str) {
         s.row("Online: (none)").is_some()
     });
     term.wait_prompt("[Menu Hall | console] > ");
+    term.enter("/quit");
+    assert_eq!(term.wait_exit(), 0, "{}", term.screen().dump());
+    term.assert_usable();
+}
+
+/// Bare start, `3`: host mode, where each peer waits for the host's "y".
+fn menu_hosts_a_private_chat(bin: &str) {
+    let term = Term::launch(bin, &[], &[]);
+    wait_menu(&term);
+    term.enter("3");
+    term.wait_prompt("Port (default 5050): ");
+    term.enter("0");
+    term.wait_prompt("Host display name (default Host): ");
+    term.press("Enter");
+    term.wait_prompt("Set password (leave blank for none): ");
+    term.press("Enter");
+    let screen = term.wait_prompt("[Host | host] > ");
+    for text in [
+        "Approval: you approve each connection",
+        "Chats with one peer at a time",
+    ] {
+        assert!(screen.has(text), "{text:?} missing:\n{}", screen.dump());
+    }
+    let line = &screen.lines[screen
+        .find(|l| l.starts_with("Listening on 0.0.0.0:"))
+        .unwrap_or_else(|| panic!("no Listening line:\n{}", screen.dump()))];
+    let port: u16 = line["Listening on 0.0.0.0:".len()..]
+        .trim()
+        .parse()
+        .unwrap();
+    // A peer is greeted, then has to wait for the host's answer.
+    let mut probe = Peer::connect(port, "probe");
+    let greeting = probe.recv().expect("the server's greeting");
+    assert_eq!(greeting["type"], "auth_request", "{greeting}");
+    drop(probe);
+    term.wait_prompt("[Host | host] > ");
     term.enter("/quit");
     assert_eq!(term.wait_exit(), 0, "{}", term.screen().dump());
     term.assert_usable();

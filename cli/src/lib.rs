@@ -23,7 +23,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use lantalk_core::driver::Runtime;
 
-use args::{Cli, Command, ServerArgs};
+use args::{Cli, Command, HostArgs, ServerArgs};
 
 /// Runs the program named after `runtime_name` on runtime `R`.
 pub fn main<R: Runtime>(runtime_name: &str) -> ExitCode {
@@ -81,5 +81,12 @@ fn default_server_args() -> ServerArgs {
     match Cli::parse_from(["lantalk", "server"]).command {
         Some(Command::Server(args)) => args,
         _ => unreachable!("`server` parses as the server command"),
+    }
+}
+
+fn default_host_args() -> HostArgs {
+    match Cli::parse_from(["lantalk", "host"]).command {
+        Some(Command::Host(args)) => args,
+        _ => unreachable!("`host` parses as the host command"),
     }
 }

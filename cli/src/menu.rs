@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use lantalk_core::driver::Runtime;
 use lantalk_core::names::validate_username;
 
-use crate::args::{ClientArgs, PasswordArgs, ServerArgs, DEFAULT_PORT};
+use crate::args::{ClientArgs, HostArgs, PasswordArgs, ServerArgs, DEFAULT_PORT};
 use crate::term;
 
 const BANNER: &str = r"
@@ -23,26 +23,38 @@ const BANNER: &str = r"
 
 pub fn run<R: Runtime>(runtime_name: &str) -> ExitCode {
     term::print(BANNER);
-    term::print("\n  [1]  Start a Server\n  [2]  Join as Client\n\n");
-    let choice = ask("Choose (1 or 2): ", |s| match s {
-        "1" | "2" => Ok(s.to_string()),
-        _ => Err("Please enter 1 or 2.".into()),
+    term::print(
+        "\n  [1]  Start a Server\n  [2]  Join as Client\n  \
+         [3]  Host a private chat (you approve who joins)\n\n",
+    );
+    let choice = ask("Choose (1, 2 or 3): ", |s| match s {
+        "1" | "2" | "3" => Ok(s.to_string()),
+        _ => Err("Please enter 1, 2 or 3.".into()),
     });
-    if choice == "1" {
+    if choice == "1" || choice == "3" {
         let port = ask(&format!("Port (default {DEFAULT_PORT}): "), parse_port);
-        let name = ask("Server display name (default Server): ", |s| {
+        let default_name = if choice == "1" { "Server" } else { "Host" };
+        let question = format!("{} display name (default {default_name}): ", default_name);
+        let name = ask(&question, |s| {
             Ok(if s.is_empty() {
-                "Server".to_string()
+                default_name.to_string()
             } else {
                 s.to_string()
             })
         });
-        let args = ServerArgs {
+        let server = ServerArgs {
             port,
             name,
             ..crate::default_server_args()
         };
-        crate::server_cmd::run::<R>(args, runtime_name)
+        if choice == "3" {
+            let args = HostArgs {
+                server,
+                ..crate::default_host_args()
+            };
+            return crate::host_cmd::run::<R>(args, runtime_name);
+        }
+        crate::server_cmd::run::<R>(server, runtime_name)
     } else {
         let server = choose_server();
         let name = ask("Display name: ", |s| {
