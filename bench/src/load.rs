@@ -582,7 +582,13 @@ impl Gen<'_> {
                 }
                 Ok(n) => {
                     let now = self.now_ns();
+                    let before = self.delivered;
                     self.on_bytes(i, &buf[..n], now);
+                    // Once per read, not per delivery: reading the clock
+                    // would be a good part of the generator's work.
+                    if self.delivered != before {
+                        self.last_delivery = Instant::now();
+                    }
                     // A short read drained the socket; whatever arrives
                     // later raises a new (edge-triggered) event. This saves
                     // the read that would only say "would block".
@@ -715,7 +721,6 @@ impl Gen<'_> {
                     }
                     self.delivered += 1;
                     self.latencies.push(now.saturating_sub(sent));
-                    self.last_delivery = Instant::now();
                 } else if line.starts_with(b"{\"type\": \"system\"") && !self.messaging {
                     self.join_notices += 1;
                 }
