@@ -108,11 +108,7 @@ fn fanout(c: &mut Criterion) {
                 if encrypted {
                     join(&mut s, client(&name, None, (i % 200) as u8 + 1), i as u16);
                 } else {
-                    let now = Now::from_secs_f64(0.0);
-                    let addr = format!("10.1.{}.{}:1", i / 250, i % 250 + 1);
-                    let conn = s.handle_connect(now, addr.parse().unwrap());
-                    let login = format!("{{\"username\": \"{name}\", \"password\": \"\"}}\n");
-                    s.handle_input(now, conn, login.as_bytes()).unwrap();
+                    plain_join(&mut s, &name, i);
                 }
                 while s.poll_action().is_some() {}
             }
@@ -136,8 +132,58 @@ fn fanout(c: &mut Criterion) {
     group.finish();
 }
 
+/// A member's read of ten chat lines, fanned out to a room of 100: every
+/// encrypted recipient gets the ten lines sealed in one frame, so this is
+/// the cost per delivery when messages arrive faster than one per read.
+fn fanout_batched(c: &mut Criterion) {
+    let mut group = c.benchmark_group("fanout_per_delivery_10_line_read");
+    let users = 100;
+    let lines = 10;
+    for encrypted in [false, true] {
+        let mut s = server(None, users + 2);
+        for i in 0..users {
+            let name = format!("u{i}");
+            if encrypted {
+                join(&mut s, client(&name, None, (i % 200) as u8 + 1), i as u16);
+            } else {
+                plain_join(&mut s, &name, i);
+            }
+            while s.poll_action().is_some() {}
+        }
+        // The sender speaks LanTalk 2.0, so its lines cost no decryption.
+        let sender = plain_join(&mut s, "sender", users);
+        while s.poll_action().is_some() {}
+        let read = format!("{{\"type\": \"message\", \"text\": \"{MESSAGE}\"}}\n").repeat(lines);
+        let label = if encrypted { "encrypted" } else { "plaintext" };
+        group.throughput(Throughput::Elements((users * lines) as u64));
+        group.bench_function(label, |b| {
+            b.iter(|| {
+                s.handle_input(Now::from_secs_f64(1.0), sender, read.as_bytes())
+                    .unwrap();
+                let mut n = 0;
+                while let Some(a) = s.poll_action() {
+                    black_box(&a);
+                    n += 1;
+                }
+                n
+            })
+        });
+    }
+    group.finish();
+}
+
+/// Logs `name` in as a LanTalk 2.0 client would.
+fn plain_join(s: &mut Server, name: &str, i: usize) -> ConnId {
+    let now = Now::from_secs_f64(0.0);
+    let addr = format!("10.1.{}.{}:1", i / 250, i % 250 + 1);
+    let conn = s.handle_connect(now, addr.parse().unwrap());
+    let login = format!("{{\"username\": \"{name}\", \"password\": \"\"}}\n");
+    s.handle_input(now, conn, login.as_bytes()).unwrap();
+    conn
+}
+
 /// 64 bytes of chat.
 const MESSAGE: &str = "0123456789012345678901234567890123456789012345678901234567890123";
 
-criterion_group!(benches, handshake, fanout);
+criterion_group!(benches, handshake, fanout, fanout_batched);
 criterion_main!(benches);
