@@ -1,7 +1,7 @@
-//! The server on blocking sockets: one thread owns the core, every connection
-//! has a reader thread, and everything reaches the core through one bounded
-//! channel (so a fast sender is slowed down by backpressure instead of
-//! growing a queue).
+//! The server on blocking sockets: one thread owns the core, a connection
+//! has a reader thread while its peer is sending, and everything reaches the
+//! core through one bounded channel (so a fast sender is slowed down by
+//! backpressure instead of growing a queue).
 //!
 //! The core thread writes the output itself: it handles every input that is
 //! waiting (up to [`BATCH`]), then gives each connection that has output one
@@ -13,14 +13,17 @@
 //! there is no per-call non-blocking send (outside unix), every connection
 //! with output gets a writer thread instead.
 //!
-//! What an idle connection costs, measured on Linux (glibc, x86-64) with
-//! 1,000 of them: about 12 KiB. Its reader thread's stack is 8 KiB of that:
-//! glibc puts a thread's control block and TLS at the top of its stack, so
-//! every thread touches two pages, whatever its stack size; the reader's
-//! buffer lives in the second. malloc's cache for the thread takes about
-//! 1 KiB, the core's state for the connection and this module's 3 KiB.
-//! Threads are bounded by memory mappings rather than by memory: see
-//! [`mapping_budget`].
+//! A reader that has had nothing to read for a moment hands its connection
+//! to one watcher thread and leaves (on Linux; see `idle`), and the next
+//! input starts a reader again. A thread would cost an idle connection about
+//! 9 KiB: two pages of its stack (glibc puts a thread's control block and TLS
+//! at the top of its stack, so every thread touches two pages, whatever its
+//! stack size) and malloc's cache for the thread.
+//!
+//! What an idle connection costs, measured on Linux (glibc, x86-64): about
+//! 3 KiB, the core's state for it and this module's (10,000 idle: 32 MiB in
+//! all and 5 threads; with a reader thread each it was 121 MiB). Threads are
+//! bounded by memory mappings rather than by memory: see [`mapping_budget`].
 
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Write};
@@ -39,11 +42,16 @@ use lantalk_core::Server;
 
 use crate::clock::Clock;
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod idle;
+
 /// Stack for per-connection threads: they only shuffle bytes. Only the pages
-/// a thread touches count towards memory: two of these, measured. A smaller
-/// stack saves no memory (asking for 16 KiB gave 28 KiB, of which a reader
-/// touched three pages).
-const CONN_STACK: usize = 64 * 1024;
+/// a thread touches count towards memory: two, measured, whatever the size
+/// (asking for 16 KiB gave a 28 KiB stack of which a reader touched three).
+/// Larger is cheaper, since readers come and go: glibc keeps up to 40 MiB of
+/// exited threads' stacks for reuse, touched pages and all (1,000 idle
+/// connections: 8.5 KiB each with 64 KiB stacks, 5.0 KiB with these).
+const CONN_STACK: usize = 256 * 1024;
 /// How long flushing a closing connection (and the whole server on shutdown)
 /// may take before it is cut off.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
@@ -66,10 +74,10 @@ const LISTEN_BACKLOG: i32 = 4096;
 const TRIM_CHECK: Duration = Duration::from_secs(2);
 /// Inputs per [`TRIM_CHECK`] that still count as quiet.
 const QUIET_INPUTS: u64 = 256;
-/// Memory mappings a connection thread costs on Linux, measured (1,000 idle
-/// connections: 4,075 mappings, against 51 with none): its stack and the
-/// stack's guard page, and the signal stack Rust gives every thread, with its
-/// guard page.
+/// Memory mappings a connection thread costs on Linux, measured (1,000
+/// connections with a reader thread each: 4,075 mappings, against 51 with
+/// none): its stack and the stack's guard page, and the signal stack Rust
+/// gives every thread, with its guard page.
 const THREAD_MAPPINGS: usize = 4;
 /// A writer thread also stands for its connection's largest buffers (what it
 /// writes, and the queue behind it), which malloc maps on their own once they
@@ -124,7 +132,7 @@ pub fn serve(
         reading: HashSet::new(),
         to_flush: Vec::new(),
         scratch: Vec::new(),
-        tx,
+        readers: Readers::start(tx)?,
     };
     run_loop(&mut server, &mut *host, &clock, &rx, &mut conns);
     conns.finish(&rx);
@@ -315,8 +323,9 @@ fn release_free_memory() {}
 /// every thread costs several, and a thread that cannot map its signal stack
 /// aborts the whole process (Rust's runtime cannot recover from that), so
 /// threads are kept inside `vm.max_map_count` (65,530 by default: about
-/// 15,800 idle connections); beyond that a new connection is refused and a
-/// connection whose writer cannot start is dropped like a slow reader.
+/// 15,800 threads); beyond that a new connection is refused, an idle one
+/// whose peer sends again is dropped, and so is a connection whose writer
+/// cannot start, like a slow reader.
 /// Elsewhere the operating system's own limits apply.
 fn mapping_budget() -> usize {
     static BUDGET: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
@@ -403,7 +412,36 @@ struct Conns {
     to_flush: Vec<(ConnId, Arc<Shared>)>,
     /// What the core thread writes from: one buffer for every connection.
     scratch: Vec<u8>,
+    readers: Arc<Readers>,
+}
+
+/// What every reader thread shares: the way to the core and (on Linux)
+/// where idle connections are handed over.
+struct Readers {
     tx: SyncSender<Input>,
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    idle: idle::Idle,
+}
+
+impl Readers {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn start(tx: SyncSender<Input>) -> io::Result<Arc<Readers>> {
+        let idle = idle::Idle::new()?;
+        let readers = Arc::new(Readers { tx, idle });
+        idle::watch(Arc::clone(&readers))?;
+        Ok(readers)
+    }
+
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    fn start(tx: SyncSender<Input>) -> io::Result<Arc<Readers>> {
+        Ok(Arc::new(Readers { tx }))
+    }
+
+    /// Starts a reader thread for a connection, if the budget allows.
+    fn spawn(self: &Arc<Self>, id: ConnId, shared: Arc<Shared>) -> io::Result<()> {
+        let readers = Arc::clone(self);
+        spawn_conn_thread(THREAD_MAPPINGS, move || read_loop(id, shared, &readers)).map(drop)
+    }
 }
 
 impl Conns {
@@ -411,6 +449,9 @@ impl Conns {
         // A write blocked this long means the peer has read nothing for that
         // long; a timeout set later would not reach a write already blocked.
         let _ = stream.set_write_timeout(Some(STALLED_WRITE));
+        // A reader that waits this long for input hands its connection over.
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let _ = stream.set_read_timeout(Some(idle::READER_IDLE));
         let shared = Arc::new(Shared {
             stream,
             state: Mutex::new(OutState {
@@ -424,9 +465,8 @@ impl Conns {
             wake: Condvar::new(),
             done: AtomicBool::new(false),
         });
-        let (tx, theirs) = (self.tx.clone(), Arc::clone(&shared));
-        match spawn_conn_thread(THREAD_MAPPINGS, move || read_loop(id, &theirs, tx)) {
-            Ok(_) => {
+        match self.readers.spawn(id, Arc::clone(&shared)) {
+            Ok(()) => {
                 self.reading.insert(id);
                 self.map.insert(
                     id,
@@ -441,7 +481,7 @@ impl Conns {
             // output is discarded either way).
             Err(_) => {
                 let _ = shared.stream.shutdown(Shutdown::Both);
-                let _ = self.tx.try_send(Input::Closed(id));
+                let _ = self.readers.tx.try_send(Input::Closed(id));
             }
         }
     }
@@ -645,20 +685,29 @@ fn cut_off(shared: &Shared) {
     shared.done.store(true, Ordering::Release);
 }
 
-fn read_loop(id: ConnId, shared: &Shared, tx: SyncSender<Input>) {
+/// Reads until the peer closes (or, on Linux, until it has been quiet for a
+/// while: then the connection waits without a thread, see `idle`).
+fn read_loop(id: ConnId, shared: Arc<Shared>, readers: &Readers) {
     let mut buf = [0u8; READ_CHUNK];
     loop {
         match (&shared.stream).read(&mut buf) {
-            Ok(0) | Err(_) => break,
+            Ok(0) => break,
             Ok(_) if shared.done.load(Ordering::Acquire) => break,
             Ok(n) => {
-                if tx.send(Input::Data(id, buf[..n].to_vec())).is_err() {
+                if readers.tx.send(Input::Data(id, buf[..n].to_vec())).is_err() {
                     return;
                 }
             }
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            Err(e) if idle::timed_out(&e) && !shared.done.load(Ordering::Acquire) => {
+                if readers.idle.park(id, &shared) {
+                    return;
+                }
+            }
+            Err(_) => break,
         }
     }
-    let _ = tx.send(Input::Closed(id));
+    let _ = readers.tx.send(Input::Closed(id));
 }
 
 /// Writes `buf` as far as the socket takes it without waiting; returns how
@@ -807,7 +856,7 @@ mod tests {
             reading: HashSet::new(),
             to_flush: Vec::new(),
             scratch: Vec::new(),
-            tx,
+            readers: Readers::start(tx).unwrap(),
         };
         (conns, rx)
     }
@@ -891,6 +940,26 @@ mod tests {
         // The kernel's buffers, what the writer holds, and a full queue.
         assert!(queued >= DEFAULT_QUEUE_BYTES, "cut off early: {queued}");
         conns.abort(id);
+    }
+
+    /// Its reader hands an idle connection over and leaves; input and the
+    /// peer's close still reach the core.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn an_idle_connection_still_hears_its_peer() {
+        let (ours, mut peer) = connection();
+        let (mut conns, rx) = conns();
+        let id = ConnId(1);
+        conns.open(id, ours);
+        let idle = idle::READER_IDLE + Duration::from_millis(500);
+        thread::sleep(idle);
+        peer.write_all(b"hello\n").unwrap();
+        let got = rx.recv_timeout(Duration::from_secs(5));
+        assert!(matches!(got, Ok(Input::Data(ConnId(1), ref b)) if b == b"hello\n"));
+        thread::sleep(idle);
+        drop(peer);
+        let got = rx.recv_timeout(Duration::from_secs(5));
+        assert!(matches!(got, Ok(Input::Closed(ConnId(1)))));
     }
 
     #[test]
