@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use lantalk_core::password::{derive, HashParams};
 use lantalk_core::secure::{
-    self, b64, fingerprint, frame, hello_line, prologue, seal_into, unb64, StaticKey,
+    self, b64, fingerprint, frame, hello_line, prologue, seal_into, unb64, StaticKey, Suite,
 };
 use serde_json::Value;
 
@@ -987,10 +987,13 @@ fn mitm_session(c: &mut Link, s: &mut Link, key: &StaticKey, conn: &Conn) -> Res
     let hello = c.line(deadline)?;
     s.write(&hello)?;
     let prologue = prologue(&offer, &hello);
+    let suite = secure::hello_suite(hello.strip_suffix(b"\n").unwrap_or(&hello))
+        .ok_or("the client's hello names no suite")?;
     let mut buf = vec![0u8; secure::MAX_FRAME];
 
     // Towards the server, the man in the middle is the client.
-    let mut hs = secure::handshake(true, key, &prologue, [0x11; 32]).map_err(|e| format!("{e}"))?;
+    let mut hs =
+        secure::handshake(true, key, &prologue, [0x11; 32], suite).map_err(|e| format!("{e}"))?;
     let n = hs
         .write_message(&[], &mut buf)
         .map_err(|e| format!("{e}"))?;
@@ -1011,7 +1014,7 @@ fn mitm_session(c: &mut Link, s: &mut Link, key: &StaticKey, conn: &Conn) -> Res
 
     // Towards the client, it is the server.
     let mut hs =
-        secure::handshake(false, key, &prologue, [0x22; 32]).map_err(|e| format!("{e}"))?;
+        secure::handshake(false, key, &prologue, [0x22; 32], suite).map_err(|e| format!("{e}"))?;
     let m1 = c.frame(deadline, "handshake message 1")?;
     hs.read_message(&m1, &mut buf)
         .map_err(|e| format!("the client's first handshake message failed: {e}"))?;
@@ -1294,7 +1297,15 @@ fn traffic_is_encrypted(bin: &str) {
         assert_eq!(v["needs_password"], true, "{v}");
         let sec = &v["secure"];
         assert_eq!(sec["v"], 1, "{v}");
-        assert_eq!(sec["suites"], serde_json::json!([secure::SUITE]), "{v}");
+        // Both suites, the faster on this CPU first (the client takes it).
+        let offered: Vec<&str> = sec["suites"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let mut both = offered.clone();
+        both.sort_unstable();
+        assert_eq!(both, [secure::SUITE_AESGCM, secure::SUITE], "{v}");
+        let chosen = Suite::from_name(offered[0]).expect("a suite we know");
         assert_eq!(sec["pake"], "SPAKE2-Ed25519", "{v}");
         assert_eq!(sec["kdf"]["alg"], "argon2id", "{v}");
         let down = frames(rest, &format!("{what}, server to client"));
@@ -1302,7 +1313,7 @@ fn traffic_is_encrypted(bin: &str) {
 
         // Client to server: the hello line, then frames to the very end.
         let (hello, rest) = split_first_line(&t.up, &what);
-        assert_eq!(hello, hello_line().as_bytes(), "{what}: the hello");
+        assert_eq!(hello, hello_line(chosen).as_bytes(), "{what}: the hello");
         let up = frames(rest, &format!("{what}, client to server"));
         assert!(up.len() >= 4, "{what}: handshake, login and proof at least");
 

@@ -17,7 +17,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use lantalk_core::secure::{self, FrameBuffer, StaticKey};
+use lantalk_core::secure::{self, FrameBuffer, Offer, StaticKey};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use serde::Serialize;
@@ -843,15 +843,17 @@ fn client_seed(run: u64, i: usize) -> [u8; 32] {
 /// the session in its handshake, and the bytes to send (the hello and the
 /// first handshake message), as our client does.
 fn start_handshake(request: &[u8], seed: [u8; 32]) -> Result<(Session, Vec<u8>), String> {
-    if memchr::memmem::find(request, b"\"secure\"").is_none() {
-        return Err("the server offers no encryption (run it without --allow-plaintext?)".into());
-    }
+    let request_json: serde_json::Value =
+        serde_json::from_slice(request).map_err(|e| format!("auth_request: {e}"))?;
+    let Some(suite) = Offer::from_json(&request_json["secure"]).and_then(|o| o.choose()) else {
+        return Err("the server offers no encryption we speak".into());
+    };
     let mut offer_line = request.to_vec();
     offer_line.push(b'\n');
-    let hello = secure::hello_line();
+    let hello = secure::hello_line(suite);
     let prologue = secure::prologue(&offer_line, hello.as_bytes());
     let identity = StaticKey::from_private(seed);
-    let mut noise = secure::handshake(true, &identity, &prologue, seed)
+    let mut noise = secure::handshake(true, &identity, &prologue, seed, suite)
         .map_err(|e| format!("handshake: {e}"))?;
     let mut buf = [0u8; secure::MAX_HANDSHAKE];
     let n = noise

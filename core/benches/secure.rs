@@ -19,6 +19,7 @@ fn server(password: Option<&str>, max_clients: usize) -> Server {
         secure: Some(SecureConfig {
             identity: StaticKey::from_private([1; 32]),
             rng_seed: [2; 32],
+            suites: Vec::new(),
         }),
         ..ServerConfig::default()
     };

@@ -785,11 +785,14 @@ impl Client {
         let (Some(sec), Some(rng)) = (&self.config.secure, self.rng.as_mut()) else {
             return;
         };
-        let hello = secure::hello_line();
+        // The caller checked that the offer has a suite we speak.
+        let suite = offer.choose().unwrap_or(secure::Suite::ChaChaPoly);
+        let hello = secure::hello_line(suite);
         let mut offer_line = offer_line.to_vec();
         offer_line.push(b'\n');
         let prologue = secure::prologue(&offer_line, hello.as_bytes());
-        let Ok(mut noise) = secure::handshake(true, &sec.identity, &prologue, rng.seed()) else {
+        let Ok(mut noise) = secure::handshake(true, &sec.identity, &prologue, rng.seed(), suite)
+        else {
             return self.fail("The encrypted handshake could not start.");
         };
         let mut buf = vec![0u8; secure::MAX_HANDSHAKE];

@@ -24,6 +24,7 @@ fn host_config(max_users: Option<usize>, remember: bool) -> ServerConfig {
         secure: Some(SecureConfig {
             identity: StaticKey::from_private([0x11; 32]),
             rng_seed: [5; 32],
+            suites: Vec::new(),
         }),
         allow_plaintext: false,
         max_users,

@@ -6,7 +6,7 @@
 use insta::assert_snapshot;
 use lantalk_core::client::{Client, ClientAction, ClientConfig, ClientSecure, NewKey};
 use lantalk_core::password::{HashParams, PasswordHash};
-use lantalk_core::secure::StaticKey;
+use lantalk_core::secure::{StaticKey, Suite};
 use lantalk_core::server::{Action, CloseReason, ConnId, DisconnectCause, SecureConfig};
 use lantalk_core::{Now, Server, ServerConfig};
 
@@ -21,6 +21,7 @@ fn server_config(password: Option<&str>, allow_plaintext: bool) -> ServerConfig 
         secure: Some(SecureConfig {
             identity: server_key(),
             rng_seed: [5; 32],
+            suites: Vec::new(),
         }),
         allow_plaintext,
         ..ServerConfig::default()
@@ -351,7 +352,11 @@ fn oversized_and_corrupt_frames_close_the_connection() {
     let mut server = Server::new(server_config(None, false), now, Default::default());
     let conn = server.handle_connect(now, "10.0.0.9:1".parse().unwrap());
     server
-        .handle_input(now, conn, lantalk_core::secure::hello_line().as_bytes())
+        .handle_input(
+            now,
+            conn,
+            lantalk_core::secure::hello_line(Suite::ChaChaPoly).as_bytes(),
+        )
         .unwrap();
     let junk = vec![0xAB; 70_000];
     let _ = server.handle_input(now, conn, &[&[0xFF, 0xFF][..], &junk].concat());
@@ -461,5 +466,30 @@ fn lines_handled_together_are_sealed_together() {
     for text in ["one", "two", "three"] {
         let event = format!("user: \"old\", text: \"{text}\"");
         assert!(link.log.contains(&event), "{event} missing:\n{}", link.log);
+    }
+}
+
+#[test]
+fn the_client_takes_the_servers_first_suite() {
+    for (preferred, suite) in [
+        (true, lantalk_core::secure::SUITE_AESGCM),
+        (false, lantalk_core::secure::SUITE),
+    ] {
+        let mut config = server_config(None, false);
+        if let Some(sc) = config.secure.as_mut() {
+            sc.suites = Suite::preferred(preferred);
+        }
+        let mut link = Link::new(config, client_config("alice", None, None), transparent());
+        assert!(link.joined(), "{}", link.log);
+        link.type_line("the secret plan");
+        let hello = format!("\"suite\": \"{suite}\"");
+        assert!(contains(&link.seen, hello.as_bytes()), "{}", link.log);
+        assert!(!contains(&link.seen, b"the secret plan"));
+        assert!(
+            link.log
+                .contains("server event: DEBUG <alice> the secret plan"),
+            "{}",
+            link.log
+        );
     }
 }

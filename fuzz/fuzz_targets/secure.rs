@@ -13,7 +13,7 @@
 
 use lantalk_core::client::{Client, ClientAction, ClientConfig, ClientSecure, NewKey};
 use lantalk_core::password::{HashParams, PasswordHash};
-use lantalk_core::secure::{hello_line, StaticKey};
+use lantalk_core::secure::{hello_line, StaticKey, Suite};
 use lantalk_core::server::{Action, SecureConfig};
 use lantalk_core::{Now, Server, ServerConfig};
 use libfuzzer_sys::fuzz_target;
@@ -35,13 +35,14 @@ fn server_side(password: bool, data: &[u8]) {
         secure: Some(SecureConfig {
             identity: StaticKey::from_private([2; 32]),
             rng_seed: [3; 32],
+            suites: Suite::preferred(true),
         }),
         allow_plaintext: false,
         ..ServerConfig::default()
     };
     let mut server = Server::new(config, now, Default::default());
     let conn = server.handle_connect(now, "10.0.0.1:1".parse().unwrap());
-    let _ = server.handle_input(now, conn, hello_line().as_bytes());
+    let _ = server.handle_input(now, conn, hello_line(Suite::ChaChaPoly).as_bytes());
     let mut closed = false;
     for (i, chunk) in chunks(data).into_iter().enumerate() {
         let now = Now::from_secs_f64(i as f64 * 0.01);
@@ -114,6 +115,7 @@ fn tampered(password: bool, data: &[u8]) {
         secure: Some(SecureConfig {
             identity: StaticKey::from_private([2; 32]),
             rng_seed: [3; 32],
+            suites: Suite::preferred(true),
         }),
         allow_plaintext: false,
         ..ServerConfig::default()

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::password::PasswordHash;
 use crate::ratelimit::Rate;
-use crate::secure::StaticKey;
+use crate::secure::{StaticKey, Suite};
 
 /// What the server needs to offer encryption.
 #[derive(Clone, Debug)]
@@ -14,6 +14,9 @@ pub struct SecureConfig {
     /// Seed for every handshake's and password check's randomness (drawn by
     /// the runtime from the operating system; fixed in tests).
     pub rng_seed: [u8; 32],
+    /// The suites offered, preferred first (see [`Suite::preferred`]); the
+    /// client takes the first it knows. Empty offers ChaCha20-Poly1305 only.
+    pub suites: Vec<Suite>,
 }
 
 /// The operator approves each connection (host mode, `server --approve`).

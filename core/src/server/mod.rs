@@ -28,7 +28,7 @@ use crate::framing::{Frame, LineBuffer};
 use crate::names::{name_key, validate_username};
 use crate::protocol::{self, ClientLine, MAX_TEXT_CHARS};
 use crate::ratelimit::Window;
-use crate::secure::{self, grow, FrameBuffer, Kdf, Offer, PakeServer, SeededRng};
+use crate::secure::{self, grow, FrameBuffer, Kdf, Offer, PakeServer, SeededRng, Suite};
 use crate::time::{Instant, Now};
 
 /// Identifies one connection for its whole life. Never reused.
@@ -268,7 +268,11 @@ impl Server {
         let secure = config.secure.as_ref().map(|sc| {
             let offer = Offer {
                 version: secure::VERSION,
-                suites: vec![secure::SUITE.to_string()],
+                suites: if sc.suites.is_empty() {
+                    vec![secure::SUITE.to_string()]
+                } else {
+                    sc.suites.iter().map(|s| s.name().to_string()).collect()
+                },
                 kdf: config.password.as_ref().map(|p| Kdf {
                     salt: p.salt(),
                     params: p.params(),
@@ -432,10 +436,10 @@ impl Server {
         while let Some(frame) = lines.next_frame() {
             match frame {
                 Frame::Line(line) => {
-                    if self.is_hello(conn, line) {
+                    if let Some(suite) = self.hello(conn, line) {
                         let hello = line.to_vec();
                         let rest = lines.take_rest();
-                        return self.start_handshake(now, conn, &hello, &rest);
+                        return self.start_handshake(now, conn, &hello, suite, &rest);
                     }
                     self.handle_line(now, conn, line)
                 }
@@ -450,25 +454,26 @@ impl Server {
         }
     }
 
-    /// Whether `line` is the first line of `conn` and a hello we offered.
-    fn is_hello(&mut self, conn: ConnId, line: &[u8]) -> bool {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return false;
-        };
+    /// The suite `line` asks for, if it is the first line of `conn` and a
+    /// hello for a suite we offered.
+    fn hello(&mut self, conn: ConnId, line: &[u8]) -> Option<Suite> {
+        let offered = &self.secure.as_ref()?.0.suites;
+        let c = self.conns.get_mut(&conn)?;
         match &mut c.wire {
             Wire::Plain { offer } if offer.is_some() => {
-                if secure::is_hello(line) {
-                    return true;
+                let suite =
+                    secure::hello_suite(line).filter(|s| offered.iter().any(|o| o == s.name()));
+                if suite.is_none() {
+                    // The first line decides: this one is a plaintext login.
+                    *offer = None;
                 }
-                // The first line decides: this one is a plaintext login.
-                *offer = None;
-                false
+                suite
             }
-            _ => false,
+            _ => None,
         }
     }
 
-    fn start_handshake(&mut self, now: Now, conn: ConnId, hello: &[u8], rest: &[u8]) {
+    fn start_handshake(&mut self, now: Now, conn: ConnId, hello: &[u8], suite: Suite, rest: &[u8]) {
         let Some((_, rng)) = self.secure.as_mut() else {
             return;
         };
@@ -485,7 +490,7 @@ impl Server {
         let mut hello_line = hello.to_vec();
         hello_line.push(b'\n');
         let prologue = secure::prologue(offer, &hello_line);
-        match secure::handshake(false, &identity, &prologue, seed) {
+        match secure::handshake(false, &identity, &prologue, seed, suite) {
             Ok(noise) => {
                 c.wire = Wire::Handshake {
                     noise: Box::new(noise),
