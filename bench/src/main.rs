@@ -261,6 +261,16 @@ fn suite(args: &Args) -> Result<bool, String> {
     Ok(all_ok)
 }
 
+/// A ratio, with two digits where one would round a target away (0.47 is
+/// not 0.5).
+fn ratio(x: f64) -> String {
+    if x < 10.0 {
+        format!("{x:.2}×")
+    } else {
+        format!("{x:.1}×")
+    }
+}
+
 /// A server's name, marked when the run was encrypted.
 fn label(server: String, wire: Wire) -> String {
     match wire {
@@ -455,15 +465,17 @@ fn table(heading: &str, reports: &[Report]) -> String {
         let py = baseline(r);
         let speedup = match py {
             Some(p) if p.deliveries_per_sec > 0.0 => {
-                format!("{:.1}×", r.deliveries_per_sec / p.deliveries_per_sec)
+                ratio(r.deliveries_per_sec / p.deliveries_per_sec)
             }
             _ => "—".into(),
         };
         let p99_ratio = match (py.and_then(|p| p.latency), r.latency) {
             (Some(p), Some(l)) if l.p99_us > 0.0 && p.p99_us >= l.p99_us => {
-                format!("{:.1}× lower", p.p99_us / l.p99_us)
+                format!("{} lower", ratio(p.p99_us / l.p99_us))
             }
-            (Some(p), Some(l)) if p.p99_us > 0.0 => format!("{:.1}× higher", l.p99_us / p.p99_us),
+            (Some(p), Some(l)) if p.p99_us > 0.0 => {
+                format!("{} higher", ratio(l.p99_us / p.p99_us))
+            }
             _ => "—".into(),
         };
         s.push_str(&format!(

@@ -103,7 +103,8 @@ pub fn memory(pid: u32) -> Option<Memory> {
     })
 }
 
-/// Threads of a process (std runs two per connection).
+/// Threads of a process (std's reader and writer threads come and go with
+/// traffic).
 pub fn threads(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("Threads:"))?;
