@@ -1097,13 +1097,7 @@ fn menu_starts_a_server(bin: &str) {
     term.wait_prompt("Set password (leave blank for none): ");
     term.press("Enter");
     let screen = term.wait_prompt("[Menu Hall | console] > ");
-    let line = &screen.lines[screen
-        .find(|l| l.starts_with("Listening on 0.0.0.0:"))
-        .unwrap_or_else(|| panic!("no Listening line:\n{}", screen.dump()))];
-    let port: u16 = line["Listening on 0.0.0.0:".len()..]
-        .trim()
-        .parse()
-        .unwrap();
+    let port = listening_port(&screen);
     assert!(screen.has("Password protection: OFF"), "{}", screen.dump());
 
     // The server answers on the port it printed, with the greeting every
@@ -1124,6 +1118,17 @@ fn menu_starts_a_server(bin: &str) {
     term.assert_usable();
 }
 
+/// The port a server started from the menu printed it listens on.
+fn listening_port(screen: &Screen) -> u16 {
+    let line = &screen.lines[screen
+        .find(|l| l.starts_with("Listening on 0.0.0.0:"))
+        .unwrap_or_else(|| panic!("no Listening line:\n{}", screen.dump()))];
+    line["Listening on 0.0.0.0:".len()..]
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no port in {line:?}"))
+}
+
 /// Bare start, `3`: host mode, where each peer waits for the host's "y".
 fn menu_hosts_a_private_chat(bin: &str) {
     let term = Term::launch(bin, &[], &[]);
@@ -1142,13 +1147,7 @@ fn menu_hosts_a_private_chat(bin: &str) {
     ] {
         assert!(screen.has(text), "{text:?} missing:\n{}", screen.dump());
     }
-    let line = &screen.lines[screen
-        .find(|l| l.starts_with("Listening on 0.0.0.0:"))
-        .unwrap_or_else(|| panic!("no Listening line:\n{}", screen.dump()))];
-    let port: u16 = line["Listening on 0.0.0.0:".len()..]
-        .trim()
-        .parse()
-        .unwrap();
+    let port = listening_port(&screen);
     // A peer is greeted, then has to wait for the host's answer.
     let mut probe = Peer::connect(port, "probe");
     let greeting = probe.recv().expect("the server's greeting");

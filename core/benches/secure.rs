@@ -109,15 +109,7 @@ fn fanout(c: &mut Criterion) {
     for users in [10usize, 100, 1000] {
         for encrypted in [false, true] {
             let mut s = server(None, users + 1);
-            for i in 0..users {
-                let name = format!("u{i}");
-                if encrypted {
-                    join(&mut s, client(&name, None, (i % 200) as u8 + 1), i as u16);
-                } else {
-                    plain_join(&mut s, &name, i);
-                }
-                while s.poll_action().is_some() {}
-            }
+            fill(&mut s, users, encrypted);
             // The operator's line fans out to every user: encoded once, then
             // shared (plaintext) or sealed per session (encrypted).
             let label = if encrypted { "encrypted" } else { "plaintext" };
@@ -152,17 +144,8 @@ fn fanout_batched(c: &mut Criterion) {
         ("encrypted_chachapoly", Some(Suite::ChaChaPoly)),
         ("encrypted_aesgcm", Some(Suite::AesGcm)),
     ] {
-        let encrypted = suite.is_some();
         let mut s = server_with(None, users + 2, suite.into_iter().collect());
-        for i in 0..users {
-            let name = format!("u{i}");
-            if encrypted {
-                join(&mut s, client(&name, None, (i % 200) as u8 + 1), i as u16);
-            } else {
-                plain_join(&mut s, &name, i);
-            }
-            while s.poll_action().is_some() {}
-        }
+        fill(&mut s, users, suite.is_some());
         // The sender speaks LanTalk 2.0, so its lines cost no decryption.
         let sender = plain_join(&mut s, "sender", users);
         while s.poll_action().is_some() {}
@@ -182,6 +165,19 @@ fn fanout_batched(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+/// Joins `users` users, each on an encrypted session or in plaintext.
+fn fill(s: &mut Server, users: usize, encrypted: bool) {
+    for i in 0..users {
+        let name = format!("u{i}");
+        if encrypted {
+            join(s, client(&name, None, (i % 200) as u8 + 1), i as u16);
+        } else {
+            plain_join(s, &name, i);
+        }
+        while s.poll_action().is_some() {}
+    }
 }
 
 /// Logs `name` in as a LanTalk 2.0 client would.

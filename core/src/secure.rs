@@ -595,13 +595,13 @@ mod tests {
         assert!(offer.is_supported());
     }
 
-    #[test]
-    fn handshake_and_pake_agree() {
-        let server_key = StaticKey::from_private([1; 32]);
-        let client_key = StaticKey::from_private([2; 32]);
+    /// Client key 2 and server key 1 through the whole handshake, the same
+    /// every time: (client, server).
+    fn handshaken(suite: Suite) -> (snow::HandshakeState, snow::HandshakeState) {
         let pro = prologue(b"offer\n", b"hello\n");
-        let mut c = handshake(true, &client_key, &pro, [3; 32], Suite::ChaChaPoly).unwrap();
-        let mut s = handshake(false, &server_key, &pro, [4; 32], Suite::ChaChaPoly).unwrap();
+        let key = |b| StaticKey::from_private([b; 32]);
+        let mut c = handshake(true, &key(2), &pro, [3; 32], suite).unwrap();
+        let mut s = handshake(false, &key(1), &pro, [4; 32], suite).unwrap();
         let (mut a, mut b) = ([0u8; 1024], [0u8; 1024]);
         let n = c.write_message(&[], &mut a).unwrap();
         s.read_message(&a[..n], &mut b).unwrap();
@@ -609,8 +609,29 @@ mod tests {
         c.read_message(&a[..n], &mut b).unwrap();
         let n = c.write_message(&[], &mut a).unwrap();
         s.read_message(&a[..n], &mut b).unwrap();
-        assert_eq!(c.get_remote_static().unwrap(), server_key.public());
-        assert_eq!(s.get_remote_static().unwrap(), client_key.public());
+        (c, s)
+    }
+
+    /// A finished pair of sessions: (client, server).
+    fn sessions(suite: Suite) -> (snow::TransportState, snow::TransportState) {
+        let (c, s) = handshaken(suite);
+        (
+            c.into_transport_mode().unwrap(),
+            s.into_transport_mode().unwrap(),
+        )
+    }
+
+    #[test]
+    fn handshake_and_pake_agree() {
+        let (c, s) = handshaken(Suite::ChaChaPoly);
+        assert_eq!(
+            c.get_remote_static().unwrap(),
+            StaticKey::from_private([1; 32]).public()
+        );
+        assert_eq!(
+            s.get_remote_static().unwrap(),
+            StaticKey::from_private([2; 32]).public()
+        );
         let h = c.get_handshake_hash().to_vec();
         assert_eq!(h, s.get_handshake_hash());
 
@@ -624,25 +645,6 @@ mod tests {
         let (msg_b, proof, ps) = pake_server_respond(&secret, &msg_a, &h, [6; 32]).unwrap();
         assert!(pc.finish(&msg_b, &proof, &h).is_none(), "wrong password");
         assert!(!ps.verify(&[0; 32]));
-    }
-
-    /// A finished pair of sessions, the same every time.
-    fn sessions(suite: Suite) -> (snow::TransportState, snow::TransportState) {
-        let pro = prologue(b"offer\n", b"hello\n");
-        let key = |b| StaticKey::from_private([b; 32]);
-        let mut c = handshake(true, &key(2), &pro, [3; 32], suite).unwrap();
-        let mut s = handshake(false, &key(1), &pro, [4; 32], suite).unwrap();
-        let (mut a, mut b) = ([0u8; 1024], [0u8; 1024]);
-        let n = c.write_message(&[], &mut a).unwrap();
-        s.read_message(&a[..n], &mut b).unwrap();
-        let n = s.write_message(&[], &mut a).unwrap();
-        c.read_message(&a[..n], &mut b).unwrap();
-        let n = c.write_message(&[], &mut a).unwrap();
-        s.read_message(&a[..n], &mut b).unwrap();
-        (
-            c.into_transport_mode().unwrap(),
-            s.into_transport_mode().unwrap(),
-        )
     }
 
     #[test]
