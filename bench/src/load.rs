@@ -45,7 +45,9 @@ enum Session {
     },
     Secure {
         noise: Box<snow::TransportState>,
-        frames: FrameBuffer,
+        /// A frame begun in an earlier read. Whole frames are opened where
+        /// they were read, without copying them anywhere first.
+        partial: Vec<u8>,
     },
 }
 
@@ -896,7 +898,6 @@ fn open_frames(
     scratch: &mut [u8],
     opened: &mut Vec<u8>,
 ) -> Result<bool, String> {
-    let mut logged_in = false;
     c.session = match std::mem::replace(&mut c.session, Session::Clear) {
         Session::Handshake {
             mut noise,
@@ -908,36 +909,81 @@ fn open_frames(
                 return Ok(false);
             };
             let last = finish_handshake(&mut noise, frame, scratch)?;
+            if frames.buffered() > 0 {
+                // Nothing may follow until our last handshake message.
+                return Err("the server spoke out of turn in the handshake".into());
+            }
             let transport = noise
                 .into_transport_mode()
                 .map_err(|e| format!("handshake: {e}"))?;
             c.out.extend_from_slice(&last);
-            logged_in = true;
-            Session::Secure {
+            c.phase = Phase::AwaitOk;
+            let mut session = Session::Secure {
                 noise: Box::new(transport),
-                frames,
+                partial: Vec::new(),
+            };
+            let login = lantalk_core::protocol::secure_login(&format!("{prefix}{i}"), None);
+            if let Session::Secure { noise, .. } = &mut session {
+                // Fails only after 2^64 messages.
+                let _ = secure::seal_into(noise, login.as_bytes(), &mut c.out);
             }
+            c.session = session;
+            return Ok(true);
         }
-        Session::Secure { noise, mut frames } => {
-            frames.push(bytes);
-            Session::Secure { noise, frames }
+        Session::Secure {
+            mut noise,
+            mut partial,
+        } => {
+            open_sealed(&mut noise, &mut partial, bytes, scratch, opened)?;
+            Session::Secure { noise, partial }
         }
         Session::Clear => return Ok(false),
     };
-    if logged_in {
-        c.phase = Phase::AwaitOk;
-        let login = lantalk_core::protocol::secure_login(&format!("{prefix}{i}"), None);
-        seal(c, login.as_bytes());
-    }
-    if let Session::Secure { noise, frames } = &mut c.session {
-        while let Some(frame) = frames.next_frame() {
-            let n = noise
-                .read_message(frame, scratch)
-                .map_err(|e| format!("a frame did not open: {e}"))?;
-            opened.extend_from_slice(&scratch[..n]);
+    Ok(false)
+}
+
+/// Opens every whole frame in `partial` + `input` into `opened`, and keeps
+/// what is left of an unfinished frame in `partial`.
+fn open_sealed(
+    noise: &mut snow::TransportState,
+    partial: &mut Vec<u8>,
+    mut input: &[u8],
+    scratch: &mut [u8],
+    opened: &mut Vec<u8>,
+) -> Result<(), String> {
+    let mut open = |frame: &[u8]| -> Result<(), String> {
+        let n = noise
+            .read_message(frame, scratch)
+            .map_err(|e| format!("a frame did not open: {e}"))?;
+        opened.extend_from_slice(&scratch[..n]);
+        Ok(())
+    };
+    // The size of the frame `p` begins: its header first, then the rest.
+    let wanted = |p: &[u8]| match p {
+        [a, b, ..] => 2 + usize::from(u16::from_be_bytes([*a, *b])),
+        _ => 2,
+    };
+    while !partial.is_empty() {
+        let take = (wanted(partial) - partial.len()).min(input.len());
+        partial.extend_from_slice(&input[..take]);
+        input = &input[take..];
+        if partial.len() == wanted(partial) {
+            open(&partial[2..])?;
+            partial.clear();
+        } else if input.is_empty() {
+            return Ok(());
         }
     }
-    Ok(logged_in)
+    while input.len() >= 2 {
+        let end = wanted(input);
+        if input.len() < end {
+            break;
+        }
+        open(&input[2..end])?;
+        input = &input[end..];
+    }
+    partial.extend_from_slice(input);
+    Ok(())
 }
 
 /// Seals `line` onto the connection's output.
@@ -1021,6 +1067,46 @@ mod tests {
             message_text(b"{\"type\": \"system\", \"ts\": \"14:02\", \"text\": \"x\"}"),
             None
         );
+    }
+
+    /// A client and server session after a handshake, the same every time.
+    fn pair() -> (snow::TransportState, snow::TransportState) {
+        let pro = secure::prologue(b"offer\n", b"hello\n");
+        let key = |b| StaticKey::from_private([b; 32]);
+        let suite = secure::Suite::AesGcm;
+        let mut c = secure::handshake(true, &key(2), &pro, [3; 32], suite).unwrap();
+        let mut s = secure::handshake(false, &key(1), &pro, [4; 32], suite).unwrap();
+        let (mut a, mut b) = ([0u8; 512], [0u8; 512]);
+        let n = c.write_message(&[], &mut a).unwrap();
+        s.read_message(&a[..n], &mut b).unwrap();
+        let n = s.write_message(&[], &mut a).unwrap();
+        c.read_message(&a[..n], &mut b).unwrap();
+        let n = c.write_message(&[], &mut a).unwrap();
+        s.read_message(&a[..n], &mut b).unwrap();
+        (
+            c.into_transport_mode().unwrap(),
+            s.into_transport_mode().unwrap(),
+        )
+    }
+
+    #[test]
+    fn frames_open_however_reads_split_them() {
+        let lines: [&[u8]; 3] = [b"one\n", b"two two\n", &[b'x'; 300]];
+        let mut wire = Vec::new();
+        let (_, mut server) = pair();
+        for line in lines {
+            secure::seal_into(&mut server, line, &mut wire).unwrap();
+        }
+        for size in 1..=wire.len() {
+            let (mut client, _) = pair();
+            let (mut partial, mut opened) = (Vec::new(), Vec::new());
+            let mut scratch = vec![0; secure::MAX_FRAME];
+            for chunk in wire.chunks(size) {
+                open_sealed(&mut client, &mut partial, chunk, &mut scratch, &mut opened).unwrap();
+            }
+            assert_eq!(opened, lines.concat(), "reads of {size} bytes");
+            assert!(partial.is_empty());
+        }
     }
 
     #[test]
