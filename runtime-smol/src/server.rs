@@ -45,20 +45,12 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
 const BATCH: usize = 64;
 /// The one read buffer all connections share.
 const READ_BUF: usize = 64 * 1024;
-/// Connections waiting to be accepted. Far above std's 128, which drops
-/// connections when hundreds of clients arrive at once (the kernel caps it
-/// at `net.core.somaxconn`).
-const LISTEN_BACKLOG: i32 = 4096;
 /// Messages written per vectored write, at most.
 const MAX_IOV: usize = 256;
 /// A connection's output queue is freed once it has had nothing to send for
 /// this long; while traffic goes on it is reused, so steady traffic
 /// allocates nothing.
 const SHRINK_AFTER: Duration = Duration::from_secs(1);
-/// How often the server checks whether it went quiet after a burst.
-const TRIM_CHECK: Duration = Duration::from_secs(2);
-/// Inputs per [`TRIM_CHECK`] that still count as quiet.
-const QUIET_INPUTS: u64 = 256;
 
 enum Input {
     Accepted(Async<StdStream>, SocketAddr),
@@ -68,48 +60,10 @@ enum Input {
 }
 
 pub fn serve(bind: SocketAddr, server: Server, host: Box<dyn ServerHost>) -> io::Result<()> {
-    raise_fd_limit();
+    lantalk_os::raise_fd_limit();
     let ex = LocalExecutor::new();
     future::block_on(ex.run(serve_on(&ex, bind, server, host)))
 }
-
-/// Binds with a backlog that survives a burst of connections (std offers no
-/// way to choose it).
-fn listen(bind: SocketAddr) -> io::Result<StdListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(bind), Type::STREAM, Some(Protocol::TCP))?;
-    // As std does: a restarted server can bind while old connections linger.
-    #[cfg(unix)]
-    socket.set_reuse_address(true)?;
-    socket.bind(&bind.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
-    Ok(socket.into())
-}
-
-/// Raises the soft limit on open files to the hard limit: each connection is
-/// a file descriptor, and the usual soft limit of 1024 would cap the server
-/// far below what it can serve.
-#[cfg(unix)]
-fn raise_fd_limit() {
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
-    unsafe {
-        let mut lim: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= lim.rlim_max {
-            return;
-        }
-        let current = lim.rlim_cur;
-        lim.rlim_cur = lim.rlim_max;
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-            // macOS refuses more than OPEN_MAX even when the hard limit is
-            // unlimited.
-            lim.rlim_cur = lim.rlim_max.min(10240).max(current);
-            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
-}
-
-#[cfg(not(unix))]
-fn raise_fd_limit() {}
 
 async fn serve_on(
     ex: &LocalExecutor<'_>,
@@ -117,7 +71,7 @@ async fn serve_on(
     mut server: Server,
     mut host: Box<dyn ServerHost>,
 ) -> io::Result<()> {
-    let listener = Async::new(listen(bind)?)?;
+    let listener = Async::new(lantalk_os::listen(bind)?)?;
     let local = listener.get_ref().local_addr()?;
     let clock = Clock::new();
     let (tx, rx) = bounded::<Input>(1024);
@@ -407,36 +361,14 @@ impl Transport for Conns<'_, '_> {
 }
 
 /// Gives the memory freed after a burst back to the system once the server
-/// is quiet again. glibc's allocator keeps freed memory in the middle of its
-/// heap; after a storm of joins (every join is announced to everyone) that
-/// was most of the process's resident memory, about 12 KiB per idle
-/// connection instead of 3.
+/// is quiet again (see [`lantalk_os::Trimmer`]).
 async fn trim_when_quiet(activity: Rc<Cell<u64>>) {
-    let mut seen = activity.get();
-    let mut dirty = false;
+    let mut trimmer = lantalk_os::Trimmer::new(activity.get());
     loop {
-        Timer::after(TRIM_CHECK).await;
-        let now = activity.get();
-        let busy = now - seen;
-        seen = now;
-        dirty |= busy > 0;
-        if dirty && busy <= QUIET_INPUTS {
-            release_free_memory();
-            dirty = false;
-        }
+        Timer::after(lantalk_os::TRIM_CHECK).await;
+        trimmer.check(activity.get());
     }
 }
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn release_free_memory() {
-    // SAFETY: malloc_trim only walks the allocator's own free lists.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn release_free_memory() {}
 
 /// Waits until there is output for the connection, or it is closing.
 async fn output_ready(out: &RefCell<OutState>) -> bool {

@@ -71,14 +71,6 @@ const WRITER_IDLE: Duration = Duration::from_secs(2);
 const BATCH: usize = 256;
 /// A writer's buffer that grew past this in a burst is freed after the write.
 const KEEP_WRITE_CAPACITY: usize = 16 * 1024;
-/// Connections waiting to be accepted. Far above std's 128, which drops
-/// connections when hundreds of clients arrive at once (the kernel caps it
-/// at `net.core.somaxconn`).
-const LISTEN_BACKLOG: i32 = 4096;
-/// How often the server checks whether it went quiet after a burst.
-const TRIM_CHECK: Duration = Duration::from_secs(2);
-/// Inputs per [`TRIM_CHECK`] that still count as quiet.
-const QUIET_INPUTS: u64 = 256;
 /// Memory mappings a connection thread costs on Linux, measured (1,000
 /// connections with a reader thread each: 4,075 mappings, against 51 with
 /// none): its stack and the stack's guard page, and the signal stack Rust
@@ -109,8 +101,8 @@ pub fn serve(
     mut server: Server,
     mut host: Box<dyn ServerHost>,
 ) -> io::Result<()> {
-    raise_fd_limit();
-    let listener = listen(bind)?;
+    lantalk_os::raise_fd_limit();
+    let listener = lantalk_os::listen(bind)?;
     let local = listener.local_addr()?;
     let clock = Clock::new();
     let (tx, rx) = sync_channel::<Input>(1024);
@@ -143,44 +135,6 @@ pub fn serve(
     conns.finish(&rx);
     Ok(())
 }
-
-/// Binds with a backlog that survives a burst of connections (std offers no
-/// way to choose it).
-fn listen(bind: SocketAddr) -> io::Result<TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(bind), Type::STREAM, Some(Protocol::TCP))?;
-    // As std does: a restarted server can bind while old connections linger.
-    #[cfg(unix)]
-    socket.set_reuse_address(true)?;
-    socket.bind(&bind.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
-    Ok(socket.into())
-}
-
-/// Raises the soft limit on open files to the hard limit: each connection is
-/// a file descriptor, and the usual soft limit of 1024 would cap the server
-/// far below what it can serve.
-#[cfg(unix)]
-fn raise_fd_limit() {
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
-    unsafe {
-        let mut lim: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= lim.rlim_max {
-            return;
-        }
-        let current = lim.rlim_cur;
-        lim.rlim_cur = lim.rlim_max;
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-            // macOS refuses more than OPEN_MAX even when the hard limit is
-            // unlimited.
-            lim.rlim_cur = lim.rlim_max.min(10240).max(current);
-            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
-}
-
-#[cfg(not(unix))]
-fn raise_fd_limit() {}
 
 fn run_loop(
     server: &mut Server,
@@ -296,33 +250,14 @@ fn accept_loop(listener: TcpListener, tx: SyncSender<Input>) {
 }
 
 /// Gives the memory freed after a burst back to the system once the server
-/// is quiet again (glibc keeps freed memory in the middle of its heaps).
+/// is quiet again (see [`lantalk_os::Trimmer`]).
 fn trim_when_quiet() {
-    let mut seen = ACTIVITY.load(Ordering::Relaxed);
-    let mut dirty = false;
+    let mut trimmer = lantalk_os::Trimmer::new(ACTIVITY.load(Ordering::Relaxed));
     loop {
-        thread::sleep(TRIM_CHECK);
-        let now = ACTIVITY.load(Ordering::Relaxed);
-        let busy = now - seen;
-        seen = now;
-        dirty |= busy > 0;
-        if dirty && busy <= QUIET_INPUTS {
-            release_free_memory();
-            dirty = false;
-        }
+        thread::sleep(lantalk_os::TRIM_CHECK);
+        trimmer.check(ACTIVITY.load(Ordering::Relaxed));
     }
 }
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn release_free_memory() {
-    // SAFETY: malloc_trim only walks the allocator's own free lists.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn release_free_memory() {}
 
 /// How many memory mappings connection threads may account for. On Linux
 /// every thread costs several, and a thread that cannot map its signal stack
