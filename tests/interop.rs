@@ -14,259 +14,35 @@
 //!
 //! Everything talks to 127.0.0.1 only. The Python server binds 0.0.0.0 and
 //! broadcasts a UDP discovery beacon out of every interface; both are patched
-//! away in the snippet that starts it (see [`PY_SERVER`]). The Python client
+//! away in the snippet that starts it (see `reference::PY_SERVER`). The Python client
 //! listens (only listens) on UDP 5051 for 3 s while it looks for servers.
 //!
 //! Every child process is killed when its handle drops, panics included, and
 //! every wait is bounded.
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
+use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// Bound for any one expected event (a line arriving, a process exiting).
-/// Generous: nothing here asserts on timing.
-const STEP: Duration = Duration::from_secs(30);
-/// Bound for a process to start listening / show its prompts. The Python
-/// client spends 3 s on LAN discovery before its first question.
-const START: Duration = Duration::from_secs(60);
-
 // ── The Python side, provisioned once (tests/support/python.rs) ─────────────
 
+#[path = "support/proc.rs"]
+mod proc;
 #[path = "support/python.rs"]
 mod python;
+#[path = "support/reference.rs"]
+mod reference;
 #[path = "support/tempdir.rs"]
 mod tempdir;
 
+use proc::{Proc, START, STEP};
 use python::LANTALK_VERSION;
+use reference::{python_client, python_server};
 use tempdir::TempDir;
-
-/// The Python interpreter that has `lantalk==2.0.0`, provisioned on first use.
-/// Panics, with instructions, when there is none and one cannot be made.
-fn python() -> &'static Path {
-    python::interpreter("The interop tests need")
-}
-
-// ── Child processes ──────────────────────────────────────────────────────────
-
-/// Everything a process wrote to one pipe, collected by a thread.
-struct Capture {
-    state: Mutex<(Vec<u8>, bool)>,
-    grew: Condvar,
-}
-
-impl Capture {
-    fn start(mut pipe: impl Read + Send + 'static) -> Arc<Capture> {
-        let capture = Arc::new(Capture {
-            state: Mutex::new((Vec::new(), false)),
-            grew: Condvar::new(),
-        });
-        let sink = Arc::clone(&capture);
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            loop {
-                let n = pipe.read(&mut buf).unwrap_or(0);
-                let mut state = sink.state.lock().unwrap();
-                if n == 0 {
-                    state.1 = true;
-                } else {
-                    state.0.extend_from_slice(&buf[..n]);
-                }
-                sink.grew.notify_all();
-                if n == 0 {
-                    return;
-                }
-            }
-        });
-        capture
-    }
-
-    /// The text so far, colours removed.
-    fn text(&self) -> String {
-        strip_ansi(&self.state.lock().unwrap().0)
-    }
-
-    /// Waits until `f` finds what it looks for in the text (colours removed).
-    /// `Err` when the pipe closes or time runs out first.
-    fn wait_until<T>(
-        &self,
-        timeout: Duration,
-        mut f: impl FnMut(&str) -> Option<T>,
-    ) -> Result<T, &'static str> {
-        let deadline = Instant::now() + timeout;
-        let mut state = self.state.lock().unwrap();
-        loop {
-            if let Some(found) = f(&strip_ansi(&state.0)) {
-                return Ok(found);
-            }
-            if state.1 {
-                return Err("the output ended");
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err("timed out");
-            }
-            state = self.grew.wait_timeout(state, left).unwrap().0;
-        }
-    }
-
-    fn wait_closed(&self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        let mut state = self.state.lock().unwrap();
-        while !state.1 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            state = self.grew.wait_timeout(state, left).unwrap().0;
-        }
-    }
-}
-
-/// Removes ANSI CSI sequences (colours, "clear line").
-fn strip_ansi(raw: &[u8]) -> String {
-    let text = String::from_utf8_lossy(raw);
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '\u{1b}' {
-            out.push(c);
-            continue;
-        }
-        if chars.peek() == Some(&'[') {
-            chars.next();
-            for c in chars.by_ref() {
-                if ('@'..='~').contains(&c) {
-                    break;
-                }
-            }
-        }
-    }
-    out
-}
-
-/// The lines as a terminal would show them: the Python client rewrites its
-/// prompt line with `\r`, so only what follows the last `\r` remains.
-fn screen_lines(text: &str) -> impl Iterator<Item = &str> {
-    text.split('\n')
-        .map(|line| line.rsplit('\r').next().unwrap_or(line).trim_end())
-}
-
-/// A running child process, killed when dropped (also while panicking, when
-/// its output is printed to help find out what went wrong).
-struct Proc {
-    label: String,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    out: Arc<Capture>,
-    err: Arc<Capture>,
-    _dir: TempDir,
-}
-
-impl Proc {
-    fn spawn(label: impl Into<String>, mut cmd: Command, dir: TempDir) -> Proc {
-        let label = label.into();
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {label} ({cmd:?}): {e}"));
-        let out = Capture::start(child.stdout.take().unwrap());
-        let err = Capture::start(child.stderr.take().unwrap());
-        Proc {
-            label,
-            stdin: child.stdin.take(),
-            child,
-            out,
-            err,
-            _dir: dir,
-        }
-    }
-
-    fn report(&self) -> String {
-        format!(
-            "── {} stdout ──\n{}\n── {} stderr ──\n{}\n── end of {} ──",
-            self.label,
-            self.out.text(),
-            self.label,
-            self.err.text(),
-            self.label
-        )
-    }
-
-    /// Types one line into the process.
-    fn send(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin is still open");
-        if let Err(e) = stdin
-            .write_all(format!("{line}\n").as_bytes())
-            .and_then(|()| stdin.flush())
-        {
-            panic!(
-                "cannot type {line:?} into {}: {e}\n{}",
-                self.label,
-                self.report()
-            );
-        }
-    }
-
-    fn close_stdin(&mut self) {
-        self.stdin = None;
-    }
-
-    /// Waits for `f` to find something in standard output (colours removed).
-    fn wait_out<T>(&self, what: &str, timeout: Duration, f: impl FnMut(&str) -> Option<T>) -> T {
-        match self.out.wait_until(timeout, f) {
-            Ok(found) => found,
-            Err(why) => panic!(
-                "{} never showed {what} ({why})\n{}",
-                self.label,
-                self.report()
-            ),
-        }
-    }
-
-    /// Waits for a screen line of standard output that satisfies `pred`.
-    fn wait_line(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        self.wait_out(what, STEP, |text| {
-            screen_lines(text).find(|l| pred(l)).map(str::to_string)
-        })
-    }
-
-    fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => {
-                    self.out.wait_closed(STEP);
-                    self.err.wait_closed(STEP);
-                    return status;
-                }
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                Ok(None) => panic!("{} did not exit in time\n{}", self.label, self.report()),
-                Err(e) => panic!("cannot wait for {}: {e}", self.label),
-            }
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        // Kill before stdin closes: the Python client spins on end of input.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("{}", self.report());
-        }
-    }
-}
 
 // ── Starting servers and clients ─────────────────────────────────────────────
 
@@ -295,125 +71,13 @@ fn our_server(bin: &str, name: &str, password: Option<&str>) -> (Proc, u16) {
         cmd.args(["--password-env", "LT_INTEROP_SERVER_PW"])
             .env("LT_INTEROP_SERVER_PW", pw);
     }
-    let proc = Proc::spawn(format!("{} server", bin_label(bin)), cmd, dir);
+    let proc = Proc::spawn_in(format!("{} server", bin_label(bin)), cmd, dir);
     let port = proc.wait_out("\"Listening on 127.0.0.1:PORT\"", START, |text| {
         text.lines()
             .find_map(|l| l.strip_prefix("Listening on 127.0.0.1:"))
             .and_then(|p| p.trim().parse::<u16>().ok())
     });
     (proc, port)
-}
-
-/// Starts the reference server. It has no command line of its own, so this
-/// constructs `LanTalkServer` directly, after patching what would reach
-/// beyond this machine: it binds `HOST` (0.0.0.0) — made 127.0.0.1; it asks
-/// the routing table for its LAN address — made 127.0.0.1; and it broadcasts
-/// a discovery beacon every 2 s — replaced by a task that only waits for the
-/// stop event, as the real one does between beacons.
-const PY_SERVER: &str = r#"
-import os, sys
-import lantalk.server as srv
-
-srv.HOST = "127.0.0.1"
-srv._get_lan_ip = lambda: "127.0.0.1"
-
-async def _silent_beacon(lan_ip, port, stop_event):
-    await stop_event.wait()
-
-srv._discovery_beacon = _silent_beacon
-password = os.environ.get("LT_INTEROP_PASSWORD") or None
-srv.LanTalkServer(port=int(sys.argv[1]), username=sys.argv[2], password=password).start()
-"#;
-
-/// Starts the reference server on a free loopback port (in a fresh directory
-/// for its `lantalk.log` and `bans.json`); returns it and the port.
-fn python_server(name: &str, password: Option<&str>) -> (Proc, u16) {
-    let py = python();
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        // Free now; another process may take it before Python binds it, in
-        // which case Python exits and we try another.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free loopback port");
-        let dir = TempDir::new("py-server");
-        let mut cmd = Command::new(py);
-        cmd.arg("-u")
-            .arg("-c")
-            .arg(PY_SERVER)
-            .arg(port.to_string())
-            .arg(name)
-            .env("PYTHONIOENCODING", "utf-8")
-            .env("PYTHONUNBUFFERED", "1")
-            .env("LT_INTEROP_PASSWORD", password.unwrap_or(""))
-            .current_dir(dir.path());
-        let mut proc = Proc::spawn("Python server", cmd, dir);
-        // Its log line comes after the listener is bound. (A connection probe
-        // could not tell it from some other program that took the port.)
-        let started = format!("Server started on 127.0.0.1:{port}");
-        if proc
-            .out
-            .wait_until(START, |t| t.contains(&started).then_some(()))
-            .is_ok()
-        {
-            return (proc, port);
-        }
-        let _ = proc.child.try_wait();
-        proc.err.wait_closed(Duration::from_secs(2));
-        let busy = proc
-            .err
-            .text()
-            .to_lowercase()
-            .contains("address already in use");
-        if !(busy && attempt < 5) {
-            panic!("the Python server did not start\n{}", proc.report());
-        }
-    }
-}
-
-/// Starts the reference client's interactive CLI, unmodified, and answers its
-/// questions: join, then address, port, name and password. Returns once the
-/// password is given; the connection is being made.
-fn python_client(port: u16, name: &str, password: &str) -> Proc {
-    let dir = TempDir::new("py-client");
-    let mut cmd = Command::new(python());
-    cmd.args(["-u", "-m", "lantalk.cli"])
-        .env("PYTHONIOENCODING", "utf-8")
-        .env("PYTHONUNBUFFERED", "1")
-        .current_dir(dir.path());
-    let mut proc = Proc::spawn(format!("Python client {name}"), cmd, dir);
-    let asked = |q: &'static str| move |t: &str| t.contains(q).then_some(());
-    proc.wait_out("the menu", START, asked("Choose (1 or 2):"));
-    proc.send("2");
-    // Discovery listens for 3 s. Should it hear some server on the LAN, it
-    // offers a list first; "m" is "enter manually".
-    let offered = proc.wait_out("the server question", START, |t| {
-        if t.contains("Choose server:") {
-            Some(true)
-        } else if t.contains("Server IP:") {
-            Some(false)
-        } else {
-            None
-        }
-    });
-    if offered {
-        proc.send("m");
-        proc.wait_out("\"Server IP:\"", START, asked("Server IP:"));
-    }
-    proc.send("127.0.0.1");
-    proc.wait_out("\"Port\"", START, asked("Port (default"));
-    proc.send(&port.to_string());
-    proc.wait_out("\"Display name:\"", START, asked("Display name:"));
-    proc.send(name);
-    proc.wait_out(
-        "\"Password\"",
-        START,
-        asked("Password (leave blank if none):"),
-    );
-    proc.send(password);
-    proc
 }
 
 /// Starts our client with piped standard input (one line per message or
@@ -431,7 +95,7 @@ fn our_client(bin: &str, port: u16, name: &str, password: Option<&str>) -> Proc 
         cmd.args(["--password-env", "LT_INTEROP_CLIENT_PW"])
             .env("LT_INTEROP_CLIENT_PW", pw);
     }
-    Proc::spawn(format!("{} client {name}", bin_label(bin)), cmd, dir)
+    Proc::spawn_in(format!("{} client {name}", bin_label(bin)), cmd, dir)
 }
 
 // ── A raw protocol peer ──────────────────────────────────────────────────────
@@ -718,7 +382,7 @@ fn our_client_joins_python_server(bin: &str) {
 
     // End of input: carol finishes and leaves, successfully.
     carol.close_stdin();
-    let status = carol.wait_exit(STEP);
+    let status = carol.wait_exit();
     assert!(
         status.success(),
         "carol exited with {status}\n{}",
@@ -735,13 +399,13 @@ fn our_client_password_on_python_server(bin: &str) {
         l.starts_with("Connected as carol to Vault.")
     });
     good.close_stdin();
-    let status = good.wait_exit(STEP);
+    let status = good.wait_exit();
     assert!(status.success(), "exited with {status}\n{}", good.report());
 
     // Standard input stays open: end of input before the server answers
     // would count as leaving on purpose.
     let bad = &mut our_client(bin, port, "mallory", Some("open sesame!"));
-    let status = bad.wait_exit(STEP);
+    let status = bad.wait_exit();
     assert!(
         !status.success(),
         "a wrong password exited 0\n{}",
@@ -755,7 +419,7 @@ fn our_client_password_on_python_server(bin: &str) {
     );
 
     let none = &mut our_client(bin, port, "nopw", None);
-    let status = none.wait_exit(STEP);
+    let status = none.wait_exit();
     assert!(!status.success(), "no password exited 0\n{}", none.report());
     let said = format!("{}{}", none.out.text(), none.err.text());
     assert!(
