@@ -28,9 +28,9 @@ fn chunks(mut data: &[u8]) -> Vec<&[u8]> {
     out
 }
 
-fn server_side(password: bool, data: &[u8]) {
-    let now = Now::from_secs_f64(0.0);
-    let config = ServerConfig {
+/// A server that takes only encrypted clients, offering both suites.
+fn server_config(password: bool) -> ServerConfig {
+    ServerConfig {
         password: password.then(|| PasswordHash::new("pw", [1; 16], HashParams::INSECURE_FAST)),
         secure: Some(SecureConfig {
             identity: StaticKey::from_private([2; 32]),
@@ -39,8 +39,12 @@ fn server_side(password: bool, data: &[u8]) {
         }),
         allow_plaintext: false,
         ..ServerConfig::default()
-    };
-    let mut server = Server::new(config, now, Default::default());
+    }
+}
+
+fn server_side(password: bool, data: &[u8]) {
+    let now = Now::from_secs_f64(0.0);
+    let mut server = Server::new(server_config(password), now, Default::default());
     let conn = server.handle_connect(now, "10.0.0.1:1".parse().unwrap());
     let _ = server.handle_input(now, conn, hello_line(Suite::ChaChaPoly).as_bytes());
     let mut closed = false;
@@ -110,17 +114,7 @@ fn client_side(password: bool, data: &[u8]) {
 /// A genuine session with an attacker in the middle.
 fn tampered(password: bool, data: &[u8]) {
     let now = Now::from_secs_f64(0.0);
-    let config = ServerConfig {
-        password: password.then(|| PasswordHash::new("pw", [1; 16], HashParams::INSECURE_FAST)),
-        secure: Some(SecureConfig {
-            identity: StaticKey::from_private([2; 32]),
-            rng_seed: [3; 32],
-            suites: Suite::preferred(true),
-        }),
-        allow_plaintext: false,
-        ..ServerConfig::default()
-    };
-    let mut server = Server::new(config, now, Default::default());
+    let mut server = Server::new(server_config(password), now, Default::default());
     let conn = server.handle_connect(now, "10.0.0.1:1".parse().unwrap());
     let mut cc = ClientConfig::new("alice", password.then(|| "pw".to_string()));
     cc.allow_plaintext = false;
