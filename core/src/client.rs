@@ -27,8 +27,10 @@ pub struct ClientConfig {
     pub auth_timeout: Duration,
     /// Longest line accepted from the server.
     pub max_line: usize,
-    /// Outgoing lines are held back to stay within this rate (LanTalk's
-    /// default limit), so the server never has to drop them.
+    /// The server's rate limit as far as we know before it says (LanTalk's
+    /// default): outgoing lines are held back to stay safely within it, so
+    /// the server never has to drop them. A server of ours tells its real
+    /// limit at login, which replaces this.
     pub send_rate: Option<Rate>,
     /// `None`: never encrypt (log in as LanTalk 2.0 does).
     pub secure: Option<ClientSecure>,
@@ -118,12 +120,35 @@ pub enum ClientEvent {
         from_user: String,
         text: String,
     },
-    /// The user's own private message, as sent (the server does not echo it).
+    /// Who is online, as the server said at login (servers of ours only;
+    /// [`ClientEvent::Presence`] keeps it current).
+    Roster {
+        users: Vec<String>,
+    },
+    /// Someone joined (`online`) or left, as a typed fact; the sentence
+    /// everyone sees arrives as a [`ClientEvent::System`] line too.
+    Presence {
+        user: String,
+        online: bool,
+    },
+    /// The user's own chat message went to the server now (the server does
+    /// not echo it). Lines held back by pacing are reported as
+    /// [`ClientEvent::Queued`] first.
+    Sent {
+        text: String,
+    },
+    /// The user's line waits for the rate limit: `ahead` lines go first.
+    Queued {
+        text: String,
+        ahead: usize,
+    },
+    /// The user's own private message was delivered (a server of ours
+    /// confirms it; to a LanTalk 2.0 server, it was sent).
     PmSent {
         to: String,
         text: String,
     },
-    /// The user's own `/me` action, as sent (the server does not echo it).
+    /// The user's own `/me` action went to the server now.
     ActionSent {
         text: String,
     },
@@ -211,8 +236,13 @@ pub struct Client {
     /// Login or reply deadline while logging in.
     deadline: Option<Instant>,
     /// Chat lines typed but not yet sent (before login, or held by pacing).
-    outbox: VecDeque<String>,
+    outbox: VecDeque<Outgoing>,
     pacing: Option<Window>,
+    /// How often to send something so that the server does not take us for
+    /// dead (servers of ours say; `None`: never).
+    keepalive: Option<Duration>,
+    /// When we last sent a line once logged in.
+    last_sent: Instant,
     /// The user asked to leave once the outbox is empty.
     leaving: bool,
     /// ... and not to wait for a login under way.
@@ -220,18 +250,48 @@ pub struct Client {
     actions: VecDeque<ClientAction>,
 }
 
-/// The answer to `/help`, which the client gives itself so it works with any
-/// server.
-pub const HELP: &str = "Commands: /users (who is online) | /pm <user> <message> \
-(private message) | /me <action> (say what you do) | /clear (clear the screen) | \
-/help (this list) | /quit (leave)";
+/// A line the user typed, waiting to be sent.
+#[derive(Clone, Debug)]
+struct Outgoing {
+    /// The message text as the server gets it.
+    text: String,
+    kind: OutKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum OutKind {
+    Chat,
+    /// Text that starts with `/` but is not a command (typed as `//text`).
+    Literal,
+    /// `/me <action>`.
+    Action(String),
+    /// `/pm <to> <text>`.
+    Pm {
+        to: String,
+        text: String,
+    },
+    /// Any other command: its answer is the server's.
+    Command,
+}
+
+/// The pace the client keeps for a server limit of `rate`: one line fewer
+/// per a slightly longer window. The server counts lines as they arrive and
+/// we count them as they leave; without a margin, one line delayed on the
+/// way makes the next burst look too fast (a pasted block used to end in
+/// warnings and a kick for flooding).
+pub fn paced(rate: Rate) -> Rate {
+    Rate::new(
+        rate.count.saturating_sub(1).max(1),
+        rate.window + rate.window / 10 + Duration::from_millis(200),
+    )
+}
 
 impl Client {
     /// A client that has just opened its connection.
     pub fn new(config: ClientConfig, now: Now) -> Self {
         let deadline = Some(now.instant + config.auth_timeout);
         let lines = LineBuffer::new(config.max_line);
-        let pacing = config.send_rate.map(Window::new);
+        let pacing = config.send_rate.map(|r| Window::new(paced(r)));
         let rng = config.secure.as_ref().map(|s| SeededRng::new(s.rng_seed));
         Client {
             config,
@@ -247,6 +307,8 @@ impl Client {
             deadline,
             outbox: VecDeque::new(),
             pacing,
+            keepalive: None,
+            last_sent: now.instant,
             leaving: false,
             abandon_login: false,
             actions: VecDeque::new(),
@@ -513,30 +575,47 @@ impl Client {
                 "Not sent: the message has {chars} characters; the limit is {MAX_TEXT_CHARS}."
             ));
         }
-        let (cmd, rest) = protocol::split_word(text);
-        match cmd.to_lowercase().as_str() {
-            "/quit" | "/exit" | "/q" => return self.handle_quit(now),
-            "/help" => return self.notice(HELP.to_string()),
-            "/clear" => return self.event(ClientEvent::Clear),
-            "/me" if protocol::py_trim(rest).is_empty() => {
-                return self.notice("Usage: /me <action>".to_string())
-            }
-            "/me" => self.event(ClientEvent::ActionSent {
-                text: protocol::py_trim(rest).to_string(),
-            }),
-            "/pm" => {
-                let (to, body) = protocol::split_word(rest);
-                if to.is_empty() || protocol::py_trim(body).is_empty() {
-                    return self.notice("Usage: /pm <user> <message>".to_string());
+        let kind = if let Some(literal) = text.strip_prefix("//") {
+            // IRC's convention: `//usr/bin/env` says `/usr/bin/env`.
+            return self.queue(now, format!("/{literal}"), OutKind::Literal);
+        } else if !text.starts_with('/') {
+            OutKind::Chat
+        } else {
+            let (cmd, rest) = protocol::split_word(text);
+            match cmd.to_lowercase().as_str() {
+                "/quit" | "/exit" | "/q" => return self.handle_quit(now),
+                "/help" => return self.notice(crate::commands::chat_help(true)),
+                "/clear" => return self.event(ClientEvent::Clear),
+                "/me" if protocol::py_trim(rest).is_empty() => {
+                    return self.notice("Usage: /me <action>".to_string())
                 }
-                self.event(ClientEvent::PmSent {
-                    to: to.to_string(),
-                    text: protocol::py_trim(body).to_string(),
-                });
+                "/me" => OutKind::Action(protocol::py_trim(rest).to_string()),
+                "/pm" => {
+                    let (to, body) = protocol::split_word(rest);
+                    if to.is_empty() || protocol::py_trim(body).is_empty() {
+                        return self.notice("Usage: /pm <user> <message>".to_string());
+                    }
+                    OutKind::Pm {
+                        to: to.to_string(),
+                        text: protocol::py_trim(body).to_string(),
+                    }
+                }
+                _ => OutKind::Command,
             }
-            _ => {}
+        };
+        self.queue(now, text.to_string(), kind);
+    }
+
+    /// Puts a line in the outbox; says so if pacing holds it back.
+    fn queue(&mut self, now: Now, text: String, kind: OutKind) {
+        self.outbox.push_back(Outgoing { text, kind });
+        self.flush(now);
+        if self.phase == Phase::Chatting {
+            if let Some(held) = self.outbox.back() {
+                let (text, ahead) = (held.text.clone(), self.outbox.len() - 1);
+                self.event(ClientEvent::Queued { text, ahead });
+            }
         }
-        self.outbox.push_back(text.to_string());
     }
 
     /// The user's answer to [`ClientEvent::PasswordRequired`].
@@ -599,10 +678,14 @@ impl Client {
             (Some(w), false, Phase::Chatting) => w.frees_at(),
             _ => None,
         };
-        match (self.deadline, pacing) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let keepalive = match (self.keepalive, self.phase) {
+            (Some(every), Phase::Chatting) => Some(self.last_sent + every),
+            _ => None,
+        };
+        [self.deadline, pacing, keepalive]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn handle_line(&mut self, now: Now, line: &[u8]) {
@@ -685,10 +768,12 @@ impl Client {
                 ServerLine::AuthOk {
                     username,
                     server_name,
+                    session,
                 },
             ) => {
                 self.phase = Phase::Chatting;
                 self.deadline = None;
+                self.last_sent = now.instant;
                 if !username.is_empty() {
                     self.config.username = username;
                 }
@@ -696,6 +781,16 @@ impl Client {
                     username: self.config.username.clone(),
                     server_name,
                 });
+                if let Some(session) = session {
+                    // The server's own limits replace our guesses.
+                    self.pacing = session.rate_limit.map(|r| Window::new(paced(r)));
+                    self.keepalive = session
+                        .idle_timeout
+                        .map(|t| (t / 3).max(Duration::from_millis(100)));
+                    self.event(ClientEvent::Roster {
+                        users: session.users,
+                    });
+                }
                 // Lines typed while logging in go out now, before anything
                 // that follows in the same read.
                 self.flush(now);
@@ -727,6 +822,12 @@ impl Client {
             }),
             (Phase::Chatting | Phase::Leaving, ServerLine::System { ts, text }) => {
                 self.event(ClientEvent::System { ts, text })
+            }
+            (Phase::Chatting | Phase::Leaving, ServerLine::Presence { user, online }) => {
+                self.event(ClientEvent::Presence { user, online })
+            }
+            (Phase::Chatting | Phase::Leaving, ServerLine::PmSent { to_user, text, .. }) => {
+                self.event(ClientEvent::PmSent { to: to_user, text })
             }
             (Phase::Chatting | Phase::Leaving, ServerLine::AuthFail { reason }) => {
                 self.event(ClientEvent::System {
@@ -849,6 +950,25 @@ impl Client {
         self.phase = Phase::AwaitingPake;
     }
 
+    /// Sends a typed line, and reports it as sent.
+    fn send_outgoing(&mut self, out: Outgoing) {
+        let secure = matches!(self.wire, Wire::Secure { .. });
+        let line = match out.kind {
+            // A server of ours relays it as text; LanTalk 2.0 has no way to.
+            OutKind::Literal if secure => protocol::chat_literal(&out.text),
+            _ => protocol::chat(&out.text),
+        };
+        self.send_line(line);
+        match out.kind {
+            OutKind::Chat | OutKind::Literal => self.event(ClientEvent::Sent { text: out.text }),
+            OutKind::Action(text) => self.event(ClientEvent::ActionSent { text }),
+            // A server of ours confirms delivery (or says there is no such
+            // user); LanTalk 2.0 says nothing on success.
+            OutKind::Pm { to, text } if !secure => self.event(ClientEvent::PmSent { to, text }),
+            OutKind::Pm { .. } | OutKind::Command => {}
+        }
+    }
+
     /// Sends a JSON line on the wire as it is now: plain or encrypted.
     fn send_line(&mut self, line: String) {
         let bytes = match &mut self.wire {
@@ -863,7 +983,8 @@ impl Client {
         self.actions.push_back(ClientAction::Send(bytes));
     }
 
-    /// Sends what pacing allows; closes when leaving and nothing is left.
+    /// Sends what pacing allows (or a keepalive when nothing was sent for
+    /// a while); closes when leaving and nothing is left.
     fn flush(&mut self, now: Now) {
         if self.phase == Phase::Chatting {
             while !self.outbox.is_empty() {
@@ -872,8 +993,15 @@ impl Client {
                         break;
                     }
                 }
-                if let Some(text) = self.outbox.pop_front() {
-                    self.send_line(protocol::chat(&text));
+                if let Some(out) = self.outbox.pop_front() {
+                    self.send_outgoing(out);
+                    self.last_sent = now.instant;
+                }
+            }
+            if let Some(every) = self.keepalive {
+                if !self.leaving && now.instant >= self.last_sent + every {
+                    self.send_line(protocol::keepalive());
+                    self.last_sent = now.instant;
                 }
             }
         }

@@ -9,6 +9,7 @@
 pub mod approval;
 pub mod bans;
 pub mod client;
+pub mod commands;
 pub mod discovery;
 pub mod driver;
 pub mod framing;

@@ -18,7 +18,8 @@ pub fn validate_username(name: &str) -> Result<(), String> {
         .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
     {
         return Err(format!(
-            "Invalid username: {bad:?} is not allowed; use letters, digits, _ and -."
+            "Invalid username: {bad:?} is not allowed; use ASCII letters (a-z, A-Z), digits, _ \
+             and -."
         ));
     }
     Ok(())
@@ -41,6 +42,12 @@ mod tests {
         assert!(validate_username("").is_err());
         assert!(validate_username("al ice").is_err());
         assert!(validate_username("ålice").is_err());
+        // "ö is not allowed; use letters" would be false: ö is a letter.
+        let why = validate_username("Böb").unwrap_err();
+        assert!(
+            why.contains("'ö'") && why.contains("ASCII letters"),
+            "{why}"
+        );
         assert_eq!(name_key("ALice"), name_key("alICE"));
     }
 }

@@ -5,10 +5,12 @@
 //! turn everything else into a [`Malformed`] reason instead of an error path.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 
 use crate::json::ObjectWriter;
+use crate::ratelimit::Rate;
 use crate::secure::Offer;
 use crate::time::WallTime;
 
@@ -58,6 +60,78 @@ pub fn auth_ok(ts: WallTime, username: &str, server_name: &str) -> String {
         .str("ts", &ts_str(ts))
         .str("username", username)
         .str("server_name", server_name)
+        .finish_line()
+}
+
+/// What a server of ours tells a client of ours at login, beyond LanTalk
+/// 2.0's `auth_ok`: the limits it enforces, so the client can pace itself
+/// and keep its connection alive instead of guessing, and who is online.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The server's rate limit for chat lines; `None`: no limit.
+    pub rate_limit: Option<Rate>,
+    /// The client must send something at least this often, or it is
+    /// disconnected as dead; `None`: never.
+    pub idle_timeout: Option<Duration>,
+    /// Who is online, in login order (the new user included).
+    pub users: Vec<String>,
+}
+
+fn millis(d: Duration) -> String {
+    d.as_millis().min(u64::MAX as u128).to_string()
+}
+
+/// `auth_ok` for a client of ours (inside an encrypted session): LanTalk
+/// 2.0's fields first, then [`SessionInfo`]. Plaintext clients get the plain
+/// [`auth_ok`], byte for byte what LanTalk 2.0 sends.
+pub fn auth_ok_ours(ts: WallTime, username: &str, server_name: &str, info: &SessionInfo) -> String {
+    let rate = match info.rate_limit {
+        Some(r) => format!(
+            "{{\"lines\": {}, \"window_ms\": {}}}",
+            r.count,
+            millis(r.window)
+        ),
+        None => "null".to_string(),
+    };
+    let idle = info.idle_timeout.map_or("null".to_string(), millis);
+    let mut users = String::from("[");
+    for (i, name) in info.users.iter().enumerate() {
+        if i > 0 {
+            users.push_str(", ");
+        }
+        crate::json::write_str(&mut users, name);
+    }
+    users.push(']');
+    ObjectWriter::new()
+        .str("type", "auth_ok")
+        .str("ts", &ts_str(ts))
+        .str("username", username)
+        .str("server_name", server_name)
+        .raw("rate_limit", &rate)
+        .raw("idle_timeout_ms", &idle)
+        .raw("users", &users)
+        .finish_line()
+}
+
+/// Someone joined or left: the typed twin of the system line everyone sees,
+/// for clients of ours (their name lists follow it; nobody parses English).
+pub fn presence(ts: WallTime, user: &str, online: bool) -> String {
+    ObjectWriter::new()
+        .str("type", "presence")
+        .str("ts", &ts_str(ts))
+        .str("user", user)
+        .bool("online", online)
+        .finish_line()
+}
+
+/// A private message was delivered: the sender's client shows it now, not
+/// when it was typed (the recipient may not exist).
+pub fn pm_sent(ts: WallTime, to_user: &str, text: &str) -> String {
+    ObjectWriter::with_capacity(48 + to_user.len() + text.len())
+        .str("type", "pm_sent")
+        .str("ts", &ts_str(ts))
+        .str("to_user", to_user)
+        .str("text", text)
         .finish_line()
 }
 
@@ -131,10 +205,47 @@ pub fn chat(text: &str) -> String {
         .finish_line()
 }
 
+/// A message whose text starts with `/` but is not a command (typed as
+/// `//text`). Servers of ours relay it as text; LanTalk 2.0 ignores the
+/// flag and takes it for a command.
+pub fn chat_literal(text: &str) -> String {
+    ObjectWriter::with_capacity(48 + text.len())
+        .str("type", "message")
+        .str("text", text)
+        .bool("literal", true)
+        .finish_line()
+}
+
+/// "Still here": keeps a silent client's connection from being taken for
+/// dead. Only sent to servers of ours, which say how often they need it.
+pub fn keepalive() -> String {
+    ObjectWriter::new().str("type", "keepalive").finish_line()
+}
+
 /// Python's idea of white space (`str.isspace`), which LanTalk uses to trim
 /// and split: Unicode white space plus the separators U+001C..U+001F.
 pub fn is_py_space(c: char) -> bool {
     c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+}
+
+/// The first character of `text` that a terminal would act on instead of
+/// showing: C0 controls but tab, DEL, C1 controls, and the bidirectional
+/// and line-separating format characters that reorder or split what a line
+/// appears to say. A chat line is one line of visible text.
+pub fn first_control(text: &str) -> Option<char> {
+    text.chars().find(|&c| {
+        (c.is_control() && c != '\t')
+            || matches!(
+                c,
+                '\u{061c}'
+                    | '\u{200e}'
+                    | '\u{200f}'
+                    | '\u{202a}'..='\u{202e}'
+                    | '\u{2066}'..='\u{2069}'
+                    | '\u{2028}'
+                    | '\u{2029}'
+            )
+    })
 }
 
 /// `text` without leading and trailing white space, as `str.strip()` does.
@@ -219,6 +330,10 @@ pub fn parse_pake_confirm(line: &[u8]) -> Result<Vec<u8>, Malformed> {
 pub enum ClientLine {
     /// `{"type": "message", "text": ...}`, text trimmed as LanTalk does.
     Message(String),
+    /// A message with `"literal": true`: text, even if it starts with `/`.
+    Literal(String),
+    /// `{"type": "keepalive"}`: the client is alive; nothing to do.
+    Keepalive,
     /// A well-formed object of a type clients do not send; ignored.
     Other,
 }
@@ -229,11 +344,17 @@ pub fn parse_client_line(line: &[u8]) -> Result<ClientLine, Malformed> {
     }
     let map = object(line)?;
     let kind = opt_str(&map, "type")?.ok_or(Malformed("missing type"))?;
+    if kind == "keepalive" {
+        return Ok(ClientLine::Keepalive);
+    }
     if kind != "message" {
         return Ok(ClientLine::Other);
     }
-    let text = opt_str(&map, "text")?.ok_or(Malformed("missing text"))?;
-    Ok(ClientLine::Message(py_trim(text).to_string()))
+    let text = py_trim(opt_str(&map, "text")?.ok_or(Malformed("missing text"))?).to_string();
+    Ok(match map.get("literal") {
+        Some(Value::Bool(true)) => ClientLine::Literal(text),
+        _ => ClientLine::Message(text),
+    })
 }
 
 /// The two fields a chat line needs, borrowed from the line when they hold no
@@ -246,6 +367,9 @@ struct ChatFields<'a> {
     kind: Option<Cow<'a, str>>,
     #[serde(default, borrow, deserialize_with = "opt_cow")]
     text: Option<Cow<'a, str>>,
+    /// Present at all: leave it to the general path (rare).
+    #[serde(default)]
+    literal: Option<serde::de::IgnoredAny>,
 }
 
 /// A string (borrowed if it can be) or `null`.
@@ -275,10 +399,14 @@ fn parse_client_line_fast(line: &[u8]) -> Option<ClientLine> {
         return None;
     }
     let fields: ChatFields = serde_json::from_str(text).ok()?;
+    if fields.literal.is_some() {
+        return None;
+    }
     match (fields.kind?, fields.text) {
         (kind, Some(text)) if kind == "message" => {
             Some(ClientLine::Message(py_trim(&text).to_string()))
         }
+        (kind, _) if kind == "keepalive" => Some(ClientLine::Keepalive),
         (kind, _) if kind != "message" => Some(ClientLine::Other),
         _ => None,
     }
@@ -300,6 +428,8 @@ pub enum ServerLine {
     AuthOk {
         username: String,
         server_name: String,
+        /// Present when the server is one of ours.
+        session: Option<SessionInfo>,
     },
     AuthFail {
         reason: String,
@@ -316,6 +446,15 @@ pub enum ServerLine {
     },
     System {
         ts: String,
+        text: String,
+    },
+    Presence {
+        user: String,
+        online: bool,
+    },
+    PmSent {
+        ts: String,
+        to_user: String,
         text: String,
     },
     /// A well-formed object of a type this client does not know; ignored.
@@ -348,6 +487,7 @@ pub fn parse_server_line(line: &[u8]) -> Result<ServerLine, Malformed> {
         "auth_ok" => ServerLine::AuthOk {
             username: s("username")?,
             server_name: s("server_name")?,
+            session: session_info(&map),
         },
         "auth_fail" => ServerLine::AuthFail {
             reason: s("reason")?,
@@ -366,7 +506,50 @@ pub fn parse_server_line(line: &[u8]) -> Result<ServerLine, Malformed> {
             ts: s("ts")?,
             text: s("text")?,
         },
+        "presence" => ServerLine::Presence {
+            user: s("user")?,
+            online: map.get("online").and_then(Value::as_bool).unwrap_or(false),
+        },
+        "pm_sent" => ServerLine::PmSent {
+            ts: s("ts")?,
+            to_user: s("to_user")?,
+            text: s("text")?,
+        },
         _ => ServerLine::Other,
+    })
+}
+
+/// The fields of [`SessionInfo`] in an `auth_ok`, if the server sent them
+/// (LanTalk 2.0 does not). A field that cannot be read counts as absent: a
+/// limit we cannot read is one we do not know, and the client keeps its
+/// cautious defaults.
+fn session_info(map: &Map<String, Value>) -> Option<SessionInfo> {
+    if !map.contains_key("rate_limit") && !map.contains_key("idle_timeout_ms") {
+        return None;
+    }
+    let rate_limit = map.get("rate_limit").and_then(|r| {
+        let lines = u32::try_from(r.get("lines")?.as_u64()?).ok()?;
+        let window = Duration::from_millis(r.get("window_ms")?.as_u64()?);
+        (lines > 0).then(|| Rate::new(lines, window))
+    });
+    let idle_timeout = map
+        .get("idle_timeout_ms")
+        .and_then(Value::as_u64)
+        .map(Duration::from_millis);
+    let users = map
+        .get("users")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(SessionInfo {
+        rate_limit,
+        idle_timeout,
+        users,
     })
 }
 

@@ -133,7 +133,7 @@ fn server_config(password: bool) -> ServerConfig {
         max_clients: 5,
         max_per_address: 2,
         auth_timeout: Duration::from_secs(5),
-        idle_timeout: Duration::from_secs(20),
+        idle_timeout: Some(Duration::from_secs(20)),
         max_malformed_in_a_row: 4,
         ..ServerConfig::default()
     }

@@ -9,6 +9,9 @@ use lantalk_core::password::{HashParams, PasswordHash};
 use lantalk_core::secure::{StaticKey, Suite};
 use lantalk_core::server::{Action, CloseReason, ConnId, DisconnectCause, SecureConfig};
 use lantalk_core::{Now, Server, ServerConfig};
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Duration;
 
 fn server_key() -> StaticKey {
     StaticKey::from_private([0x11; 32])
@@ -105,6 +108,10 @@ impl Link {
                         self.server_closed = Some(reason);
                         self.client.handle_disconnect(self.now);
                     }
+                    Action::Send { conn, bytes } => self.log.push_str(&format!(
+                        "  server -> {conn}: {}\n",
+                        String::from_utf8_lossy(&bytes).trim_end()
+                    )),
                     Action::Event(e) => self
                         .log
                         .push_str(&format!("  server event: {} {}\n", e.level, e.message)),
@@ -175,6 +182,46 @@ impl Link {
 
     fn joined(&self) -> bool {
         self.client.is_joined()
+    }
+
+    /// Lets simulated time run to `secs`, firing both sides' deadlines in
+    /// order as a runtime would.
+    fn run_until(&mut self, secs: f64) {
+        let end = Now::from_secs_f64(secs);
+        loop {
+            let next = [self.client.poll_timeout(), self.server.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
+            match next {
+                Some(t) if t <= end.instant => {
+                    self.now = Now::from_secs_f64(t.since_epoch().as_secs_f64());
+                    self.client.handle_timeout(self.now);
+                    self.server.handle_timeout(self.now);
+                    self.pump();
+                }
+                _ => break,
+            }
+        }
+        self.now = end;
+    }
+
+    /// A plaintext (LanTalk 2.0) member beside the encrypted client.
+    fn plain_member(&mut self, name: &str) -> ConnId {
+        let conn = self
+            .server
+            .handle_connect(self.now, "10.0.0.7:4000".parse().unwrap());
+        let login = lantalk_core::protocol::login(name, "");
+        let _ = self.server.handle_input(self.now, conn, login.as_bytes());
+        self.pump();
+        conn
+    }
+
+    fn client_events(&self) -> Vec<&str> {
+        self.log
+            .lines()
+            .filter_map(|l| l.strip_prefix("  client event: "))
+            .collect()
     }
 }
 
@@ -492,4 +539,170 @@ fn the_client_takes_the_servers_first_suite() {
             link.log
         );
     }
+}
+
+// ── What a server of ours tells a client of ours ─────────────────────────────
+
+/// The server says how often it needs to hear from the client; a client that
+/// only reads keeps its connection (here for more than 3x the timeout), and
+/// one whose bytes stop arriving is still cleared.
+#[test]
+fn a_silent_client_stays_and_a_dead_one_is_cleared() {
+    let dead = Rc::new(Cell::new(false));
+    let cut = Rc::clone(&dead);
+    let wire: Wire = Box::new(move |dir, bytes| {
+        if dir == Dir::ToServer && cut.get() {
+            Vec::new()
+        } else {
+            vec![bytes]
+        }
+    });
+    let mut link = Link::new(
+        ServerConfig {
+            idle_timeout: Some(Duration::from_secs(3)),
+            ..server_config(None, false)
+        },
+        client_config("alice", None, None),
+        wire,
+    );
+    assert!(link.joined());
+    link.note("the user only reads for 10 s");
+    link.run_until(10.0);
+    assert!(
+        link.joined() && link.server_closed.is_none(),
+        "{}",
+        link.log
+    );
+    link.note("the client's machine vanishes: nothing reaches the server");
+    dead.set(true);
+    link.run_until(14.0);
+    assert_eq!(
+        link.server_closed,
+        Some(CloseReason::IdleTimeout),
+        "{}",
+        link.log
+    );
+    assert_snapshot!(link.log);
+}
+
+/// The client paces itself to the limit the server announces (here 3 lines
+/// per second, not the default 10 per 5 s): a burst is delivered whole,
+/// with no warning and no kick.
+#[test]
+fn the_client_paces_itself_to_the_announced_rate_limit() {
+    let mut link = Link::new(
+        ServerConfig {
+            rate_limit: Some(lantalk_core::ratelimit::Rate::new(
+                3,
+                Duration::from_secs(1),
+            )),
+            ..server_config(None, true)
+        },
+        client_config("alice", None, None),
+        transparent(),
+    );
+    let bob = link.plain_member("bob");
+    for i in 1..=12 {
+        link.type_line(&format!("line {i}"));
+    }
+    link.run_until(30.0);
+    let relayed = link
+        .log
+        .lines()
+        .filter(|l| l.starts_with(&format!("  server -> {bob}:")) && l.contains("line "))
+        .count();
+    assert_eq!(relayed, 12, "{}", link.log);
+    assert!(!link.log.contains("Slow down"), "{}", link.log);
+    assert!(!link.log.contains("hit rate limit"), "{}", link.log);
+    let sent = link
+        .client_events()
+        .iter()
+        .filter(|e| e.starts_with("Sent"))
+        .count();
+    let queued = link
+        .client_events()
+        .iter()
+        .filter(|e| e.starts_with("Queued"))
+        .count();
+    assert_eq!((sent, queued), (12, 10));
+}
+
+/// A private message is shown as sent only once the server confirms it; to
+/// nobody, only the server's answer is shown.
+#[test]
+fn a_pm_is_shown_when_the_server_confirms_it() {
+    let mut link = Link::new(
+        server_config(None, true),
+        client_config("alice", None, None),
+        transparent(),
+    );
+    let bob = link.plain_member("bob");
+    link.type_line("/pm Nobody hi");
+    link.type_line("/pm BOB see you at 5");
+    let events = link.client_events();
+    assert!(
+        !events.iter().any(|e| e.contains("to: \"Nobody\"")),
+        "{events:?}"
+    );
+    assert!(events
+        .iter()
+        .any(|e| e.contains("User 'Nobody' not found.")));
+    assert!(
+        events.contains(&"PmSent { to: \"bob\", text: \"see you at 5\" }"),
+        "{events:?}"
+    );
+    assert!(link
+        .log
+        .contains(&format!("server -> {bob}: {{\"type\": \"pm\"")));
+}
+
+/// The roster comes with the login and stays current through typed presence
+/// events (nobody parses "bob joined").
+#[test]
+fn roster_at_login_and_presence_after() {
+    let mut link = Link::new(
+        server_config(None, true),
+        client_config("alice", None, None),
+        transparent(),
+    );
+    let bob = link.plain_member("bob");
+    link.now = Now::from_secs_f64(1.0);
+    let _ = link
+        .server
+        .handle_disconnect(link.now, bob, DisconnectCause::PeerClosed);
+    link.pump();
+    let events = link.client_events();
+    let want = [
+        "Roster { users: [\"alice\"] }",
+        "Presence { user: \"bob\", online: true }",
+        "Presence { user: \"bob\", online: false }",
+    ];
+    for w in want {
+        assert!(events.contains(&w), "{w} missing from {events:?}");
+    }
+    assert!(!link
+        .log
+        .contains(&format!("server -> {bob}: {{\"type\": \"presence\"")));
+}
+
+/// `//usr/bin/env` says `/usr/bin/env` instead of running a command.
+#[test]
+fn a_double_slash_sends_a_literal_line() {
+    let mut link = Link::new(
+        server_config(None, true),
+        client_config("alice", None, None),
+        transparent(),
+    );
+    let bob = link.plain_member("bob");
+    link.type_line("//usr/bin/env");
+    assert!(
+        link.log.contains(&format!(
+            "server -> {bob}: {{\"type\": \"message\", \"ts\": \"12:00\", \"user\": \"alice\", \"text\": \"/usr/bin/env\"}}"
+        )),
+        "{}",
+        link.log
+    );
+    assert!(link
+        .client_events()
+        .contains(&"Sent { text: \"/usr/bin/env\" }"));
 }

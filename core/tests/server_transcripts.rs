@@ -9,7 +9,8 @@ mod common;
 use common::*;
 use insta::assert_snapshot;
 use lantalk_core::server::{Action, CloseReason, DisconnectCause, Error};
-use lantalk_core::{BanList, ConnId, ServerConfig};
+use lantalk_core::{protocol, BanList, ConnId, ServerConfig};
+use std::time::Duration;
 
 fn closes(actions: &[Action]) -> Vec<(ConnId, CloseReason)> {
     actions
@@ -848,4 +849,112 @@ fn refused_connection_is_not_open() {
         Err(Error::UnknownConnection(c))
     );
     assert!(drain_server(&mut s.server).is_empty());
+}
+
+// ── Terminal safety, keepalives, literal lines ───────────────────────────────
+
+/// A line with a control character would reach LanTalk 2.0 clients' terminals
+/// raw (they print what they get): the server refuses it with a notice, for
+/// messages, actions and private messages alike. A tab is harmless.
+#[test]
+fn control_characters_are_refused_with_a_notice() {
+    let mut s = ServerScript::new(ServerConfig::default());
+    let alice = s.join("10.0.0.1:5000", "alice");
+    let bob = s.join("10.0.0.2:5000", "bob");
+    for text in [
+        "clear \u{1b}[2J",
+        "title \u{1b}]0;PWNED\u{7}",
+        "over\rwrite",
+        "two\nlines",
+        "/me waves \u{202e}sdrawkcab",
+        "/pm bob psst\u{9b}31m",
+        "del\u{7f}",
+    ] {
+        s.say(alice, text).unwrap();
+        assert!(s.sent_to(bob).is_empty(), "{text:?} reached bob");
+        let notice = s.sent_to(alice).concat();
+        assert!(
+            notice.contains("Message not sent: it contains the control character U+"),
+            "{text:?}: {notice}"
+        );
+    }
+    s.say(alice, "tab\there").unwrap();
+    assert_eq!(s.sent_to(bob).len(), 1);
+    assert_snapshot!(s.transcript());
+}
+
+/// `--idle-timeout off`: nobody is ever disconnected for silence.
+#[test]
+fn idle_timeout_off() {
+    let mut s = ServerScript::new(ServerConfig {
+        idle_timeout: None,
+        ..ServerConfig::default()
+    });
+    let alice = s.join("10.0.0.1:5000", "alice");
+    s.note("only the login deadline was armed; it fires and finds nothing to do");
+    s.timeout();
+    assert_eq!(s.server.poll_timeout(), None);
+    s.timeout_at(100_000.0);
+    assert!(s.server.is_open(alice));
+}
+
+/// A keepalive keeps a connection from timing out, and is neither relayed,
+/// nor counted against the rate limit, nor logged.
+#[test]
+fn keepalive_counts_as_activity_and_nothing_else() {
+    let mut s = ServerScript::new(ServerConfig {
+        idle_timeout: Some(Duration::from_secs(10)),
+        ..ServerConfig::default()
+    });
+    let alice = s.join("10.0.0.1:5000", "alice");
+    let bob = s.join("10.0.0.2:5000", "bob");
+    for i in 1..=30 {
+        s.at(i as f64 * 0.1)
+            .input(alice, "{\"type\": \"keepalive\"}\n")
+            .unwrap();
+        assert!(s.last.is_empty(), "{:?}", s.last);
+    }
+    s.at(3.5).say(alice, "not flooding").unwrap();
+    assert_eq!(s.sent_to(bob).len(), 1);
+    s.timeout_at(12.0);
+    assert_eq!(closes(&s.last), [(bob, CloseReason::IdleTimeout)]);
+    assert!(s.server.is_open(alice));
+}
+
+/// `//text` reaches the server as a literal message: relayed as text even
+/// though it starts with `/`.
+#[test]
+fn literal_messages_are_relayed_as_text() {
+    let mut s = ServerScript::new(ServerConfig::default());
+    let alice = s.join("10.0.0.1:5000", "alice");
+    let bob = s.join("10.0.0.2:5000", "bob");
+    s.input(alice, protocol::chat_literal("/usr/bin/env"))
+        .unwrap();
+    assert_eq!(
+        s.sent_to(bob),
+        [protocol::message(NOON, "alice", "/usr/bin/env")]
+    );
+    s.note("without the flag it is a command");
+    s.say(alice, "/usr/bin/env").unwrap();
+    assert!(s.sent_to(bob).is_empty());
+    assert!(s
+        .sent_to(alice)
+        .concat()
+        .contains("Unknown command: /usr/bin/env"));
+}
+
+/// The console says so when a line it would send reaches nobody.
+#[test]
+fn console_line_with_nobody_online_is_not_lost_in_silence() {
+    let mut s = ServerScript::new(ServerConfig::default());
+    s.console("anyone there?");
+    let replies: Vec<String> = s
+        .last
+        .iter()
+        .filter_map(|a| match a {
+            Action::Event(e) => Some(e.message.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(replies, ["Not sent: nobody is connected to read it."]);
 }

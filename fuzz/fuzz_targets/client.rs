@@ -250,7 +250,9 @@ impl Harness {
             show(bytes)
         );
         match protocol::parse_client_line(line) {
-            Ok(ClientLine::Message(text)) => {
+            // The server announced it wants to hear from us now and then.
+            Ok(ClientLine::Keepalive) => {}
+            Ok(ClientLine::Message(text) | ClientLine::Literal(text)) => {
                 assert!(!text.is_empty(), "step {step}: empty message sent");
                 assert!(
                     text.chars().count() <= MAX_TEXT_CHARS,

@@ -107,11 +107,11 @@ fn config(bits: u8) -> (ServerConfig, BanList) {
         flood_kick: Rate::new(2, Duration::from_secs(10)),
         failed_logins: Rate::new(3, Duration::from_secs(60)),
         auth_timeout: AUTH_TIMEOUT,
-        idle_timeout: if bits & 64 != 0 {
+        idle_timeout: Some(if bits & 64 != 0 {
             SHORT_IDLE_TIMEOUT
         } else {
             IDLE_TIMEOUT
-        },
+        }),
         max_clients: MAX_CLIENTS,
         max_per_address: MAX_PER_ADDRESS,
         exempt_loopback: bits & 2 != 0,
@@ -897,7 +897,7 @@ fuzz_target!(|script: Script| {
     let (config, bans) = config(script.config_bits);
     let max_line = config.max_line;
     let exempt_loopback = config.exempt_loopback;
-    let idle_timeout = config.idle_timeout;
+    let idle_timeout = config.idle_timeout.unwrap_or(IDLE_TIMEOUT);
     let now = Now::from_secs_f64(0.0);
     let mut h = Harness {
         server: Server::new(config, now, bans),

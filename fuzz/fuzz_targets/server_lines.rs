@@ -67,9 +67,24 @@ fuzz_target!(|data: &[u8]| {
             ServerLine::AuthOk {
                 username,
                 server_name,
+                session: None,
             } => w("auth_ok")
                 .str("username", username)
                 .str("server_name", server_name)
+                .finish_line(),
+            ServerLine::AuthOk {
+                username,
+                server_name,
+                session: Some(info),
+            } => protocol::auth_ok_ours(WallTime::default(), username, server_name, info),
+            ServerLine::Presence { user, online } => w("presence")
+                .str("user", user)
+                .bool("online", *online)
+                .finish_line(),
+            ServerLine::PmSent { ts, to_user, text } => w("pm_sent")
+                .str("ts", ts)
+                .str("to_user", to_user)
+                .str("text", text)
                 .finish_line(),
             ServerLine::AuthFail { reason } => w("auth_fail").str("reason", reason).finish_line(),
             ServerLine::Message { ts, user, text } => w("message")

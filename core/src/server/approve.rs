@@ -21,6 +21,7 @@ use super::{
 use crate::approval as wire;
 use crate::bans::canonical;
 use crate::names::name_key;
+use crate::protocol;
 use crate::secure;
 use crate::time::Now;
 
@@ -42,11 +43,10 @@ pub(crate) const DENIED: &str = "The host did not approve the connection.";
 pub(crate) const HOST_LEFT: &str = "The host left before approving the connection.";
 
 /// Console help for the approval commands.
-pub(crate) const APPROVAL_HELP: &str = "\
-/trusted         list peers let in without asking (--remember)
-/forget <name>   ask about that peer again next time
-y / n            answer the question about an incoming connection
-                 (until it is answered, other lines are not sent)";
+/// How the operator answers a question, for the console's `/help`.
+pub(crate) const APPROVAL_ANSWER: &str =
+    "y / n   answer the question about an incoming connection \
+(until it is answered, other lines are not sent)\n";
 
 /// `60 s`, `1.5 s`.
 fn show_secs(d: Duration) -> String {
@@ -234,12 +234,22 @@ impl Server {
             return;
         };
         let ip = c.ip();
+        let plaintext = c.is_plaintext();
         c.phase = Phase::Approving {
             deadline,
             name: name.clone(),
             step: Step::Waiting { code },
         };
         self.timers.push(Reverse((deadline, conn)));
+        if plaintext {
+            // A LanTalk 2.0 client gives up if its login is not answered
+            // within 10 s, with a traceback; any line answers it (it then
+            // waits for chat without a deadline), and this one says why
+            // nothing happens yet. Its `auth_ok` or `auth_fail` follows.
+            let wait = show_secs(self.approval_timeout());
+            let text = format!("Waiting for the host to approve (up to {wait})...");
+            self.send(conn, protocol::system(now.wall, &text));
+        }
         if self.asked.is_some() || !self.waiting.is_empty() {
             self.event(
                 Level::Info,

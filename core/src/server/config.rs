@@ -68,8 +68,11 @@ pub struct ServerConfig {
     pub failed_logins: Rate,
     /// How long a connection may take to log in.
     pub auth_timeout: Duration,
-    /// How long a logged-in connection may stay silent.
-    pub idle_timeout: Duration,
+    /// How long a logged-in connection may stay silent before it is taken
+    /// for dead; `None`: never. Clients of ours are told it at login and
+    /// keep their connection alive, so it only clears dead connections
+    /// (and LanTalk 2.0 clients that stay silent, as LanTalk 2.0 does).
+    pub idle_timeout: Option<Duration>,
     /// Most simultaneous connections (logged in or not).
     pub max_clients: usize,
     /// Most users logged in at once (`None`: no limit besides
@@ -102,7 +105,7 @@ impl Default for ServerConfig {
             flood_kick: Rate::new(3, Duration::from_secs(60)),
             failed_logins: Rate::new(5, Duration::from_secs(60)),
             auth_timeout: Duration::from_secs(15),
-            idle_timeout: Duration::from_secs(300),
+            idle_timeout: Some(Duration::from_secs(300)),
             max_clients: 1024,
             max_users: None,
             approval: None,

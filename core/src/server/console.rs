@@ -5,21 +5,22 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::{CloseReason, EventKind, Level, Server};
+use crate::commands;
 use crate::names::name_key;
 use crate::protocol;
 use crate::time::Now;
 
-/// The answer to the console's `/help`.
-pub const CONSOLE_HELP: &str = "\
-/users           list connected users
-/stats           connections, bans, messages relayed, uptime
-/kick <user>     disconnect a user
-/ban <user|ip>   disconnect and ban an address (saved to bans.json)
-/bans            list banned addresses
-/unban <ip>      lift a ban
-/help            this list
-/quit            tell everyone and shut down
-anything else    is sent to everyone as a message from the server";
+/// The answer to the console's `/help`: the command table, and what a line
+/// that is not a command does. With approvals, their commands and `y`/`n`.
+pub fn console_help(approvals: bool) -> String {
+    let mut out = commands::table(commands::CONSOLE);
+    if approvals {
+        out.push_str(&commands::table(commands::APPROVAL));
+        out.push_str(super::approve::APPROVAL_ANSWER);
+    }
+    out.push_str("anything else is sent to everyone as a message from the server");
+    out
+}
 
 impl Server {
     /// A line the operator typed on the server console. While the operator
@@ -88,10 +89,7 @@ impl Server {
                 Ok(addr) => self.reply(format!("IP {addr} is not in the ban list.")),
                 Err(_) => self.reply(format!("Not an IP address: {ip}")),
             },
-            ("/help", _) if self.config.approval.is_some() => {
-                self.reply(format!("{CONSOLE_HELP}\n{}", super::approve::APPROVAL_HELP))
-            }
-            ("/help", _) => self.reply(CONSOLE_HELP),
+            ("/help", _) => self.reply(console_help(self.config.approval.is_some())),
             ("/trusted", _) => self.console_trusted(),
             ("/forget", "") => self.reply("Usage: /forget <name>"),
             ("/forget", who) => self.console_forget(who),
@@ -108,6 +106,17 @@ impl Server {
                 "Not sent: longer than {} characters.",
                 protocol::MAX_TEXT_CHARS
             ));
+        }
+        if let Some(bad) = protocol::first_control(text) {
+            return self.reply(format!(
+                "Not sent: it contains the control character U+{:04X}.",
+                bad as u32
+            ));
+        }
+        if self.users.is_empty() {
+            // Said, not dropped in silence: in host mode the operator would
+            // otherwise think the peer read it.
+            return self.reply("Not sent: nobody is connected to read it.");
         }
         let from = format!("{} (server)", self.config.name);
         self.event(Level::Debug, EventKind::Chat, format!("<{from}> {text}"));

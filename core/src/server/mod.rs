@@ -21,6 +21,7 @@ use std::time::Duration;
 use core::net::{IpAddr, SocketAddr};
 
 pub use config::{Approval, SecureConfig, ServerConfig, TrustedPeer};
+pub use console::console_help;
 pub use event::{ApprovalRequest, EventDetail, EventKind, Level, ServerEvent};
 
 use crate::bans::{canonical, BanList};
@@ -162,10 +163,11 @@ struct Conn {
 }
 
 impl Conn {
-    fn deadline(&self, idle_timeout: Duration) -> Instant {
+    /// When this connection must have done something by, if ever.
+    fn deadline(&self, idle_timeout: Option<Duration>) -> Option<Instant> {
         match self.phase {
-            Phase::LoggingIn { deadline, .. } | Phase::Approving { deadline, .. } => deadline,
-            Phase::Active { .. } => self.last_input + idle_timeout,
+            Phase::LoggingIn { deadline, .. } | Phase::Approving { deadline, .. } => Some(deadline),
+            Phase::Active { .. } => idle_timeout.map(|t| self.last_input + t),
         }
     }
 
@@ -964,11 +966,23 @@ impl Server {
             _ if self.secure.is_some() => " (unencrypted)".to_string(),
             _ => String::new(),
         };
+        let ours = c.is_secure();
         self.users.insert(name_key(&name), conn);
         // The idle deadline may come before the login deadline still armed.
-        self.timers
-            .push(Reverse((now.instant + self.config.idle_timeout, conn)));
-        self.send(conn, protocol::auth_ok(now.wall, &name, &self.config.name));
+        if let Some(idle) = self.config.idle_timeout {
+            self.timers.push(Reverse((now.instant + idle, conn)));
+        }
+        let ok = if ours {
+            let info = protocol::SessionInfo {
+                rate_limit: self.config.rate_limit,
+                idle_timeout: self.config.idle_timeout,
+                users: self.usernames().into_iter().map(str::to_string).collect(),
+            };
+            protocol::auth_ok_ours(now.wall, &name, &self.config.name, &info)
+        } else {
+            protocol::auth_ok(now.wall, &name, &self.config.name)
+        };
+        self.send(conn, ok);
         self.event(
             Level::Info,
             EventKind::Join,
@@ -982,6 +996,7 @@ impl Server {
         };
         let notice = protocol::system(now.wall, &format!("{name} joined from {ip}{marker}."));
         self.broadcast(notice, Some(conn));
+        self.broadcast_ours(protocol::presence(now.wall, &name, true), Some(conn));
     }
 
     fn refuse_login(&mut self, now: Now, conn: ConnId, reason: &str) {
@@ -1025,10 +1040,19 @@ impl Server {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        let text = match parsed {
+        let (text, literal) = match parsed {
             Ok(ClientLine::Message(text)) => {
                 c.malformed_in_a_row = 0;
-                text
+                (text, false)
+            }
+            Ok(ClientLine::Literal(text)) => {
+                c.malformed_in_a_row = 0;
+                (text, true)
+            }
+            // Input of any kind already counts against the idle timeout.
+            Ok(ClientLine::Keepalive) => {
+                c.malformed_in_a_row = 0;
+                return;
             }
             Ok(ClientLine::Other) => {
                 c.malformed_in_a_row = 0;
@@ -1073,12 +1097,23 @@ impl Server {
             let notice = format!("Message not sent: longer than {MAX_TEXT_CHARS} characters.");
             return self.send(conn, protocol::system(now.wall, &notice));
         }
+        // LanTalk 2.0 clients print what they receive as it is: a control
+        // character would reach their terminals raw (our clients make it
+        // visible whatever a server sends). Refused here, for everyone.
+        if let Some(bad) = protocol::first_control(&text) {
+            let notice = format!(
+                "Message not sent: it contains the control character U+{:04X}, which could \
+                 disrupt other people's terminals.",
+                bad as u32
+            );
+            return self.send(conn, protocol::system(now.wall, &notice));
+        }
         // The sender's name is borrowed, not copied, on the way to the
         // broadcast (commands, rarer, take a copy).
         let Some(name) = self.conns.get(&conn).and_then(Conn::name) else {
             return;
         };
-        if text.starts_with('/') {
+        if text.starts_with('/') && !literal {
             let name = name.to_string();
             return self.handle_client_command(now, conn, &name, &text);
         }
@@ -1157,6 +1192,15 @@ impl Server {
                             format!("PM {name} -> {target}"),
                         );
                         self.send(to, protocol::pm(now.wall, name, body));
+                        if self.conns.get(&conn).is_some_and(Conn::is_secure) {
+                            let to_name = self
+                                .conns
+                                .get(&to)
+                                .and_then(Conn::name)
+                                .unwrap_or(target)
+                                .to_string();
+                            self.send(conn, protocol::pm_sent(now.wall, &to_name, body));
+                        }
                     }
                     None => self.send(
                         conn,
@@ -1194,7 +1238,10 @@ impl Server {
                 let line = protocol::message(now.wall, name, &format!("/me {action}"));
                 self.broadcast(line, Some(conn));
             }
-            "/help" => self.send(conn, protocol::system(now.wall, CLIENT_HELP)),
+            "/help" => {
+                let help = crate::commands::chat_help(false);
+                self.send(conn, protocol::system(now.wall, &help));
+            }
             _ => self.send(
                 conn,
                 protocol::system(
@@ -1243,6 +1290,7 @@ impl Server {
                 self.event(level, kind, format!("{name} {what}"));
                 let others = protocol::system(now.wall, &format!("{name} {what}."));
                 self.broadcast(others, None);
+                self.broadcast_ours(protocol::presence(now.wall, &name, false), None);
             }
         }
     }
@@ -1258,7 +1306,9 @@ impl Server {
             let Some(c) = self.conns.get(&conn) else {
                 continue;
             };
-            let real = c.deadline(self.config.idle_timeout);
+            let Some(real) = c.deadline(self.config.idle_timeout) else {
+                continue;
+            };
             if real > now.instant {
                 self.timers.push(Reverse((real, conn)));
                 continue;
@@ -1314,6 +1364,7 @@ impl Server {
     fn announce_left(&mut self, now: Now, name: &str) {
         let notice = protocol::system(now.wall, &format!("{name} left the chat."));
         self.broadcast(notice, None);
+        self.broadcast_ours(protocol::presence(now.wall, name, false), None);
     }
 
     fn send(&mut self, conn: ConnId, line: String) {
@@ -1354,6 +1405,21 @@ impl Server {
         }
     }
 
+    /// Sends `line` to every logged-in client of ours (encrypted) but
+    /// `except`: lines LanTalk 2.0 clients would not understand.
+    fn broadcast_ours(&mut self, line: String, except: Option<ConnId>) {
+        let to_seal = &mut self.to_seal;
+        for (&id, c) in self.conns.iter_mut() {
+            if Some(id) != except
+                && c.name().is_some()
+                && c.is_secure()
+                && c.queue_sealed(line.as_bytes())
+            {
+                to_seal.push(id);
+            }
+        }
+    }
+
     fn event(&mut self, level: Level, kind: EventKind, message: impl Into<String>) {
         self.actions
             .push_back(Action::Event(ServerEvent::new(level, kind, message)));
@@ -1370,7 +1436,3 @@ impl Server {
         self.actions.push_back(Action::Event(event));
     }
 }
-
-/// The answer to a client's `/help`.
-pub const CLIENT_HELP: &str = "Commands: /users (who is online) | /pm <user> <message> \
-(private message) | /me <action> (say what you do) | /quit (leave) | /help (this list)";
