@@ -507,6 +507,15 @@ fn server_approve_and_plaintext_peer(bin: &str) {
     raw.write_all(format!("{}\n", json!({"username": "Old", "password": ""})).as_bytes())
         .unwrap();
     assert_eq!(host.question("Old"), (None, None));
+    // Answers LanTalk 2.0's 10 s wait for a reply to its login at once.
+    let wait = read_json("the waiting line");
+    assert_eq!(wait["type"], "system", "{wait}");
+    assert!(
+        wait["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("Waiting for the host to approve")),
+        "{wait}"
+    );
     host.console("yes");
     let ok = read_json("auth_ok");
     assert_eq!(ok["type"], "auth_ok", "{ok}");

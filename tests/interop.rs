@@ -534,10 +534,10 @@ fn compare_servers(bin: &str, password: Option<&str>, scenario: fn(u16) -> Trans
     );
 }
 
-/// Text exercising the encoder: quotes, backslash, a control character,
-/// non-ASCII (escaped as \u00e9) and an astral character (escaped as a
-/// surrogate pair).
-const TRICKY: &str = "h\u{e9}llo \"q\" \\ tab\tbell\u{7} \u{2713} \u{1f44b} end";
+/// Text exercising the encoder: quotes, backslash, a tab (the one control
+/// character a message may hold), non-ASCII (escaped as \u00e9) and an astral
+/// character (escaped as a surrogate pair).
+const TRICKY: &str = "h\u{e9}llo \"q\" \\ tab\t \u{2713} \u{1f44b} end";
 
 /// DEL, which Python's `json.dumps` escapes as `\u007f` (with `ensure_ascii`
 /// it escapes everything outside U+0020..U+007E). Kept out of [`TRICKY`] so
@@ -687,20 +687,84 @@ fn trimming_matches_python(bin: &str) {
     compare_servers(bin, None, trimming_scenario);
 }
 
-fn del_scenario(port: u16) -> Transcript {
-    let mut alice = Peer::login(port, "alice", "");
-    let mut bob = Peer::login(port, "bob", "");
-    alice.expect_system("bob's join notice", |t| t.contains("bob"));
-    alice.say(DEL_TEXT);
-    alice.say(&format!("/pm bob {DEL_TEXT}"));
-    vec![
-        labelled("message (DEL)", bob.expect("message").0),
-        labelled("pm (DEL)", bob.expect("pm").0),
-    ]
+/// LanTalk 2.0 relays a DEL (and any control character) as it is, and its
+/// clients print it raw. Ours refuses such a line with a notice instead (a
+/// deliberate difference: it would reach LanTalk 2.0 terminals unfiltered),
+/// while the Python server relays it.
+fn server_refuses_control_characters_python_relays_them(bin: &str) {
+    let (_py, py_port) = python_server("PyHub", None);
+    let (_ours, our_port) = our_server(bin, "Hub", None);
+    for (port, ours) in [(py_port, false), (our_port, true)] {
+        let mut alice = Peer::login(port, "alice", "");
+        let mut bob = Peer::login(port, "bob", "");
+        alice.expect_system("bob's join notice", |t| t.contains("bob"));
+        alice.say(DEL_TEXT);
+        alice.say(&format!("/pm bob {DEL_TEXT}"));
+        alice.say("end");
+        if ours {
+            for _ in 0..2 {
+                alice.expect_system("the refusal", |t| {
+                    t.starts_with("Message not sent: it contains the control character U+007F")
+                });
+            }
+            let (_, m) = bob.expect("message");
+            assert_eq!(m["text"], "end", "{m}");
+        } else {
+            let (_, m) = bob.expect("message");
+            assert_eq!(m["text"], DEL_TEXT, "{m}");
+        }
+    }
 }
 
-fn server_escapes_del_like_python(bin: &str) {
-    compare_servers(bin, None, del_scenario);
+/// A LanTalk 2.0 client waits 10 s for the answer to its login and then
+/// dies with a traceback; a host that takes longer to approve it must not
+/// kill it. The server answers the login at once with a line saying it
+/// waits for the host (any line satisfies that wait).
+fn python_client_survives_a_slow_approval(bin: &str) {
+    let dir = TempDir::new("our-host");
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "server",
+        "--approve",
+        "--port",
+        "0",
+        "--bind",
+        "127.0.0.1",
+        "--data-dir",
+    ])
+    .arg(dir.path())
+    .args(["--allow-plaintext", "--no-discovery", "--name", "Hub"])
+    .env_remove("LANTALK_LOG_LEVEL")
+    .env_remove("LANTALK_DATA_DIR")
+    .current_dir(dir.path());
+    let mut host = Proc::spawn_in(format!("{} host", bin_label(bin)), cmd, dir);
+    let port = host.wait_out("\"Listening on 127.0.0.1:PORT\"", START, |text| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("Listening on 127.0.0.1:"))
+            .and_then(|p| p.trim().parse::<u16>().ok())
+    });
+    let alice = &mut python_client(port, "alice", "");
+    host.wait_line("the question", |l| {
+        l.contains("as alice") && l.contains("Approve?")
+    });
+    // The waiting line answered its login: it shows its banner (the line
+    // itself it takes as the answer, without printing it).
+    alice.wait_out("its banner", STEP, |t| {
+        t.contains(&format!("Connected to 127.0.0.1:{port}"))
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(12));
+    host.send("y");
+    host.wait_line("alice's join", |l| l.contains("alice joined from"));
+    host.send("hello after a long think");
+    alice.wait_line("the host's message", |l| {
+        l.contains("Hub (server): hello after a long think")
+    });
+    assert!(
+        !alice.has_line(|l| l.contains("Traceback") || l.contains("TimeoutError")),
+        "{}",
+        alice.report()
+    );
 }
 
 // ── 4. The bytes both clients send ───────────────────────────────────────────
@@ -867,8 +931,13 @@ macro_rules! interop_tests {
             }
 
             #[test]
-            fn server_escapes_del_like_python() {
-                super::server_escapes_del_like_python($bin);
+            fn server_refuses_control_characters_python_relays_them() {
+                super::server_refuses_control_characters_python_relays_them($bin);
+            }
+
+            #[test]
+            fn python_client_survives_a_slow_approval() {
+                super::python_client_survives_a_slow_approval($bin);
             }
 
             #[test]

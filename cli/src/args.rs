@@ -4,8 +4,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use lantalk_core::commands;
 use lantalk_core::discovery::DEFAULT_DISCOVERY_PORT;
 use lantalk_core::ratelimit::Rate;
+use lantalk_core::server::console_help;
 
 pub const DEFAULT_PORT: u16 = 5050;
 
@@ -32,33 +34,14 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a chat server; others join it with `client`.
-    #[command(after_help = "Examples:\n  \
-        lantalk-smol server\n  \
-        lantalk-smol server --name Hackathon --port 6000\n  \
-        LANTALK_PW=secret lantalk-smol server --password-env LANTALK_PW\n\n\
-        Console commands once running: /users /stats /kick <user> /ban <user|ip> /bans \
-        /unban <ip> /help /quit; any other line is sent to everyone.")]
+    #[command(after_help = server_after_help())]
     Server(ServerArgs),
     /// Chat one to one: a server where you approve each peer from the console
     /// (comparing a short code with them) and chat with them there.
-    #[command(after_help = "Examples:\n  \
-        lantalk-smol host --name Alice\n  \
-        lantalk-smol host --remember --approve-timeout 120\n\n\
-        The peer joins with `client HOST[:PORT]`. When it has logged in, the console shows \
-        `Incoming connection from ADDR as NAME, key SHA256:..., code 123 456. Approve? (y/n)` \
-        and the peer shows the same code; answer y or n. Lines you type go to the peer, its \
-        lines appear above the prompt. Console commands: /users /kick <user> /trusted \
-        /forget <name> /help /quit.")]
+    #[command(after_help = host_after_help())]
     Host(HostArgs),
     /// Join a chat server.
-    #[command(after_help = "Examples:\n  \
-        lantalk-smol client 192.168.1.5 --name Bob\n  \
-        lantalk-smol client chat-host.local:6000 --name Bob --password-file pw.txt\n  \
-        printf 'hello\\n/users\\n' | lantalk-smol client 127.0.0.1 --name Bot\n\n\
-        Chat commands: /users /pm <user> <message> /help /quit.\n\
-        With standard input not a terminal, every line is sent and every event is printed \
-        as one plain line; the exit status is 0 after /quit or end of input, 1 when refused \
-        or disconnected.")]
+    #[command(after_help = client_after_help())]
     Client(ClientArgs),
     /// Show this machine's key fingerprints (creating the keys if needed), to
     /// compare with what clients are shown when they first connect.
@@ -72,6 +55,51 @@ pub enum Command {
         (saying why that may be) when none. A listing is only a hint of where to connect: it \
         grants no trust.")]
     Scan(ScanArgs),
+}
+
+/// `server --help`'s epilogue: examples, then the console's commands from
+/// the same table as the console's `/help`.
+fn server_after_help() -> String {
+    format!(
+        "Examples:\n  \
+        lantalk-smol server\n  \
+        lantalk-smol server --name Hackathon --port 6000\n  \
+        LANTALK_PW=secret lantalk-smol server --password-env LANTALK_PW\n\n\
+        Console commands once running:\n{}",
+        indent(&console_help(false))
+    )
+}
+
+fn host_after_help() -> String {
+    format!(
+        "Examples:\n  \
+        lantalk-smol host --name Alice\n  \
+        lantalk-smol host --remember --approve-timeout 120\n\n\
+        The peer joins with `client HOST[:PORT]`. When it has logged in, the console shows \
+        `Incoming connection from ADDR as NAME, key SHA256:..., code 123 456. Approve? (y/n)` \
+        and the peer shows the same code; answer y or n. Lines you type go to the peer, its \
+        lines appear above the prompt.\n\nConsole commands:\n{}",
+        indent(&console_help(true))
+    )
+}
+
+fn client_after_help() -> String {
+    format!(
+        "Examples:\n  \
+        lantalk-smol client 192.168.1.5 --name Bob\n  \
+        lantalk-smol client chat-host.local:6000 --name Bob --password-file pw.txt\n  \
+        printf 'hello\\n/users\\n' | lantalk-smol client 127.0.0.1 --name Bot\n\n\
+        Chat commands:\n{}  {}\n\n\
+        With standard input not a terminal, every line is sent and every event is printed \
+        as one plain line; the exit status is 0 after /quit or end of input, 1 when refused \
+        or disconnected.",
+        indent(&commands::table(commands::CHAT)),
+        commands::LITERAL_HINT
+    )
+}
+
+fn indent(lines: &str) -> String {
+    lines.lines().map(|l| format!("  {l}\n")).collect()
 }
 
 #[derive(Args, Debug, Clone)]
@@ -100,7 +128,12 @@ pub struct ServerArgs {
     #[arg(long, short, value_name = "N", default_value_t = DEFAULT_PORT)]
     pub port: u16,
     /// The server's display name.
-    #[arg(long, value_name = "NAME", default_value = "Server")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "Server",
+        allow_hyphen_values = true
+    )]
     pub name: String,
     /// Where bans and logs are kept [default: the platform's user data directory].
     #[arg(long, value_name = "DIR", env = "LANTALK_DATA_DIR")]
@@ -110,14 +143,17 @@ pub struct ServerArgs {
     /// Messages allowed per user, as N/SECS, or `off`.
     #[arg(long, value_name = "N/SECS|off", default_value = "10/5", value_parser = parse_rate)]
     pub rate_limit: RateLimit,
-    /// Seconds of silence after which a user is disconnected.
-    #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_secs)]
-    pub idle_timeout: Duration,
+    /// Seconds of silence after which a connection is taken for dead and
+    /// closed, or `off`. Our clients keep their connection alive while
+    /// their user only reads; LanTalk 2.0 clients that stay silent are
+    /// disconnected, as LanTalk 2.0 does.
+    #[arg(long, value_name = "SECS|off", default_value = "300", value_parser = parse_timeout)]
+    pub idle_timeout: Timeout,
     /// Seconds a new connection has to log in.
     #[arg(long, value_name = "SECS", default_value = "15", value_parser = parse_secs)]
     pub auth_timeout: Duration,
     /// Most connections at once.
-    #[arg(long, value_name = "N", default_value_t = 1024)]
+    #[arg(long, value_name = "N", default_value = "1024", value_parser = parse_count)]
     pub max_clients: usize,
     /// Also let clients that cannot encrypt (LanTalk 2.0) join. Everyone is
     /// told when such a member joins, and /users marks them.
@@ -179,8 +215,8 @@ pub struct ClientArgs {
     /// Server to join, as HOST or HOST:PORT (IPv6 as [ADDR]:PORT).
     #[arg(value_name = "HOST[:PORT]")]
     pub server: Option<String>,
-    /// Your display name (letters, digits, _ and -; at most 24).
-    #[arg(long, value_name = "NAME")]
+    /// Your display name (ASCII letters, digits, _ and -; at most 24).
+    #[arg(long, value_name = "NAME", allow_hyphen_values = true)]
     pub name: Option<String>,
     #[command(flatten)]
     pub password: PasswordArgs,
@@ -229,6 +265,19 @@ pub fn parse_rate(s: &str) -> Result<RateLimit, String> {
         return Err(err());
     }
     Ok(RateLimit(Some(Rate::new(n, Duration::from_secs_f64(secs)))))
+}
+
+/// A duration that can be turned off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeout(pub Option<Duration>);
+
+pub fn parse_timeout(s: &str) -> Result<Timeout, String> {
+    if s.trim().eq_ignore_ascii_case("off") {
+        return Ok(Timeout(None));
+    }
+    parse_secs(s)
+        .map(|d| Timeout(Some(d)))
+        .map_err(|_| format!("expected a number of seconds greater than 0, or off, not {s:?}"))
 }
 
 pub fn parse_count(s: &str) -> Result<usize, String> {
@@ -366,6 +415,58 @@ mod tests {
             panic!("server")
         };
         assert!(a.approval.approve);
+    }
+
+    #[test]
+    fn zero_limits_dash_names_and_timeouts() {
+        let bad = |args: &[&str]| Cli::try_parse_from(args).is_err();
+        assert!(bad(&["lantalk", "server", "--max-clients", "0"]));
+        assert!(bad(&["lantalk", "server", "--idle-timeout", "0"]));
+        let Some(Command::Server(a)) = Cli::parse_from([
+            "lantalk",
+            "server",
+            "--idle-timeout",
+            "off",
+            "--name",
+            "-x-",
+        ])
+        .command
+        else {
+            panic!("server")
+        };
+        assert_eq!(a.idle_timeout, Timeout(None));
+        assert_eq!(a.name, "-x-");
+        let Some(Command::Client(c)) =
+            Cli::parse_from(["lantalk", "client", "127.0.0.1", "--name", "-dash"]).command
+        else {
+            panic!("client")
+        };
+        assert_eq!(c.name.as_deref(), Some("-dash"));
+    }
+
+    /// `--help` lists every command `/help` does: both come from one table.
+    #[test]
+    fn help_lists_the_command_tables() {
+        use clap::CommandFactory;
+        let mut cli = Cli::command();
+        let help = |cli: &mut clap::Command, sub: &str| {
+            cli.find_subcommand_mut(sub)
+                .expect(sub)
+                .render_long_help()
+                .to_string()
+        };
+        let client = help(&mut cli, "client");
+        for c in commands::CHAT {
+            assert!(client.contains(c.name), "client --help lacks {}", c.name);
+        }
+        let host = help(&mut cli, "host");
+        for c in commands::CONSOLE.iter().chain(commands::APPROVAL) {
+            assert!(host.contains(c.name), "host --help lacks {}", c.name);
+        }
+        let server = help(&mut cli, "server");
+        for c in commands::CONSOLE {
+            assert!(server.contains(c.name), "server --help lacks {}", c.name);
+        }
     }
 
     #[test]

@@ -74,7 +74,7 @@ fn start<R: Runtime>(
         allow_plaintext: args.allow_plaintext,
         rate_limit: args.rate_limit.0,
         auth_timeout: args.auth_timeout,
-        idle_timeout: args.idle_timeout,
+        idle_timeout: args.idle_timeout.0,
         max_clients: args.max_clients,
         // Chat is logged only at debug level; a server shows none, a host
         // shows its peers' lines on the console.

@@ -87,6 +87,10 @@ impl Style {
                 self.info(&format!("Waiting for the host to approve... code {code}"))
             }
             ClientEvent::Joined { .. }
+            | ClientEvent::Roster { .. }
+            | ClientEvent::Presence { .. }
+            | ClientEvent::Sent { .. }
+            | ClientEvent::Queued { .. }
             | ClientEvent::Secured { .. }
             | ClientEvent::ConfirmServerKey { .. }
             | ClientEvent::Clear
