@@ -66,6 +66,9 @@ macro_rules! conformance {
                 sigterm_tells_everyone,
                 server_stdin_eof_keeps_serving,
                 client_piped_session,
+                silent_client_of_ours_stays_dead_one_is_cleared,
+                pm_to_nobody_is_not_shown_as_sent,
+                double_slash_sends_a_line_starting_with_a_slash,
                 client_exits_zero_at_end_of_input,
                 client_refused_exits_non_zero,
                 client_without_server_exits_non_zero,
@@ -1456,6 +1459,76 @@ fn client_piped_session(bin: &str) {
     );
     peer.expect_system("Pipe left the chat.");
     c.assert_no_ansi();
+}
+
+/// A client of ours whose user only reads is not an idle connection: the
+/// server tells it how often to speak at login and it sends keepalives. A
+/// peer that says nothing (dead, or LanTalk 2.0 keeping silent) is still
+/// cleared.
+fn silent_client_of_ours_stays_dead_one_is_cleared(bin: &str) {
+    let s = ServerProc::start(bin, &["--idle-timeout", "1"]);
+    let addr = format!("127.0.0.1:{}", s.port);
+    let mut c = ClientProc::spawn(bin, &[&addr, "--name", "Reader"], &[]);
+    c.stdout.wait_for("saying it connected", |l| {
+        l.starts_with("Connected as Reader")
+    });
+    let mut silent = s.join("Silent");
+    silent.expect_system("Idle timeout \u{2014} disconnecting.");
+    silent.expect_closed();
+    s.wait_output("Silent timed out");
+    // Three times the timeout, reading only.
+    thread::sleep(Duration::from_millis(3500));
+    let mut late = s.join("Late");
+    c.type_lines("still here\n");
+    late.expect_message("Reader", "still here");
+    assert!(
+        !c.stdout.text().contains("Idle timeout"),
+        "{}",
+        c.stdout.text()
+    );
+    c.close_stdin();
+    assert!(c.finish().success(), "{}", c.stderr.text());
+}
+
+/// `/pm` to nobody: only the server's answer is shown, never "PM to ...".
+fn pm_to_nobody_is_not_shown_as_sent(bin: &str) {
+    let s = ServerProc::start(bin, &[]);
+    let mut peer = s.join("Peer");
+    let addr = format!("127.0.0.1:{}", s.port);
+    let mut c = ClientProc::spawn(bin, &[&addr, "--name", "Pipe"], &[]);
+    c.type_lines("/pm Nobody hi\n/pm peer hello you\n");
+    c.stdout.wait_for("the server's answer", |l| {
+        l.contains("User 'Nobody' not found.")
+    });
+    peer.expect_system("Pipe joined from 127.0.0.1.");
+    let pm = peer.recv();
+    assert_eq!(
+        (&pm["type"], &pm["text"]),
+        (&json!("pm"), &json!("hello you"))
+    );
+    c.stdout.wait_for("the delivered PM", |l| {
+        is_stamped(l, "PM to Peer: hello you")
+    });
+    c.close_stdin();
+    assert!(c.finish().success(), "{}", c.stderr.text());
+    assert!(
+        !c.stdout.text().contains("PM to Nobody"),
+        "{}",
+        c.stdout.text()
+    );
+}
+
+/// IRC's convention: `//usr/bin/env` says `/usr/bin/env`.
+fn double_slash_sends_a_line_starting_with_a_slash(bin: &str) {
+    let s = ServerProc::start(bin, &[]);
+    let mut peer = s.join("Peer");
+    let addr = format!("127.0.0.1:{}", s.port);
+    let mut c = ClientProc::spawn(bin, &[&addr, "--name", "Pipe"], &[]);
+    c.type_lines("//usr/bin/env python3\n");
+    peer.expect_system("Pipe joined from 127.0.0.1.");
+    peer.expect_message("Pipe", "/usr/bin/env python3");
+    c.close_stdin();
+    assert!(c.finish().success(), "{}", c.stderr.text());
 }
 
 fn client_exits_zero_at_end_of_input(bin: &str) {
