@@ -17,7 +17,9 @@
 //! * mDNS and the automatic directed-broadcast addresses run only inside two
 //!   network namespaces that the test creates (`ip netns`, joined by a veth
 //!   pair) and deletes. Creating them needs root; where `ip netns add`
-//!   fails, that test says so and returns (the only skip here).
+//!   fails, that test fails saying so, unless
+//!   `LANTALK_TEST_SKIP_UNAVAILABLE=1` is set (then it says so and passes:
+//!   the only skip here).
 //!
 //! Every child is killed when its handle drops, panics included, and every
 //! wait is bounded.
@@ -664,8 +666,26 @@ fn ip(args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// What a test does when what it needs from the machine is missing: it
+/// fails, saying what is missing, because a test that passes without
+/// running hides that nothing was checked. With
+/// `LANTALK_TEST_SKIP_UNAVAILABLE=1` it says so and passes instead (for
+/// machines that cannot provide it, such as an unprivileged container).
+fn unavailable(what: &str) {
+    if std::env::var("LANTALK_TEST_SKIP_UNAVAILABLE").as_deref() == Ok("1") {
+        eprintln!("SKIPPED (LANTALK_TEST_SKIP_UNAVAILABLE=1): {what}");
+        return;
+    }
+    panic!(
+        "{what}\nThis test cannot run here. Set LANTALK_TEST_SKIP_UNAVAILABLE=1 to skip it \
+         instead of failing."
+    );
+}
+
 impl NetnsPair {
-    /// `None` (after saying why) where namespaces cannot be created.
+    /// `None` (after saying why) where namespaces cannot be created and
+    /// `LANTALK_TEST_SKIP_UNAVAILABLE=1` allows that; otherwise that fails
+    /// the test (see [`unavailable`]).
     fn create() -> Option<NetnsPair> {
         static N: AtomicU64 = AtomicU64::new(0);
         let tag = format!(
@@ -675,10 +695,11 @@ impl NetnsPair {
         );
         let a = format!("lantalk-disc-{tag}-a");
         if let Err(e) = ip(&["netns", "add", &a]) {
-            eprintln!(
-                "SKIPPED: mDNS between network namespaces needs `ip netns add`, which failed \
-                 here ({e}). Run the tests as root with iproute2 installed to cover it."
-            );
+            unavailable(&format!(
+                "mDNS between network namespaces needs `ip netns add`, which failed here \
+                 ({e}). Run the tests as root with iproute2 installed (`cargo xtask test` \
+                 installs it)."
+            ));
             return None;
         }
         let net = NetnsPair {

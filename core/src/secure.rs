@@ -26,7 +26,9 @@ use rand_core::{CryptoRng, RngCore, SeedableRng};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use snow::params::{CipherChoice, DHChoice, HashChoice, NoiseParams};
-use snow::resolvers::{CryptoResolver, DefaultResolver, RingResolver};
+#[cfg(not(target_arch = "wasm32"))]
+use snow::resolvers::RingResolver;
+use snow::resolvers::{CryptoResolver, DefaultResolver};
 use snow::types::{Cipher, Dh, Hash, Random};
 
 use crate::password::HashParams;
@@ -570,9 +572,12 @@ impl CryptoResolver for SeededResolver {
         DefaultResolver.resolve_hash(choice)
     }
     fn resolve_cipher(&self, choice: &CipherChoice) -> Option<Box<dyn Cipher>> {
-        RingResolver
-            .resolve_cipher(choice)
-            .or_else(|| DefaultResolver.resolve_cipher(choice))
+        // ring does not build for wasm32: the pure-Rust ciphers serve there.
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(cipher) = RingResolver.resolve_cipher(choice) {
+            return Some(cipher);
+        }
+        DefaultResolver.resolve_cipher(choice)
     }
 }
 

@@ -708,7 +708,7 @@ const SEND_FLAGS: libc::c_int = libc::MSG_DONTWAIT;
 /// socket is full (up to [`STALLED_WRITE`]). Leaves after [`WRITER_IDLE`]
 /// without output (the core thread writes again then), or once the
 /// connection is closed and flushed.
-fn write_loop(shared: &Shared, mut buf: Vec<u8>) {
+fn write_loop(shared: &Arc<Shared>, mut buf: Vec<u8>) {
     loop {
         if !buf.is_empty() && (&shared.stream).write_all(&buf).is_err() {
             break;
@@ -746,7 +746,7 @@ fn write_loop(shared: &Shared, mut buf: Vec<u8>) {
 
 /// The output side is done: half-close (see [`half_close`]) and discard
 /// whatever is queued later.
-fn end_output(shared: &Shared) {
+fn end_output(shared: &Arc<Shared>) {
     {
         let mut state = shared.lock();
         state.ended = true;
@@ -758,11 +758,55 @@ fn end_output(shared: &Shared) {
 /// Half-closes so the peer reads everything before the end of the stream (a
 /// full close with unread input would reset the connection and could discard
 /// the last lines, such as the reason for a kick). The reader ends when the
-/// peer closes too, or after a grace period.
-fn half_close(shared: &Shared) {
+/// peer closes too or sends anything more, or at the latest when
+/// [`close_later`] shuts the socket after a grace period.
+fn half_close(shared: &Arc<Shared>) {
     let _ = shared.stream.shutdown(Shutdown::Write);
     let _ = shared.stream.set_read_timeout(Some(FLUSH_TIMEOUT));
     shared.done.store(true, Ordering::Release);
+    close_later(shared);
+}
+
+/// Shuts the reading side of a half-closed connection [`FLUSH_TIMEOUT`] from
+/// now, if it is still open then, so that the socket goes whatever the peer
+/// does. Without this, a peer that never closes and never sends again keeps
+/// it for ever: the read timeout set at half-close does not reach a read
+/// already blocked (where reads have no timeout of their own), and on Linux
+/// a connection parked in the idle watcher has no read at all. Shutting the
+/// reading side wakes both: a blocked read returns the end of the stream,
+/// and epoll reports the socket readable, so the watcher hands it to a
+/// reader that finds the end. Either reader then leaves as for a peer that
+/// closed, dropping the last reference to the socket, which closes it.
+///
+/// One thread for the whole process keeps the pending shutdowns, in order
+/// (each is due the same time after it was asked for), holding only weak
+/// references: a connection that ends sooner is not kept for it.
+fn close_later(shared: &Arc<Shared>) {
+    type Due = (std::time::Instant, std::sync::Weak<Shared>);
+    static CLOSER: std::sync::OnceLock<Option<std::sync::mpsc::Sender<Due>>> =
+        std::sync::OnceLock::new();
+    let closer = CLOSER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Due>();
+        thread::Builder::new()
+            .name("closer".into())
+            .stack_size(CONN_STACK)
+            .spawn(move || {
+                for (due, conn) in rx {
+                    thread::sleep(due.saturating_duration_since(std::time::Instant::now()));
+                    if let Some(shared) = conn.upgrade() {
+                        let _ = shared.stream.shutdown(Shutdown::Both);
+                    }
+                }
+            })
+            .ok()
+            .map(|_| tx)
+    });
+    let due = std::time::Instant::now() + FLUSH_TIMEOUT;
+    // Without the thread (it could not be started) the read timeout set at
+    // half-close is all there is.
+    if let Some(tx) = closer {
+        let _ = tx.send((due, Arc::downgrade(shared)));
+    }
 }
 
 #[cfg(test)]
