@@ -330,6 +330,7 @@ impl ServerProc {
         wait_exit(&mut self.child, "the server")
     }
 
+    #[cfg(unix)]
     fn pid(&self) -> u32 {
         self.child.id()
     }

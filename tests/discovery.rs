@@ -49,6 +49,7 @@ macro_rules! discovery_tests {
                 two_scanners_at_once_both_see_the_server,
                 hostile_datagrams_are_ignored,
                 lantalk2_client_finds_our_server,
+                lantalk2_beacon_only_when_its_clients_may_join,
                 mdns_and_directed_broadcast_between_namespaces,
             );
         }
@@ -255,7 +256,9 @@ fn lantalk2_client_finds_our_server(bin: &str) {
     static PORT_5051: Mutex<()> = Mutex::new(());
     let _only_us = PORT_5051.lock().unwrap_or_else(|e| e.into_inner());
     let py = python();
-    let server = Server::start(bin, "ForPython", &loopback_announce(5051));
+    let mut args = loopback_announce(5051);
+    args.push("--allow-plaintext".into());
+    let server = Server::start(bin, "ForPython", &args);
     let scratch = TempDir::new("py");
     let mut cmd = command(py);
     cmd.args([
@@ -287,6 +290,44 @@ fn lantalk2_client_finds_our_server(bin: &str) {
         "LanTalk 2.0 did not list 127.0.0.1:{}: {found}",
         server.port
     );
+}
+
+/// LanTalk 2.0's beacon goes out only with `--allow-plaintext`: otherwise
+/// its clients would list a server that refuses them. Ours goes out always.
+fn lantalk2_beacon_only_when_its_clients_may_join(bin: &str) {
+    for plaintext in [false, true] {
+        let port = free_udp_port();
+        let listener = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)).expect("bind");
+        listener
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut args = loopback_announce(port);
+        if plaintext {
+            args.push("--allow-plaintext".into());
+        }
+        let server = Server::start(bin, "Beacons", &args);
+        let (mut legacy, mut info) = (0, 0);
+        let end = std::time::Instant::now() + Duration::from_millis(1500);
+        let mut buf = [0u8; 2048];
+        while std::time::Instant::now() < end {
+            if let Ok((n, _)) = listener.recv_from(&mut buf) {
+                let d = &buf[..n];
+                let ours = format!(":{}", server.port);
+                if d.starts_with(b"LANTALK_SERVER:") && d.ends_with(ours.as_bytes()) {
+                    legacy += 1;
+                } else if d.starts_with(b"LANTALK_INFO ") {
+                    info += 1;
+                }
+            }
+        }
+        assert!(info > 0, "no LANTALK_INFO beacon (plaintext: {plaintext})");
+        assert_eq!(
+            legacy > 0,
+            plaintext,
+            "{legacy} LanTalk 2.0 beacons with --allow-plaintext {}",
+            if plaintext { "on" } else { "off" }
+        );
+    }
 }
 
 fn mdns_and_directed_broadcast_between_namespaces(bin: &str) {

@@ -45,6 +45,10 @@ pub struct AnnounceSettings {
     pub password: bool,
     pub encrypted: bool,
     pub fingerprint: Option<String>,
+    /// Send LanTalk 2.0's `LANTALK_SERVER:ip:port` beacon too: only when
+    /// its clients may join (`--allow-plaintext`), or they would list a
+    /// server that refuses them.
+    pub legacy_beacon: bool,
 }
 
 /// One beacon destination and the server address announced to it.
@@ -292,9 +296,13 @@ fn announce(
                     fingerprint: settings.fingerprint.clone(),
                 };
                 let dest = SocketAddr::from((t.dest, settings.discovery_port));
-                let sent = socket
-                    .send_to(&disc::encode_legacy(t.advertised, local.port()), dest)
-                    .and_then(|_| socket.send_to(&disc::encode_info(&announcement), dest));
+                let legacy = disc::encode_legacy(t.advertised, local.port());
+                let sent = (if settings.legacy_beacon {
+                    socket.send_to(&legacy, dest).map(drop)
+                } else {
+                    Ok(())
+                })
+                .and_then(|_| socket.send_to(&disc::encode_info(&announcement), dest));
                 match sent {
                     Ok(_) => {
                         if failing.remove(&t.dest) {

@@ -113,6 +113,7 @@ fn start<R: Runtime>(
             password: has_password,
             encrypted: true,
             fingerprint: Some(fingerprint.clone()),
+            legacy_beacon: args.allow_plaintext,
         };
         let (names, level, log_path) = (
             Arc::clone(&names),
