@@ -1,0 +1,224 @@
+//! What a logged-in user says: messages, the rate limit, and the chat
+//! commands the server answers.
+
+use super::*;
+
+impl Server {
+    pub(super) fn handle_chat_line(&mut self, now: Now, conn: ConnId, line: &[u8]) {
+        let max_malformed = self.config.max_malformed_in_a_row;
+        let parsed = protocol::parse_client_line(line);
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let (text, literal) = match parsed {
+            Ok(ClientLine::Message(text)) => {
+                c.malformed_in_a_row = 0;
+                (text, false)
+            }
+            Ok(ClientLine::Literal(text)) => {
+                c.malformed_in_a_row = 0;
+                (text, true)
+            }
+            // Input of any kind already counts against the idle timeout.
+            Ok(ClientLine::Keepalive) => {
+                c.malformed_in_a_row = 0;
+                return;
+            }
+            Ok(ClientLine::Other) => {
+                c.malformed_in_a_row = 0;
+                let name = c.name().unwrap_or_default().to_string();
+                return self.event(
+                    Level::Debug,
+                    EventKind::Malformed,
+                    format!("Ignored a non-message line from {name}"),
+                );
+            }
+            Err(m) => {
+                c.malformed_in_a_row += 1;
+                let too_many = c.malformed_in_a_row >= max_malformed;
+                let name = c.name().unwrap_or_default().to_string();
+                self.event(
+                    Level::Debug,
+                    EventKind::Malformed,
+                    format!("Malformed line from {name} ignored: {}", m.0),
+                );
+                if too_many {
+                    return self.kick(
+                        now,
+                        conn,
+                        "Too many malformed messages — disconnecting.",
+                        CloseReason::Malformed,
+                        "was disconnected for sending malformed data",
+                    );
+                }
+                return self.send(
+                    conn,
+                    protocol::system(now.wall, &format!("Ignored a malformed message ({}).", m.0)),
+                );
+            }
+        };
+        if text.is_empty() {
+            return;
+        }
+        if !self.check_rate(now, conn) {
+            return;
+        }
+        if text.chars().count() > MAX_TEXT_CHARS {
+            let notice = format!("Message not sent: longer than {MAX_TEXT_CHARS} characters.");
+            return self.send(conn, protocol::system(now.wall, &notice));
+        }
+        // LanTalk 2.0 clients print what they receive as it is: a control
+        // character would reach their terminals raw (our clients make it
+        // visible whatever a server sends). Refused here, for everyone.
+        if let Some(bad) = protocol::first_control(&text) {
+            let notice = format!(
+                "Message not sent: it contains the control character U+{:04X}, which could \
+                 disrupt other people's terminals.",
+                bad as u32
+            );
+            return self.send(conn, protocol::system(now.wall, &notice));
+        }
+        // The sender's name is borrowed, not copied, on the way to the
+        // broadcast (commands, rarer, take a copy).
+        let Some(name) = self.conns.get(&conn).and_then(Conn::name) else {
+            return;
+        };
+        if text.starts_with('/') && !literal {
+            let name = name.to_string();
+            return self.handle_client_command(now, conn, &name, &text);
+        }
+        let line = protocol::message(now.wall, name, &text);
+        if self.config.chat_events {
+            let name = name.to_string();
+            let message = format!("<{name}> {text}");
+            let chat = EventDetail::Chat { user: name, text };
+            self.detailed_event(Level::Debug, EventKind::Chat, message, chat);
+        }
+        self.relayed += 1;
+        self.broadcast(line, Some(conn));
+    }
+
+    /// Applies the rate limit; `false` when the line must be dropped.
+    pub(super) fn check_rate(&mut self, now: Now, conn: ConnId) -> bool {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return false;
+        };
+        let Some(rate) = c.rate.as_mut() else {
+            return true;
+        };
+        if rate.try_hit(now.instant) {
+            return true;
+        }
+        c.flood_warnings.hit(now.instant);
+        let kick = c.flood_warnings.is_full(now.instant);
+        let name = c.name().unwrap_or_default().to_string();
+        self.event(
+            Level::Warning,
+            EventKind::RateLimit,
+            format!("{name} hit rate limit"),
+        );
+        if kick {
+            self.kick(
+                now,
+                conn,
+                "You have been kicked for flooding.",
+                CloseReason::Flooding,
+                "was kicked for flooding",
+            );
+        } else {
+            self.send(
+                conn,
+                protocol::system(
+                    now.wall,
+                    "\u{26a0} Slow down \u{2014} you're sending too fast.",
+                ),
+            );
+        }
+        false
+    }
+
+    pub(super) fn handle_client_command(&mut self, now: Now, conn: ConnId, name: &str, text: &str) {
+        let (cmd, rest) = protocol::split_word(text);
+        let cmd = cmd.to_lowercase();
+        match cmd.as_str() {
+            "/users" => {
+                let list = format!("Online: {}", self.roster().join(", "));
+                self.send(conn, protocol::system(now.wall, &list));
+            }
+            "/pm" => {
+                let (target, body) = protocol::split_word(rest);
+                let body = body.trim();
+                if target.is_empty() || body.is_empty() {
+                    return self.send(
+                        conn,
+                        protocol::system(now.wall, "Usage: /pm <user> <message>"),
+                    );
+                }
+                match self.users.get(&name_key(target)).copied() {
+                    Some(to) => {
+                        self.event(
+                            Level::Debug,
+                            EventKind::Chat,
+                            format!("PM {name} -> {target}"),
+                        );
+                        self.send(to, protocol::pm(now.wall, name, body));
+                        if self.conns.get(&conn).is_some_and(Conn::is_secure) {
+                            let to_name = self
+                                .conns
+                                .get(&to)
+                                .and_then(Conn::name)
+                                .unwrap_or(target)
+                                .to_string();
+                            self.send(conn, protocol::pm_sent(now.wall, &to_name, body));
+                        }
+                    }
+                    None => self.send(
+                        conn,
+                        protocol::system(now.wall, &format!("User '{target}' not found.")),
+                    ),
+                }
+            }
+            "/quit" | "/exit" | "/q" => {
+                self.send(conn, protocol::system(now.wall, "Goodbye!"));
+                if let Some(c) = self.remove(conn) {
+                    self.actions.push_back(Action::Close {
+                        conn,
+                        reason: CloseReason::Quit,
+                    });
+                    if let Phase::Active { name, .. } = c.phase {
+                        self.event(Level::Info, EventKind::Leave, format!("{name} left."));
+                        self.announce_left(now, &name);
+                    }
+                }
+            }
+            "/me" => {
+                let action = rest.trim();
+                if action.is_empty() {
+                    return self.send(conn, protocol::system(now.wall, "Usage: /me <action>"));
+                }
+                // Sent on as the command itself: our clients show `* name
+                // action`, LanTalk 2.0 clients show it as a plain line.
+                let chat = EventDetail::Chat {
+                    user: name.to_string(),
+                    text: format!("/me {action}"),
+                };
+                let message = format!("* {name} {action}");
+                self.detailed_event(Level::Debug, EventKind::Chat, message, chat);
+                self.relayed += 1;
+                let line = protocol::message(now.wall, name, &format!("/me {action}"));
+                self.broadcast(line, Some(conn));
+            }
+            "/help" => {
+                let help = crate::commands::chat_help(false);
+                self.send(conn, protocol::system(now.wall, &help));
+            }
+            _ => self.send(
+                conn,
+                protocol::system(
+                    now.wall,
+                    &format!("Unknown command: {cmd}. Type /help for the list."),
+                ),
+            ),
+        }
+    }
+}

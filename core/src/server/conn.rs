@@ -1,0 +1,127 @@
+//! One connection as the server sees it: where it is in its life (logging
+//! in, waiting for approval, chatting) and how its bytes travel (plain lines,
+//! a handshake, sealed frames).
+
+use super::*;
+
+pub(super) enum Phase {
+    LoggingIn {
+        deadline: Instant,
+        /// A password check under way: the name asked for, and what the
+        /// client's proof must be.
+        pake: Option<(String, PakeServer)>,
+    },
+    /// Logged in (name and password checked), waiting to be approved by
+    /// the operator: first the commit-then-reveal exchange for the code,
+    /// then the operator's answer. Not a user yet: sees and sends no chat.
+    Approving {
+        deadline: Instant,
+        name: String,
+        step: approve::Step,
+    },
+    /// Logged in; `joined` orders users by login, as LanTalk lists them.
+    Active { name: String, joined: u64 },
+}
+
+/// How bytes travel on a connection.
+pub(super) enum Wire {
+    /// JSON lines in the clear. Until the first line arrives (`offer` is
+    /// still held), that line may be a hello that switches to frames.
+    Plain { offer: Option<Vec<u8>> },
+    Handshake {
+        noise: Box<snow::HandshakeState>,
+        frames: FrameBuffer,
+    },
+    Secure {
+        noise: Box<snow::TransportState>,
+        frames: FrameBuffer,
+        /// Binds the password check to this one session.
+        hash: Vec<u8>,
+        /// The client's long-term key.
+        peer: Vec<u8>,
+    },
+}
+
+pub(super) struct Conn {
+    pub(super) addr: SocketAddr,
+    pub(super) wire: Wire,
+    /// JSON lines: as received, or as decrypted.
+    pub(super) lines: LineBuffer,
+    /// Lines for an encrypted peer not sealed yet: everything the server
+    /// says to it while handling one input goes out in one frame (see
+    /// [`Server::seal_pending`]).
+    pub(super) unsealed: Vec<u8>,
+    pub(super) phase: Phase,
+    pub(super) last_input: Instant,
+    pub(super) malformed_in_a_row: u32,
+    pub(super) rate: Option<Window>,
+    pub(super) flood_warnings: Window,
+}
+
+impl Conn {
+    /// When this connection must have done something by, if ever.
+    pub(super) fn deadline(&self, idle_timeout: Option<Duration>) -> Option<Instant> {
+        match self.phase {
+            Phase::LoggingIn { deadline, .. } | Phase::Approving { deadline, .. } => Some(deadline),
+            Phase::Active { .. } => idle_timeout.map(|t| self.last_input + t),
+        }
+    }
+
+    pub(super) fn name(&self) -> Option<&str> {
+        match &self.phase {
+            Phase::Active { name, .. } => Some(name),
+            Phase::LoggingIn { .. } | Phase::Approving { .. } => None,
+        }
+    }
+
+    pub(super) fn ip(&self) -> IpAddr {
+        canonical(self.addr.ip())
+    }
+
+    pub(super) fn is_plaintext(&self) -> bool {
+        matches!(self.wire, Wire::Plain { .. })
+    }
+
+    /// Queues `line` to be sealed with whatever else follows it; true if it
+    /// is the first line queued since the last seal. Only for secure wires.
+    pub(super) fn queue_sealed(&mut self, line: &[u8]) -> bool {
+        let first = self.unsealed.is_empty();
+        self.unsealed.extend_from_slice(line);
+        first
+    }
+
+    /// The queued lines in one sealed payload, if any.
+    pub(super) fn take_sealed(&mut self) -> Option<Payload> {
+        if self.unsealed.is_empty() {
+            return None;
+        }
+        let mut lines = std::mem::take(&mut self.unsealed);
+        let bytes = self.encode(&lines);
+        // A burst may have grown it; an idle connection should not keep that.
+        if lines.capacity() <= KEEP_UNSEALED {
+            lines.clear();
+            self.unsealed = lines;
+        }
+        Some(bytes)
+    }
+
+    pub(super) fn is_secure(&self) -> bool {
+        matches!(self.wire, Wire::Secure { .. })
+    }
+
+    /// `line` as it must go on this connection's wire. In the middle of a
+    /// handshake there is no way to say anything: an empty payload.
+    pub(super) fn encode(&mut self, line: &[u8]) -> Payload {
+        match &mut self.wire {
+            // Only fails if the nonce space (2^64 messages) is exhausted.
+            Wire::Secure { noise, .. } => {
+                secure::seal_shared(noise, line).unwrap_or_else(|_| Payload::from(&[][..]))
+            }
+            Wire::Handshake { .. } => Payload::from(&[][..]),
+            Wire::Plain { .. } => line.into(),
+        }
+    }
+}
+
+/// Capacity of a connection's unsealed lines kept between bursts.
+const KEEP_UNSEALED: usize = 16 * 1024;

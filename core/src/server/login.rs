@@ -1,0 +1,217 @@
+//! Logging in: name checks, the password (in the clear for LanTalk 2.0, by
+//! SPAKE2 inside the encrypted session), the failed-login limit per address,
+//! and the welcome.
+
+use super::*;
+
+/// Addresses whose failed logins are tracked at most; beyond this the idle
+/// records are dropped first, so the table cannot grow without bound.
+const MAX_TRACKED_ADDRESSES: usize = 4096;
+
+impl Server {
+    pub(super) fn handle_login(&mut self, now: Now, conn: ConnId, line: &[u8]) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let ip = c.ip();
+        let plaintext = c.is_plaintext();
+        if let Phase::LoggingIn { pake, .. } = &mut c.phase {
+            if let Some((name, check)) = pake.take() {
+                return self.finish_pake(now, conn, line, name, check);
+            }
+        }
+
+        let login = match protocol::parse_login(line) {
+            Ok(login) => login,
+            Err(m) => {
+                return self.refuse_login(now, conn, &format!("Malformed login: {}.", m.0));
+            }
+        };
+        if plaintext && self.secure.is_some() && !self.config.allow_plaintext {
+            return self.refuse_login(
+                now,
+                conn,
+                "This server only accepts encrypted connections, and your client does not \
+                 encrypt (LanTalk 2.0?). Use a LanTalk client that does, or ask the operator \
+                 to allow plaintext clients.",
+            );
+        }
+        if let Some(w) = self.failed_logins.get_mut(&ip) {
+            if w.is_full(now.instant) {
+                let wait = w
+                    .frees_at()
+                    .map(|t| {
+                        t.saturating_since(now.instant)
+                            .as_secs_f64()
+                            .ceil()
+                            .max(1.0) as u64
+                    })
+                    .unwrap_or(1);
+                let text = format!("Too many failed logins; try again in {wait} s.");
+                return self.refuse_login(now, conn, &text);
+            }
+        }
+        if let Err(reason) = validate_username(&login.username) {
+            return self.refuse_login(now, conn, &reason);
+        }
+        if self.name_taken(&login.username) {
+            return self.refuse_login(now, conn, "Username already taken.");
+        }
+        let Some(hash) = self.config.password.clone() else {
+            return self.admit(now, conn, login.username);
+        };
+        if plaintext {
+            if hash.verify(&login.password) {
+                return self.admit(now, conn, login.username);
+            }
+            return self.wrong_password(now, conn, ip, &login.username);
+        }
+        // Encrypted: the password never crosses the wire; run SPAKE2 instead.
+        let Some(client_msg) = login.pake else {
+            return self.refuse_login(now, conn, "This server needs a password.");
+        };
+        let seed = match self.secure.as_mut() {
+            Some((_, rng)) => rng.seed(),
+            None => return,
+        };
+        let Some(Wire::Secure { hash: session, .. }) = self.conns.get(&conn).map(|c| &c.wire)
+        else {
+            return;
+        };
+        match secure::pake_server_respond(hash.secret(), &client_msg, session, seed) {
+            Some((msg, proof, check)) => {
+                if let Some(Phase::LoggingIn { pake, .. }) =
+                    self.conns.get_mut(&conn).map(|c| &mut c.phase)
+                {
+                    *pake = Some((login.username, check));
+                }
+                self.send(conn, protocol::pake_reply(&msg, &proof));
+            }
+            None => self.wrong_password(now, conn, ip, &login.username),
+        }
+    }
+
+    /// The client's proof that it knows the password.
+    pub(super) fn finish_pake(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        line: &[u8],
+        name: String,
+        check: PakeServer,
+    ) {
+        let ip = match self.conns.get(&conn) {
+            Some(c) => c.ip(),
+            None => return,
+        };
+        match protocol::parse_pake_confirm(line) {
+            Ok(proof) if check.verify(&proof) => {
+                // The name may have been taken while the check ran.
+                if self.name_taken(&name) {
+                    return self.refuse_login(now, conn, "Username already taken.");
+                }
+                self.admit(now, conn, name)
+            }
+            _ => self.wrong_password(now, conn, ip, &name),
+        }
+    }
+
+    pub(super) fn wrong_password(&mut self, now: Now, conn: ConnId, ip: IpAddr, name: &str) {
+        self.record_failed_login(now, ip);
+        self.event(
+            Level::Warning,
+            EventKind::Auth,
+            format!("Wrong password attempt for '{name}' from {ip}"),
+        );
+        self.refuse_login(now, conn, "Wrong password.");
+    }
+
+    pub(super) fn complete_login(&mut self, now: Now, conn: ConnId, name: String) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let ip = c.ip();
+        c.phase = Phase::Active {
+            name: name.clone(),
+            joined: self.logins,
+        };
+        self.logins += 1;
+        let how = match &c.wire {
+            Wire::Secure { peer, .. } => format!(" (key {})", secure::fingerprint(peer)),
+            _ if self.secure.is_some() => " (unencrypted)".to_string(),
+            _ => String::new(),
+        };
+        let ours = c.is_secure();
+        self.users.insert(name_key(&name), conn);
+        // The idle deadline may come before the login deadline still armed.
+        if let Some(idle) = self.config.idle_timeout {
+            self.timers.push(Reverse((now.instant + idle, conn)));
+        }
+        let ok = if ours {
+            let info = protocol::SessionInfo {
+                rate_limit: self.config.rate_limit,
+                idle_timeout: self.config.idle_timeout,
+                users: self.usernames().into_iter().map(str::to_string).collect(),
+            };
+            protocol::auth_ok_ours(now.wall, &name, &self.config.name, &info)
+        } else {
+            protocol::auth_ok(now.wall, &name, &self.config.name)
+        };
+        self.send(conn, ok);
+        self.event(
+            Level::Info,
+            EventKind::Join,
+            format!("{name} joined from {ip}{how}"),
+        );
+        // Everyone is told when a member can be read by the whole network.
+        let marker = if how == " (unencrypted)" {
+            how.as_str()
+        } else {
+            ""
+        };
+        let notice = protocol::system(now.wall, &format!("{name} joined from {ip}{marker}."));
+        self.broadcast(notice, Some(conn));
+        self.broadcast_ours(protocol::presence(now.wall, &name, true), Some(conn));
+    }
+
+    pub(super) fn refuse_login(&mut self, now: Now, conn: ConnId, reason: &str) {
+        self.refuse_login_as(now, conn, reason, CloseReason::AuthFailed);
+    }
+
+    pub(super) fn refuse_login_as(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        reason: &str,
+        close: CloseReason,
+    ) {
+        if let Some(c) = self.conns.get(&conn) {
+            let addr = c.addr;
+            self.event(
+                Level::Info,
+                EventKind::Auth,
+                format!("Login refused for {addr}: {reason}"),
+            );
+        }
+        self.send(conn, protocol::auth_fail(now.wall, reason));
+        self.close(conn, close);
+    }
+
+    pub(super) fn record_failed_login(&mut self, now: Now, ip: IpAddr) {
+        if !self.failed_logins.contains_key(&ip)
+            && self.failed_logins.len() >= MAX_TRACKED_ADDRESSES
+        {
+            self.failed_logins.retain(|_, w| !w.is_idle(now.instant));
+            if self.failed_logins.len() >= MAX_TRACKED_ADDRESSES {
+                if let Some(&victim) = self.failed_logins.keys().next() {
+                    self.failed_logins.remove(&victim);
+                }
+            }
+        }
+        let rate = self.config.failed_logins;
+        self.failed_logins
+            .entry(ip)
+            .or_insert_with(|| Window::new(rate))
+            .hit(now.instant);
+    }
+}

@@ -1,0 +1,256 @@
+//! From bytes to lines: plaintext lines, the encrypted handshake and sealed
+//! frames, and the dispatch of each complete line to the phase it belongs to.
+
+use super::*;
+
+impl Server {
+    /// Bytes received on a connection, in whatever chunks the transport gave.
+    pub fn handle_input(&mut self, now: Now, conn: ConnId, bytes: &[u8]) -> Result<(), Error> {
+        let result = self.input(now, conn, bytes);
+        self.ask_next(now);
+        result
+    }
+
+    pub(super) fn input(&mut self, now: Now, conn: ConnId, bytes: &[u8]) -> Result<(), Error> {
+        let known = self.conns.contains_key(&conn);
+        self.expire(now);
+        if !known {
+            return Err(Error::UnknownConnection(conn));
+        }
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return Ok(()); // it timed out just now
+        };
+        c.last_input = now.instant;
+        if matches!(c.wire, Wire::Plain { .. }) {
+            c.lines.push(bytes);
+            self.drain_lines(now, conn);
+        } else {
+            self.handle_frames(now, conn, bytes);
+        }
+        Ok(())
+    }
+
+    /// Handles every complete line buffered for `conn`.
+    pub(super) fn drain_lines(&mut self, now: Now, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        // Take the buffer out so each line can be handled with `&mut self`.
+        let mut lines = std::mem::replace(&mut c.lines, LineBuffer::new(0));
+        while let Some(frame) = lines.next_frame() {
+            match frame {
+                Frame::Line(line) => {
+                    if let Some(suite) = self.hello(conn, line) {
+                        let hello = line.to_vec();
+                        let rest = lines.take_rest();
+                        return self.start_handshake(now, conn, &hello, suite, &rest);
+                    }
+                    self.handle_line(now, conn, line)
+                }
+                Frame::TooLong => self.line_too_long(now, conn),
+            }
+            if !self.conns.contains_key(&conn) {
+                return;
+            }
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.lines = lines;
+        }
+    }
+
+    /// The suite `line` asks for, if it is the first line of `conn` and a
+    /// hello for a suite we offered.
+    pub(super) fn hello(&mut self, conn: ConnId, line: &[u8]) -> Option<Suite> {
+        let offered = &self.secure.as_ref()?.0.suites;
+        let c = self.conns.get_mut(&conn)?;
+        match &mut c.wire {
+            Wire::Plain { offer } if offer.is_some() => {
+                let suite =
+                    secure::hello_suite(line).filter(|s| offered.iter().any(|o| o == s.name()));
+                if suite.is_none() {
+                    // The first line decides: this one is a plaintext login.
+                    *offer = None;
+                }
+                suite
+            }
+            _ => None,
+        }
+    }
+
+    pub(super) fn start_handshake(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        hello: &[u8],
+        suite: Suite,
+        rest: &[u8],
+    ) {
+        let Some((_, rng)) = self.secure.as_mut() else {
+            return;
+        };
+        let seed = rng.seed();
+        let Some(identity) = self.config.secure.as_ref().map(|s| s.identity.clone()) else {
+            return;
+        };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let Wire::Plain { offer: Some(offer) } = &c.wire else {
+            return;
+        };
+        let mut hello_line = hello.to_vec();
+        hello_line.push(b'\n');
+        let prologue = secure::prologue(offer, &hello_line);
+        match secure::handshake(false, &identity, &prologue, seed, suite) {
+            Ok(noise) => {
+                c.wire = Wire::Handshake {
+                    noise: Box::new(noise),
+                    frames: FrameBuffer::default(),
+                };
+                c.lines = LineBuffer::new(self.config.max_line);
+                self.handle_frames(now, conn, rest);
+            }
+            Err(_) => self.drop_secure(now, conn, "the handshake could not start"),
+        }
+    }
+
+    /// Bytes on a connection that speaks frames: advance the handshake, or
+    /// decrypt and handle the lines inside.
+    pub(super) fn handle_frames(&mut self, now: Now, conn: ConnId, bytes: &[u8]) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let mut out = Vec::new();
+        let mut failure = None;
+        let mut buf = vec![0u8; secure::MAX_HANDSHAKE];
+        let frames = match &mut c.wire {
+            Wire::Handshake { frames, .. } | Wire::Secure { frames, .. } => frames,
+            Wire::Plain { .. } => return,
+        };
+        frames.push(bytes);
+        let mut pending = std::mem::take(frames);
+        while let Some(frame) = pending.next_frame() {
+            match &mut c.wire {
+                Wire::Handshake { noise, .. } => {
+                    // Our handshake messages carry no payload; one that does
+                    // is not ours (the first message is not even
+                    // authenticated, so this is checked by hand).
+                    if !matches!(
+                        noise.read_message(frame, grow(&mut buf, frame.len())),
+                        Ok(0)
+                    ) {
+                        failure = Some("the handshake failed (tampered or not LanTalk)");
+                        break;
+                    }
+                    if !noise.is_handshake_finished() {
+                        match noise.write_message(&[], &mut buf) {
+                            Ok(n) => out.extend_from_slice(&secure::frame(&buf[..n])),
+                            Err(_) => {
+                                failure = Some("the handshake failed");
+                                break;
+                            }
+                        }
+                        continue;
+                    }
+                    let Wire::Handshake { noise, .. } =
+                        std::mem::replace(&mut c.wire, Wire::Plain { offer: None })
+                    else {
+                        unreachable!("matched above")
+                    };
+                    let hash = noise.get_handshake_hash().to_vec();
+                    let peer = noise.get_remote_static().unwrap_or_default().to_vec();
+                    match noise.into_transport_mode() {
+                        Ok(transport) => {
+                            c.wire = Wire::Secure {
+                                noise: Box::new(transport),
+                                frames: FrameBuffer::default(),
+                                hash,
+                                peer,
+                            }
+                        }
+                        Err(_) => {
+                            failure = Some("the handshake failed");
+                            break;
+                        }
+                    }
+                }
+                Wire::Secure { noise, .. } => {
+                    match noise.read_message(frame, grow(&mut buf, frame.len())) {
+                        Ok(n) => c.lines.push(&buf[..n]),
+                        Err(_) => {
+                            failure = Some("a frame failed to decrypt (tampered or replayed)");
+                            break;
+                        }
+                    }
+                }
+                Wire::Plain { .. } => break,
+            }
+        }
+        if let Wire::Handshake { frames, .. } | Wire::Secure { frames, .. } = &mut c.wire {
+            *frames = pending;
+            if frames.buffered() > secure::MAX_FRAME + 2 {
+                failure = Some("a frame was too large");
+            }
+        }
+        if !out.is_empty() {
+            self.actions.push_back(Action::Send {
+                conn,
+                bytes: out.into(),
+            });
+        }
+        // Lines that decrypted before a bad frame are authentic: handle them
+        // first, so the outcome does not depend on how TCP split the bytes.
+        self.drain_lines(now, conn);
+        if let Some(why) = failure {
+            self.drop_secure(now, conn, why);
+        }
+    }
+
+    /// Closes a connection whose encrypted transport failed. Nothing is sent:
+    /// there is no channel left to say it on.
+    pub(super) fn drop_secure(&mut self, now: Now, conn: ConnId, why: &str) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        let addr = c.addr;
+        let name = c.name().map(str::to_string);
+        self.event(
+            Level::Warning,
+            EventKind::Auth,
+            format!("Closed encrypted connection from {addr}: {why}"),
+        );
+        self.close(conn, CloseReason::Encryption);
+        if let Some(name) = name {
+            self.announce_left(now, &name);
+        }
+    }
+
+    pub(super) fn handle_line(&mut self, now: Now, conn: ConnId, line: &[u8]) {
+        // Blank lines are keep-alives at most; LanTalk ignores them too.
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
+        match self.conns.get(&conn).map(|c| &c.phase) {
+            Some(Phase::Active { .. }) => self.handle_chat_line(now, conn, line),
+            Some(Phase::Approving { .. }) => self.handle_approval_line(now, conn, line),
+            _ => self.handle_login(now, conn, line),
+        }
+    }
+
+    pub(super) fn line_too_long(&mut self, now: Now, conn: ConnId) {
+        let max = self.config.max_line;
+        let notice = format!("Line longer than {max} bytes — disconnecting.");
+        let logged_in = self.conns.get(&conn).and_then(Conn::name).is_some();
+        if logged_in {
+            self.kick(
+                now,
+                conn,
+                &notice,
+                CloseReason::LineTooLong,
+                "was disconnected for sending an oversized line",
+            );
+        } else {
+            self.refuse_login_as(now, conn, &notice, CloseReason::LineTooLong);
+        }
+    }
+}
