@@ -14,6 +14,7 @@ use core::net::SocketAddr;
 
 use crate::bans::BanList;
 use crate::client::{Client, ClientAction, ClientConfig, ClientEvent};
+use crate::password::PasswordCheck;
 use crate::server::{Action, ConnId, DisconnectCause, Payload, Server, ServerEvent};
 use crate::time::{Now, WallTime};
 
@@ -93,6 +94,10 @@ pub trait Transport {
     fn close(&mut self, conn: ConnId);
     /// Drop `conn` at once without flushing.
     fn abort(&mut self, conn: ConnId);
+    /// Run `check` somewhere blocking is fine (a worker thread, never the
+    /// loop that serves connections), then deliver its answer to
+    /// [`Server::handle_password_checked`] as one more input.
+    fn check_password(&mut self, check: PasswordCheck);
 }
 
 /// Carries out every pending server action. Returns true once the server has
@@ -113,6 +118,7 @@ pub fn dispatch_server(
                 }
             }
             Action::Close { conn, .. } => transport.close(conn),
+            Action::CheckPassword(check) => transport.check_password(check),
             Action::PersistBans(bans) => host.persist_bans(&bans),
             Action::Event(event) => host.event(&event),
             Action::Shutdown => shut_down = true,

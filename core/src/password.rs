@@ -7,6 +7,55 @@
 use argon2::{Algorithm, Argon2, Params, Version};
 use subtle::ConstantTimeEq;
 
+/// Names one password check, to match its answer to the login it is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CheckId(pub u64);
+
+/// A password to check against the server's hash: Argon2id, tens of
+/// milliseconds and 19 MiB of memory at the recommended cost. The server
+/// hands it out as an action instead of computing it, so the runtime runs
+/// it off its event loop (every other connection keeps being served); the
+/// answer comes back through `Server::handle_password_checked`.
+#[derive(Clone, PartialEq, Eq)]
+#[must_use = "a login waits for this check's answer"]
+pub struct PasswordCheck {
+    pub id: CheckId,
+    hash: PasswordHash,
+    candidate: String,
+}
+
+impl PasswordCheck {
+    pub(crate) fn new(id: CheckId, hash: PasswordHash, candidate: String) -> Self {
+        PasswordCheck {
+            id,
+            hash,
+            candidate,
+        }
+    }
+
+    /// Does the work (slow, on purpose: run it where blocking is fine).
+    pub fn run(self) -> PasswordChecked {
+        PasswordChecked {
+            id: self.id,
+            ok: self.hash.verify(&self.candidate),
+        }
+    }
+}
+
+impl std::fmt::Debug for PasswordCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the candidate: it may be someone's real password, typo'd.
+        write!(f, "PasswordCheck({})", self.id.0)
+    }
+}
+
+/// The answer to a [`PasswordCheck`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PasswordChecked {
+    pub id: CheckId,
+    pub ok: bool,
+}
+
 /// Cost parameters for Argon2id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HashParams {
@@ -33,7 +82,7 @@ impl HashParams {
 }
 
 /// The stored form of a password: salt, parameters and the Argon2id output.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct PasswordHash {
     salt: [u8; 16],
     params: HashParams,

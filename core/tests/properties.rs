@@ -250,7 +250,7 @@ impl Tracker {
                     assert!(!self.shut_down, "second Shutdown");
                     self.shut_down = true;
                 }
-                Action::PersistBans(_) | Action::Event(_) => {}
+                Action::PersistBans(_) | Action::Event(_) | Action::CheckPassword(_) => {}
             }
         }
         if let (Some(now), Some(t)) = (now, server.poll_timeout()) {
@@ -306,21 +306,24 @@ fn run_server(case: &ServerCase, how: Chunking, check: bool, typical: bool) -> V
     let mut server = Server::new(server_config(case.password), now, BanList::new());
     let mut t = Tracker::default();
     let mut log = Vec::new();
-    let record =
-        |server: &mut Server, t: &mut Tracker, reached: Option<Now>, log: &mut Vec<String>| {
-            let actions = drain_server(server);
-            if check {
-                t.check(server, reached, &actions);
-            }
-            log.extend(actions.iter().map(describe_server));
-        };
+    let record = |server: &mut Server,
+                  t: &mut Tracker,
+                  reached: Option<Now>,
+                  at: Now,
+                  log: &mut Vec<String>| {
+        let actions = drain_server(server, at);
+        if check {
+            t.check(server, reached, &actions);
+        }
+        log.extend(actions.iter().map(describe_server));
+    };
     for (i, op) in case.ops.iter().enumerate() {
         log.push(format!("step {i}: {op:?}"));
         match op {
             Op::Connect(a) => {
                 let c = server.handle_connect(now, addr(ADDRS[*a]));
                 t.opened.push(c);
-                record(&mut server, &mut t, Some(now), &mut log);
+                record(&mut server, &mut t, Some(now), now, &mut log);
             }
             Op::Input(target, bytes) => {
                 let Some(c) = pick(&server, &t.opened, *target) else {
@@ -332,7 +335,7 @@ fn run_server(case: &ServerCase, how: Chunking, check: bool, typical: bool) -> V
                     if check {
                         assert_eq!(r.is_err(), closed, "input on {c}: {r:?}");
                     }
-                    record(&mut server, &mut t, r.is_ok().then_some(now), &mut log);
+                    record(&mut server, &mut t, r.is_ok().then_some(now), now, &mut log);
                 }
             }
             Op::Disconnect(target, slow) => {
@@ -346,7 +349,7 @@ fn run_server(case: &ServerCase, how: Chunking, check: bool, typical: bool) -> V
                 };
                 if typical {
                     server.handle_timeout(now);
-                    record(&mut server, &mut t, Some(now), &mut log);
+                    record(&mut server, &mut t, Some(now), now, &mut log);
                 }
                 let closed = t.closed.contains(&c);
                 let r = server.handle_disconnect(now, c, cause);
@@ -357,11 +360,11 @@ fn run_server(case: &ServerCase, how: Chunking, check: bool, typical: bool) -> V
                     t.closed.insert(c);
                 }
                 log.push(format!("{r:?}"));
-                record(&mut server, &mut t, r.is_ok().then_some(now), &mut log);
+                record(&mut server, &mut t, r.is_ok().then_some(now), now, &mut log);
             }
             Op::Console(k) => {
                 server.handle_console(now, CONSOLE[*k]);
-                record(&mut server, &mut t, Some(now), &mut log);
+                record(&mut server, &mut t, Some(now), now, &mut log);
             }
             Op::Advance(ms) => now = later(now, *ms),
             Op::Timeout => {
@@ -371,7 +374,7 @@ fn run_server(case: &ServerCase, how: Chunking, check: bool, typical: bool) -> V
                     }
                 }
                 server.handle_timeout(now);
-                record(&mut server, &mut t, Some(now), &mut log);
+                record(&mut server, &mut t, Some(now), now, &mut log);
             }
             Op::Shutdown(console) => {
                 if *console {
@@ -379,7 +382,7 @@ fn run_server(case: &ServerCase, how: Chunking, check: bool, typical: bool) -> V
                 } else {
                     server.shutdown(now);
                 }
-                record(&mut server, &mut t, Some(now), &mut log);
+                record(&mut server, &mut t, Some(now), now, &mut log);
             }
         }
     }

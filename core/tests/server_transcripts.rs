@@ -848,7 +848,7 @@ fn refused_connection_is_not_open() {
             .handle_disconnect(at(0.0), c, DisconnectCause::PeerClosed),
         Err(Error::UnknownConnection(c))
     );
-    assert!(drain_server(&mut s.server).is_empty());
+    assert!(drain_server(&mut s.server, at(0.0)).is_empty());
 }
 
 // ── Terminal safety, keepalives, literal lines ───────────────────────────────
@@ -957,4 +957,81 @@ fn console_line_with_nobody_online_is_not_lost_in_silence() {
         })
         .collect();
     assert_eq!(replies, ["Not sent: nobody is connected to read it."]);
+}
+
+// ── Password checks off the event loop ───────────────────────────────────────
+
+/// A plaintext password is checked by the runtime off its loop: while it
+/// runs, everyone else is served, and the lines the peer sent after its
+/// login wait for the answer, then come in order.
+#[test]
+fn password_check_runs_off_the_loop_and_holds_later_lines() {
+    let mut s = ServerScript::new(password_config());
+    s.held = Some(Vec::new());
+    let bob = s.connect("10.0.0.2:5000");
+    s.login_pw(bob, "bob", "secret").unwrap();
+    s.answer_check(0);
+    let alice = s.connect("10.0.0.1:5000");
+    let both = format!("{}{}", login("alice", "secret"), chat("first words"));
+    s.input(alice, both).unwrap();
+    s.note("alice's check is out; bob chats meanwhile and is served at once");
+    s.say(bob, "anyone?").unwrap();
+    assert_eq!(s.sent_to(bob).len(), 0);
+    assert!(s.last.iter().any(|a| matches!(a, Action::Event(_))));
+    s.answer_check(1);
+    let to_bob = s.sent_to(bob).concat();
+    let joined = to_bob.find("alice joined").expect("join notice");
+    let words = to_bob.find("first words").expect("alice's first line");
+    assert!(joined < words, "{to_bob}");
+    assert_snapshot!(s.transcript());
+}
+
+/// At most `max_password_checks` run at once; the next waits for a slot.
+/// A peer that leaves during its check counts a failed login, and the late
+/// answer changes nothing.
+#[test]
+fn password_checks_are_bounded_and_answers_for_the_gone_are_dropped() {
+    let mut s = ServerScript::new(ServerConfig {
+        max_password_checks: 1,
+        ..password_config()
+    });
+    s.held = Some(Vec::new());
+    let a = s.connect("10.0.0.1:5000");
+    let b = s.connect("10.0.0.2:5000");
+    s.login_pw(a, "alice", "secret").unwrap();
+    s.login_pw(b, "bob", "secret").unwrap();
+    assert_eq!(s.held.as_ref().map(Vec::len), Some(1), "one slot");
+    s.disconnect(a, DisconnectCause::PeerClosed).unwrap();
+    assert!(s
+        .last
+        .iter()
+        .any(|x| matches!(x, Action::Event(e) if e.message.contains("abandoned"))));
+    s.answer_check(0);
+    assert_eq!(
+        s.held.as_ref().map(Vec::len),
+        Some(1),
+        "bob's check got the slot"
+    );
+    s.answer_check(1);
+    assert_eq!(s.server.usernames(), ["bob"]);
+}
+
+/// A peer cannot pile up data while its password is checked.
+#[test]
+fn data_held_during_a_check_is_bounded() {
+    let mut s = ServerScript::new(password_config());
+    s.held = Some(Vec::new());
+    let a = s.connect("10.0.0.1:5000");
+    s.login_pw(a, "alice", "secret").unwrap();
+    let line = chat(&"x".repeat(1000));
+    let mut closed = Vec::new();
+    for _ in 0..20 {
+        s.input(a, &line).unwrap();
+        assert!(s.server.buffered(a).unwrap_or(0) <= 16 * 1024);
+        closed = closes(&s.last);
+        if !closed.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(closed, [(a, CloseReason::LineTooLong)]);
 }

@@ -493,6 +493,10 @@ impl Harness {
                     self.mark_closed(conn, format!("Close({reason:?}) action"), Some(reason));
                 }
                 Action::PersistBans(list) => self.last_persist = Some(list),
+                // A runtime answers off its loop; here, within the same step.
+                Action::CheckPassword(check) => {
+                    self.server.handle_password_checked(self.now, check.run())
+                }
                 Action::Event(_) => {}
                 Action::Shutdown => {
                     assert!(

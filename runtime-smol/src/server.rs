@@ -30,6 +30,7 @@ use async_io::{Async, Timer};
 use lantalk_core::driver::{
     dispatch_server, Command, QueueFull, ServerHost, Transport, DEFAULT_QUEUE_BYTES,
 };
+use lantalk_core::password::{PasswordCheck, PasswordChecked};
 use lantalk_core::server::{ConnId, DisconnectCause, Payload};
 use lantalk_core::Server;
 use smol::channel::{bounded, Receiver, Sender, TryRecvError};
@@ -57,6 +58,7 @@ enum Input {
     Data(ConnId, Vec<u8>),
     Closed(ConnId),
     Command(Command),
+    PasswordChecked(PasswordChecked),
 }
 
 pub fn serve(bind: SocketAddr, server: Server, host: Box<dyn ServerHost>) -> io::Result<()> {
@@ -152,6 +154,7 @@ async fn run_loop(
                 conns.close(id);
                 let _ = server.handle_disconnect(now, id, DisconnectCause::PeerClosed);
             }
+            Some(Input::PasswordChecked(answer)) => server.handle_password_checked(now, answer),
             Some(Input::Command(Command::Line(line))) => server.handle_console(now, &line),
             Some(Input::Command(Command::Shutdown)) => server.shutdown(now),
             // What only a client is asked (passwords, trusting keys), and
@@ -357,6 +360,17 @@ impl Transport for Conns<'_, '_> {
     fn abort(&mut self, conn: ConnId) {
         // Dropping the task cancels it and closes the socket.
         self.map.remove(&conn);
+    }
+
+    fn check_password(&mut self, check: PasswordCheck) {
+        // On smol's blocking pool: this thread keeps serving everyone.
+        let tx = self.tx.clone();
+        self.ex
+            .spawn(async move {
+                let answer = smol::unblock(move || check.run()).await;
+                let _ = tx.send(Input::PasswordChecked(answer)).await;
+            })
+            .detach();
     }
 }
 

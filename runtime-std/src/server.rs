@@ -37,6 +37,7 @@ use std::time::Duration;
 use lantalk_core::driver::{
     dispatch_server, Command, OutQueue, QueueFull, ServerHost, Transport, DEFAULT_QUEUE_BYTES,
 };
+use lantalk_core::password::{PasswordCheck, PasswordChecked};
 use lantalk_core::server::{ConnId, DisconnectCause, Payload};
 use lantalk_core::Server;
 
@@ -94,6 +95,7 @@ enum Input {
     Data(ConnId, Vec<u8>),
     Closed(ConnId),
     Command(Command),
+    PasswordChecked(PasswordChecked),
 }
 
 pub fn serve(
@@ -129,6 +131,7 @@ pub fn serve(
         reading: HashSet::new(),
         to_flush: Vec::new(),
         scratch: Vec::new(),
+        answers: Vec::new(),
         readers: Readers::start(tx)?,
     };
     run_loop(&mut server, &mut *host, &clock, &rx, &mut conns);
@@ -219,13 +222,19 @@ fn handle(
             conns.peer_closed(id);
             let _ = server.handle_disconnect(now, id, DisconnectCause::PeerClosed);
         }
+        Some(Input::PasswordChecked(answer)) => server.handle_password_checked(now, answer),
         Some(Input::Command(Command::Line(line))) => server.handle_console(now, &line),
         Some(Input::Command(Command::Shutdown)) => server.shutdown(now),
         // What only a client is asked (passwords, trusting keys), and the end
         // of the console's input, which leaves the server running.
         Some(Input::Command(_)) => {}
     }
-    dispatch_server(server, now, conns, host)
+    let mut shut_down = dispatch_server(server, now, conns, host);
+    while let Some(answer) = conns.answers.pop() {
+        server.handle_password_checked(now, answer);
+        shut_down |= dispatch_server(server, now, conns, host);
+    }
+    shut_down
 }
 
 fn accept_loop(listener: TcpListener, tx: SyncSender<Input>) {
@@ -353,6 +362,8 @@ struct Conns {
     /// What the core thread writes from: one buffer for every connection.
     scratch: Vec<u8>,
     readers: Arc<Readers>,
+    /// Password checks that had to run on the core thread, to hand back.
+    answers: Vec<PasswordChecked>,
 }
 
 /// What every reader thread shares: the way to the core and (on Linux)
@@ -609,6 +620,23 @@ impl Transport for Conns {
             cut_off(&c.shared);
         }
     }
+
+    fn check_password(&mut self, check: PasswordCheck) {
+        // A thread of its own (the core bounds how many run at once): the
+        // core thread keeps serving everyone meanwhile.
+        let tx = self.readers.tx.clone();
+        let here = check.clone();
+        let spawned = std::thread::Builder::new()
+            .name("password-check".into())
+            .spawn(move || {
+                let _ = tx.send(Input::PasswordChecked(check.run()));
+            });
+        if spawned.is_err() {
+            // No thread to be had: checked here after all (everyone waits
+            // a moment), rather than leaving the login unanswered.
+            self.answers.push(here.run());
+        }
+    }
 }
 
 /// Drops a connection at once, discarding its output.
@@ -840,6 +868,7 @@ mod tests {
             reading: HashSet::new(),
             to_flush: Vec::new(),
             scratch: Vec::new(),
+            answers: Vec::new(),
             readers: Readers::start(tx).unwrap(),
         };
         (conns, rx)

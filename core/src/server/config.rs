@@ -88,6 +88,9 @@ pub struct ServerConfig {
     pub max_line: usize,
     /// Malformed lines in a row after which a connection is closed.
     pub max_malformed_in_a_row: u32,
+    /// Password checks (Argon2id, 19 MiB each at the recommended cost) run
+    /// at once off the event loop; more wait their turn.
+    pub max_password_checks: usize,
     /// Emit a debug [`EventKind::Chat`](super::EventKind::Chat) event for
     /// every relayed message. Building one costs three allocations per
     /// message; a host that neither logs chat nor shows it turns it off.
@@ -113,6 +116,7 @@ impl Default for ServerConfig {
             exempt_loopback: true,
             max_line: 16 * 1024,
             max_malformed_in_a_row: 10,
+            max_password_checks: 2,
             chat_events: true,
         }
     }

@@ -10,6 +10,9 @@ pub(super) enum Phase {
         /// A password check under way: the name asked for, and what the
         /// client's proof must be.
         pake: Option<(String, PakeServer)>,
+        /// A plaintext password being checked off the event loop, and the
+        /// name asked for. Lines that follow wait until it is answered.
+        check: Option<(CheckId, String)>,
     },
     /// Logged in (name and password checked), waiting to be approved by
     /// the operator: first the commit-then-reveal exchange for the code,
@@ -103,6 +106,11 @@ impl Conn {
             self.unsealed = lines;
         }
         Some(bytes)
+    }
+
+    /// Whether its password is being checked: its next lines wait.
+    pub(super) fn is_checking(&self) -> bool {
+        matches!(self.phase, Phase::LoggingIn { check: Some(_), .. })
     }
 
     pub(super) fn is_secure(&self) -> bool {

@@ -3,6 +3,7 @@
 //! and the welcome.
 
 use super::*;
+use crate::password::PasswordHash;
 
 /// Addresses whose failed logins are tracked at most; beyond this the idle
 /// records are dropped first, so the table cannot grow without bound.
@@ -61,10 +62,7 @@ impl Server {
             return self.admit(now, conn, login.username);
         };
         if plaintext {
-            if hash.verify(&login.password) {
-                return self.admit(now, conn, login.username);
-            }
-            return self.wrong_password(now, conn, ip, &login.username);
+            return self.check_password(conn, hash, login);
         }
         // Encrypted: the password never crosses the wire; run SPAKE2 instead.
         let Some(client_msg) = login.pake else {
@@ -114,6 +112,75 @@ impl Server {
             }
             _ => self.wrong_password(now, conn, ip, &name),
         }
+    }
+
+    /// Hands the password out to be checked off the event loop (at most
+    /// `max_password_checks` at once); the login resumes in
+    /// [`Server::handle_password_checked`].
+    fn check_password(&mut self, conn: ConnId, hash: PasswordHash, login: protocol::Login) {
+        let id = CheckId(self.next_check);
+        self.next_check += 1;
+        if let Some(Phase::LoggingIn { check, .. }) =
+            self.conns.get_mut(&conn).map(|c| &mut c.phase)
+        {
+            *check = Some((id, login.username));
+        }
+        self.checks.insert(id, conn);
+        let job = PasswordCheck::new(id, hash, login.password);
+        if self.checks.len() - self.checks_waiting.len() <= self.config.max_password_checks.max(1) {
+            self.actions.push_back(Action::CheckPassword(job));
+        } else {
+            self.checks_waiting.push_back(job);
+        }
+    }
+
+    /// The answer to an [`Action::CheckPassword`]. An answer for a login
+    /// that is gone (the peer left, its time ran out) is dropped.
+    pub fn handle_password_checked(&mut self, now: Now, answer: PasswordChecked) {
+        self.expire(now);
+        if let Some(conn) = self.checks.remove(&answer.id) {
+            self.password_checked(now, conn, answer);
+        }
+        // A slot is free: the next waiting check (for a login still there).
+        while let Some(job) = self.checks_waiting.pop_front() {
+            if self
+                .checks
+                .get(&job.id)
+                .is_some_and(|c| self.conns.contains_key(c))
+            {
+                self.actions.push_back(Action::CheckPassword(job));
+                break;
+            }
+            self.checks.remove(&job.id);
+        }
+        self.ask_next(now);
+    }
+
+    fn password_checked(&mut self, now: Now, conn: ConnId, answer: PasswordChecked) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let ip = c.ip();
+        let Phase::LoggingIn { check, .. } = &mut c.phase else {
+            return;
+        };
+        let Some((id, name)) = check.take() else {
+            return;
+        };
+        if id != answer.id {
+            return;
+        }
+        if !answer.ok {
+            return self.wrong_password(now, conn, ip, &name);
+        }
+        // The name may have been taken while the check ran.
+        if self.name_taken(&name) {
+            return self.refuse_login(now, conn, "Username already taken.");
+        }
+        self.admit(now, conn, name);
+        // Lines that arrived meanwhile (a client may send chat right after
+        // its login) are handled now, in order.
+        self.drain_lines(now, conn);
     }
 
     pub(super) fn wrong_password(&mut self, now: Now, conn: ConnId, ip: IpAddr, name: &str) {

@@ -40,6 +40,7 @@ pub use event::{ApprovalRequest, EventDetail, EventKind, Level, ServerEvent};
 use crate::bans::{canonical, BanList};
 use crate::framing::{Frame, LineBuffer};
 use crate::names::{name_key, validate_username};
+use crate::password::{CheckId, PasswordCheck, PasswordChecked};
 use crate::protocol::{self, ClientLine, MAX_TEXT_CHARS};
 use crate::ratelimit::Window;
 use crate::secure::{self, grow, FrameBuffer, Kdf, Offer, PakeServer, SeededRng, Suite};
@@ -98,6 +99,9 @@ pub enum Action {
     /// Flush what is queued on the connection, then close it. The server has
     /// already forgotten it.
     Close { conn: ConnId, reason: CloseReason },
+    /// Run this password check where blocking is fine (not on the event
+    /// loop), then give its answer to [`Server::handle_password_checked`].
+    CheckPassword(PasswordCheck),
     /// The ban list changed; store the whole list.
     PersistBans(BanList),
     /// Tell the operator and/or the log.
@@ -152,6 +156,11 @@ pub struct Server {
     /// The open question was closed without an answer (the peer left or its
     /// time ran out): a `y` or `n` typed next is not meant as chat.
     withdrawn: bool,
+    /// Password checks handed out and not answered yet, by id.
+    checks: HashMap<CheckId, ConnId>,
+    next_check: u64,
+    /// Checks waiting for one of the `max_password_checks` slots.
+    checks_waiting: VecDeque<PasswordCheck>,
 }
 
 impl Server {
@@ -190,6 +199,9 @@ impl Server {
             asked: None,
             waiting: VecDeque::new(),
             withdrawn: false,
+            checks: HashMap::new(),
+            next_check: 0,
+            checks_waiting: VecDeque::new(),
         }
     }
 
@@ -260,6 +272,7 @@ impl Server {
                 phase: Phase::LoggingIn {
                     deadline,
                     pake: None,
+                    check: None,
                 },
                 last_input: now.instant,
                 malformed_in_a_row: 0,
@@ -308,9 +321,13 @@ impl Server {
         };
         self.expire(now);
         // Leaving in the middle of a password check counts as a failed guess:
-        // otherwise guesses would cost nothing against the limit.
+        // otherwise guesses (and the checks' cost) would be free.
         if let Phase::LoggingIn {
             pake: Some((name, _)),
+            ..
+        }
+        | Phase::LoggingIn {
+            check: Some((_, name)),
             ..
         } = &c.phase
         {

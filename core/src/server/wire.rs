@@ -23,7 +23,12 @@ impl Server {
         c.last_input = now.instant;
         if matches!(c.wire, Wire::Plain { .. }) {
             c.lines.push(bytes);
-            self.drain_lines(now, conn);
+            if c.is_checking() && c.lines.buffered() > self.config.max_line {
+                // Held while its password is checked, and more than a line.
+                self.line_too_long(now, conn);
+            } else {
+                self.drain_lines(now, conn);
+            }
         } else {
             self.handle_frames(now, conn, bytes);
         }
@@ -37,7 +42,10 @@ impl Server {
         };
         // Take the buffer out so each line can be handled with `&mut self`.
         let mut lines = std::mem::replace(&mut c.lines, LineBuffer::new(0));
-        while let Some(frame) = lines.next_frame() {
+        while !self.conns.get(&conn).is_some_and(Conn::is_checking) {
+            let Some(frame) = lines.next_frame() else {
+                break;
+            };
             match frame {
                 Frame::Line(line) => {
                     if let Some(suite) = self.hello(conn, line) {

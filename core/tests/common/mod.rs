@@ -18,7 +18,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use lantalk_core::client::{Client, ClientAction, ClientConfig};
-use lantalk_core::password::{HashParams, PasswordHash};
+use lantalk_core::password::{HashParams, PasswordCheck, PasswordHash};
 use lantalk_core::protocol;
 use lantalk_core::server::{Action, ConnId, DisconnectCause, Error, Server, ServerConfig};
 use lantalk_core::{BanList, Instant, Now, WallTime};
@@ -133,6 +133,7 @@ pub fn show_action(action: &Action) -> String {
         Action::PersistBans(bans) => format!("persist-bans {}", show_bytes(&bans.to_file_bytes())),
         Action::Event(e) => format!("event {} {:?}: {}", e.level, e.kind, show_text(&e.message)),
         Action::Shutdown => "shutdown".to_string(),
+        Action::CheckPassword(check) => format!("check-password #{}", check.id.0),
     }
 }
 
@@ -162,10 +163,28 @@ fn summarise(keys: impl IntoIterator<Item = String>) -> Vec<String> {
 }
 
 /// Everything the server has queued, bounded so a runaway queue fails the test
-/// instead of hanging it.
-pub fn drain_server(server: &mut Server) -> Vec<Action> {
+/// instead of hanging it. Password checks are run and answered at `now`, as
+/// a runtime does off its loop; the check stays in the list, followed by what
+/// its answer produced.
+pub fn drain_server(server: &mut Server, now: Now) -> Vec<Action> {
+    drain_server_holding(server, now, None)
+}
+
+/// [`drain_server`], but with `held`, password checks are kept there
+/// unanswered (a test answers them when it chooses).
+pub fn drain_server_holding(
+    server: &mut Server,
+    now: Now,
+    mut held: Option<&mut Vec<PasswordCheck>>,
+) -> Vec<Action> {
     let mut out = Vec::new();
     while let Some(a) = server.poll_action() {
+        if let Action::CheckPassword(check) = &a {
+            match held.as_deref_mut() {
+                Some(held) => held.push(check.clone()),
+                None => server.handle_password_checked(now, check.clone().run()),
+            }
+        }
         out.push(a);
         assert!(out.len() < 100_000, "poll_action does not run dry");
     }
@@ -190,6 +209,8 @@ pub struct ServerScript {
     summarise: bool,
     /// The actions of the last step.
     pub last: Vec<Action>,
+    /// `Some`: password checks are held here instead of answered at once.
+    pub held: Option<Vec<PasswordCheck>>,
 }
 
 impl ServerScript {
@@ -206,6 +227,7 @@ impl ServerScript {
             log: String::new(),
             summarise: false,
             last: Vec::new(),
+            held: None,
         };
         s.step("start".to_string(), |_, _| {});
         s
@@ -247,7 +269,7 @@ impl ServerScript {
     }
 
     fn record(&mut self, header: String) {
-        let actions = drain_server(&mut self.server);
+        let actions = drain_server_holding(&mut self.server, self.now, self.held.as_mut());
         let _ = writeln!(self.log, "@{:.3} {header}", secs(self.now.instant));
         if self.summarise {
             for line in summarise(actions.iter().map(summary_key)) {
@@ -346,6 +368,20 @@ impl ServerScript {
     pub fn timeout_at(&mut self, secs: f64) -> &mut Self {
         self.at(secs);
         self.step("timeout".to_string(), |s, now| s.handle_timeout(now));
+        self
+    }
+
+    /// Answers the held password check `id` (see [`ServerScript::held`]).
+    pub fn answer_check(&mut self, id: u64) -> &mut Self {
+        let held = self.held.as_mut().expect("checks are held");
+        let i = held
+            .iter()
+            .position(|c| c.id.0 == id)
+            .unwrap_or_else(|| panic!("no held check #{id}"));
+        let check = held.remove(i);
+        self.step(format!("answer check #{id}"), |s, now| {
+            s.handle_password_checked(now, check.run())
+        });
         self
     }
 
