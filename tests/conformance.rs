@@ -1683,7 +1683,7 @@ fn hostile_server(lines: Vec<String>) -> (u16, thread::JoinHandle<String>) {
 /// them as visible characters and carries no raw control.
 fn piped_client_shows_a_hostile_servers_controls_visibly(bin: &str) {
     let h = HOSTILE;
-    let lines = vec![
+    let lines = [
         json!({"type": "auth_ok", "ts": "12:00", "username": "Pipe", "server_name": format!("Evil{h}Hall")}),
         json!({"type": "message", "ts": format!("12:{h}"), "user": format!("Mal{h}"), "text": h}),
         json!({"type": "message", "ts": "12:01", "user": "Mal", "text": format!("/me {h}")}),

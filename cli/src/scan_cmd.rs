@@ -212,3 +212,40 @@ pub fn nothing_found(report: &ScanReport, opts: &ScanOptions, program: &str) -> 
     ));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_names_are_listed_visibly_and_aligned() {
+        let server = |name: &str| FoundServer {
+            addr: Some([10, 0, 0, 2].into()),
+            port: 5050,
+            name: Some(name.to_string()),
+            version: None,
+            encrypted: Some(true),
+            password: Some(false),
+            users: Some(1),
+            fingerprint: Some("SHA256:\x1b[2Jx".to_string()),
+            via_beacon: false,
+            via_info: true,
+            via_mdns: false,
+        };
+        let servers = [server("Evil\x1b]0;PWNED\x07\nHall\u{202e}"), server("Ok")];
+        let rows: Vec<String> = table(&servers, "lantalk-std")
+            .iter()
+            .map(Line::render)
+            .collect();
+        for row in &rows {
+            assert!(!row.contains(lantalk_core::text::is_forbidden), "{row:?}");
+        }
+        let evil = rows.iter().find(|r| r.contains("Evil")).unwrap();
+        assert!(evil.contains("Evil␛]0;PWNED␇␊Hall<U+202E>"), "{evil}");
+        assert!(evil.contains("SHA256:␛[2Jx"), "{evil}");
+        // The columns line up as shown: ADDRESS starts at the same place.
+        let ok = rows.iter().find(|r| r.contains(" Ok ")).unwrap();
+        let col = |r: &str| r[..r.find("10.0.0.2").unwrap()].chars().count();
+        assert_eq!(col(evil), col(ok));
+    }
+}
