@@ -452,6 +452,21 @@ def server_lines_seeds():
     }
 
 
+# ── visible ─────────────────────────────────────────────────────────────────
+
+
+def visible_seeds():
+    return {
+        "plain": b"hello",
+        "escapes": b"\x1b[2J\x1b]0;PWNED\x07",
+        "cr_lf_tab": b"text\roverwrite\nsecond line\ttab",
+        "bidi": "abc\u202efed \u2066iso\u2069 \u2028sep".encode(),
+        "c1_del": "\u009b2J \u0085 \x7f del".encode(),
+        "unicode": "\u65e5\u672c \U0001f44d\U0001f3fd \u241b <U+202E>".encode(),
+        "invalid_utf8": b"\xff\xfe\x1b",
+    }
+
+
 def write(target, seeds):
     d = os.path.join(CORPUS, target)
     os.makedirs(d, exist_ok=True)
@@ -472,6 +487,7 @@ def main():
     write("frame", frame_seeds())
     write("bans", bans_seeds())
     write("server_lines", server_lines_seeds())
+    write("visible", visible_seeds())
 
 
 if __name__ == "__main__":

@@ -73,6 +73,9 @@ macro_rules! conformance {
                 client_refused_exits_non_zero,
                 client_without_server_exits_non_zero,
                 help_mentions_flags,
+                piped_client_shows_a_hostile_servers_controls_visibly,
+                piped_client_shows_a_hostile_refusal_visibly,
+                server_console_and_log_show_peer_controls_visibly,
             );
         }
     };
@@ -1685,6 +1688,175 @@ fn help_mentions_flags(bin: &str) {
         assert!(
             client.contains(flag),
             "client --help lacks {flag}:\n{client}"
+        );
+    }
+}
+
+// ═════════════════════════════════════════════════════════════════════════════
+// Terminal safety: nothing a peer or a server sends reaches a terminal, a pipe
+// or the log as a control character
+// ═════════════════════════════════════════════════════════════════════════════
+
+/// Escape sequences and line tricks as a hostile peer or server sends them:
+/// clear the screen, set the window title, overwrite the line start, fake a
+/// second line, reverse the text, a C1 CSI and DEL.
+const HOSTILE: &str = "A\x1b[2JB \x1b]0;PWNED\x07 a\rb x\ny \u{202e}r \u{9b}c \x7f";
+
+/// The first character in `text` that a terminal would act on (line breaks
+/// between lines aside), if any.
+fn raw_control(text: &str) -> Option<char> {
+    text.chars().find(|&c| {
+        c != '\n'
+            && matches!(c,
+                '\0'..='\x1f' | '\x7f'..='\u{9f}' | '\u{61c}' | '\u{200e}' | '\u{200f}'
+                | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    })
+}
+
+fn assert_no_raw_control(what: &str, text: &str) {
+    if let Some(c) = raw_control(text) {
+        panic!(
+            "{what} carries a raw control character U+{:04X}:\n{text:?}",
+            c as u32
+        );
+    }
+}
+
+/// A "server" that is a raw socket: accepts one connection, asks for a
+/// LanTalk 2.0 (plaintext) login, then sends `lines` and closes.
+fn hostile_server(lines: Vec<String>) -> (u16, thread::JoinHandle<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the hostile server");
+    let port = listener.local_addr().unwrap().port();
+    let handle = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept the client");
+        stream
+            .write_all(
+                b"{\"type\": \"auth_request\", \"ts\": \"12:00\", \"needs_password\": false}\n",
+            )
+            .unwrap();
+        // The login line.
+        let mut login = Vec::new();
+        let mut byte = [0u8; 1];
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        while stream.read(&mut byte).unwrap_or(0) == 1 && byte[0] != b'\n' {
+            login.push(byte[0]);
+        }
+        for line in lines {
+            stream.write_all(format!("{line}\n").as_bytes()).unwrap();
+        }
+        // Let the client read everything before the connection closes.
+        thread::sleep(Duration::from_millis(300));
+        let _ = stream.shutdown(Shutdown::Both);
+        String::from_utf8_lossy(&login).into_owned()
+    });
+    (port, handle)
+}
+
+/// A server (LanTalk 2.0, unencrypted, allowed with `--allow-plaintext`) puts
+/// escape sequences in every field it sends: the piped client's output shows
+/// them as visible characters and carries no raw control.
+fn piped_client_shows_a_hostile_servers_controls_visibly(bin: &str) {
+    let h = HOSTILE;
+    let lines = [
+        json!({"type": "auth_ok", "ts": "12:00", "username": "Pipe", "server_name": format!("Evil{h}Hall")}),
+        json!({"type": "message", "ts": format!("12:{h}"), "user": format!("Mal{h}"), "text": h}),
+        json!({"type": "message", "ts": "12:01", "user": "Mal", "text": format!("/me {h}")}),
+        json!({"type": "pm", "ts": h, "from_user": h, "text": h}),
+        json!({"type": "system", "ts": h, "text": h}),
+        json!({"type": "system", "ts": "", "text": h}),
+        json!({"type": "message", "ts": "12:02", "user": "Mal", "text": "the end"}),
+    ];
+    let (port, server) = hostile_server(lines.iter().map(Value::to_string).collect());
+    let addr = format!("127.0.0.1:{port}");
+    let mut c = ClientProc::spawn(bin, &[&addr, "--name", "Pipe", "--allow-plaintext"], &[]);
+    c.stdout
+        .wait_for("the last message", |l| l.ends_with("Mal: the end"));
+    let status = c.wait();
+    assert!(!status.success(), "a lost connection exits non-zero");
+    assert!(server.join().unwrap().contains("Pipe"));
+    let out = c.stdout.text();
+    assert_no_raw_control("client stdout", &out);
+    assert_no_raw_control("client stderr", &c.stderr.text());
+    assert!(out.contains("Connected as Pipe to EvilA␛[2JB"), "{out}");
+    for visible in [
+        "␛[2J",
+        "␛]0;PWNED␇",
+        "a␍b",
+        "x␊y",
+        "<U+202E>r",
+        "<U+009B>c",
+        "␡",
+    ] {
+        assert!(out.contains(visible), "stdout lacks {visible:?}:\n{out}");
+    }
+    // One message, one line: the newline in it did not make a second one.
+    assert_eq!(
+        out.lines().filter(|l| l.contains("PM from")).count(),
+        1,
+        "{out}"
+    );
+}
+
+/// A refusal's reason, from a hostile server, reaches standard error visibly.
+fn piped_client_shows_a_hostile_refusal_visibly(bin: &str) {
+    let refusal = json!({"type": "auth_fail", "ts": "12:00", "reason": HOSTILE}).to_string();
+    let (port, server) = hostile_server(vec![refusal]);
+    let addr = format!("127.0.0.1:{port}");
+    let mut c = ClientProc::spawn(bin, &[&addr, "--name", "Pipe", "--allow-plaintext"], &[]);
+    let status = c.wait();
+    server.join().unwrap();
+    assert!(!status.success(), "a refusal exits non-zero");
+    let err = c.stderr.text();
+    assert_no_raw_control("client stderr", &err);
+    assert_no_raw_control("client stdout", &c.stdout.text());
+    assert!(err.contains("␛]0;PWNED␇ a␍b x␊y"), "{err}");
+}
+
+/// A LanTalk 2.0 client (plaintext) sends escape sequences in a chat line to
+/// a server that logs chat: the console and lantalk.log show them visibly
+/// (or the server refuses the line, which is as safe).
+fn server_console_and_log_show_peer_controls_visibly(bin: &str) {
+    let s = ServerProc::start(bin, &["--log-level", "debug"]);
+    let mut mal = s.join("Mal");
+    mal.say(HOSTILE);
+    mal.say("/users");
+    let mut refused = false;
+    loop {
+        let v = mal.recv();
+        let text = v["text"].as_str().unwrap_or_default();
+        if text.starts_with("Online:") {
+            break;
+        }
+        refused |= v["type"] == "system" && text.contains("control");
+    }
+    if !refused {
+        s.wait_output("PWNED");
+    }
+    let out = s.stdout.text();
+    assert_no_raw_control("server stdout", &out);
+    assert_no_raw_control("server stderr", &s.stderr.text());
+    if !refused {
+        assert!(out.contains("␛]0;PWNED␇ a␍b x␊y"), "{out}");
+    }
+    let log = std::fs::read_to_string(s.dir.path().join("lantalk.log")).expect("lantalk.log");
+    assert_no_raw_control("lantalk.log", &log);
+    // Every line starts with an ISO 8601 date and time with its offset:
+    // [2026-12-04T15:42:17+01:00]
+    for line in log.lines() {
+        let stamp = line.get(1..26).unwrap_or_default();
+        let b = stamp.as_bytes();
+        assert!(
+            line.starts_with('[')
+                && b.len() == 25
+                && b[4] == b'-'
+                && b[7] == b'-'
+                && b[10] == b'T'
+                && b[13] == b':'
+                && b[16] == b':'
+                && (b[19] == b'+' || b[19] == b'-')
+                && b[22] == b':'
+                && line.get(26..27) == Some("]"),
+            "not an ISO 8601 stamp: {line:?}"
         );
     }
 }

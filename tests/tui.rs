@@ -66,6 +66,9 @@ macro_rules! tui_tests {
                     one row too high (print_external_message counts bytes, not columns)"]
                 long_wide_half_line_survives_incoming_message,
                 console_help_stays_on_screen,
+                hostile_server_text_shows_visibly,
+                lost_connection_asks_once_and_keeps_the_line,
+                slow_trust_answer_still_joins,
             );
         }
     };
@@ -413,20 +416,43 @@ struct Server {
     child: Child,
     _stdin: Option<ChildStdin>,
     port: u16,
-    _dir: TempDir,
+    dir: Arc<TempDir>,
 }
 
 impl Server {
     const NAME: &'static str = "Test Hall";
 
     fn start(bin: &str, args: &[&str], envs: &[(&str, &str)]) -> Server {
-        let dir = TempDir::new("server");
+        Server::start_in(bin, args, envs, Arc::new(TempDir::new("server")), 0)
+    }
+
+    /// Stops this server and starts another on the same port and data
+    /// directory (so with the same key).
+    fn restart(mut self, bin: &str) -> Server {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        Server::start_in(bin, &[], &[], Arc::clone(&self.dir), self.port)
+    }
+
+    /// Stops the server (as a crash would).
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn start_in(
+        bin: &str,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        dir: Arc<TempDir>,
+        port: u16,
+    ) -> Server {
         let mut cmd = Command::new(bin);
         // The raw peers do not encrypt; `--allow-plaintext` lets them in.
         cmd.args([
             "server",
             "--port",
-            "0",
+            &port.to_string(),
             "--bind",
             "127.0.0.1",
             "--allow-plaintext",
@@ -464,7 +490,7 @@ impl Server {
             collected.lock().unwrap().push_str(&s);
         });
         let port = match port_rx.recv_timeout(TIMEOUT) {
-            Ok(Some(port)) if port != 0 => port,
+            Ok(Some(got)) if got != 0 && (port == 0 || got == port) => got,
             other => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -479,7 +505,7 @@ impl Server {
             child,
             _stdin: stdin,
             port,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -1388,4 +1414,146 @@ fn console_help_stays_on_screen(bin: &str) {
         screen.dump()
     );
     term.wait_prompt(prompt);
+}
+
+// ═════════════════════════════════════════════════════════════════════════════
+// Tests: terminal safety, lost connections, slow answers
+// ═════════════════════════════════════════════════════════════════════════════
+
+/// A LanTalk 2.0 "server" that is a raw socket: asks for a plaintext login,
+/// welcomes the client to a server whose name holds an escape sequence, sends
+/// `lines`, then holds the connection until the client closes it.
+fn hostile_server(lines: Vec<Value>) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        let Ok((mut stream, _)) = listener.accept() else {
+            return;
+        };
+        let request = json!({"type": "auth_request", "ts": "12:00", "needs_password": false});
+        let _ = stream.write_all(format!("{request}\n").as_bytes());
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut login = String::new();
+        let _ = reader.read_line(&mut login);
+        for line in lines {
+            let _ = stream.write_all(format!("{line}\n").as_bytes());
+        }
+        let mut rest = Vec::new();
+        let _ = reader.read_to_end(&mut rest);
+    });
+    port
+}
+
+/// The issue's attack: a peer (here a hostile server, which no server-side
+/// filter stops) sends a screen clear, a window title, a carriage return
+/// and a newline. The terminal shows them as visible characters on one row,
+/// its title is unchanged, and nothing above was wiped.
+fn hostile_server_text_shows_visibly(bin: &str) {
+    let text = "A\x1b[2JB \x1b]0;PWNED\x07 a\rb x\ny \u{202e}r";
+    let port = hostile_server(vec![
+        json!({"type": "auth_ok", "ts": "12:00", "username": "Alice",
+               "server_name": "Evil\x1b]0;PWNED\x07Hall"}),
+        json!({"type": "message", "ts": "12:01", "user": "Mal", "text": text}),
+        json!({"type": "message", "ts": "12:02", "user": "Mal", "text": "after"}),
+    ]);
+    let addr = format!("127.0.0.1:{port}");
+    let term = Term::launch(
+        bin,
+        &["client", &addr, "--name", "Alice", "--allow-plaintext"],
+        &[],
+    );
+    let screen = term.wait("Mal's last message", |s| {
+        stamped_row(s, "Mal: after").is_some()
+    });
+    let row = stamped_row(&screen, "Mal: A␛[2JB ␛]0;PWNED␇ a␍b x␊y <U+202E>r")
+        .unwrap_or_else(|| panic!("no visible row for the message:\n{}", screen.dump()));
+    assert_eq!(stamped_row(&screen, "Mal: after"), Some(row + 1));
+    assert!(
+        screen.has("Connected to Evil␛]0;PWNED␇Hall as Alice."),
+        "the server's name, visibly, above (not wiped):\n{}",
+        screen.dump()
+    );
+    let title = term.tmux(&["display-message", "-p", "-t", SESSION, "#{pane_title}"]);
+    assert!(!title.contains("PWNED"), "the title was set: {title:?}");
+    assert!(
+        !term.screen_with_escapes().contains("PWNED\x07"),
+        "a raw sequence reached the screen"
+    );
+}
+
+/// The connection is lost while chatting: one question, answered at the
+/// prompt; a line typed then is not taken as the answer, nor lost: it is sent
+/// once reconnected, after `y`.
+fn lost_connection_asks_once_and_keeps_the_line(bin: &str) {
+    let mut server = Server::start(bin, &[], &[]);
+    let term = join_in_terminal(bin, &server, "Alice", &[]);
+    let prompt = chat_prompt("Alice");
+    server.kill();
+    let screen = term.wait_text("Connection lost:");
+    let row = screen.find(|l| l.contains("Connection lost:")).unwrap();
+    assert!(
+        screen.lines[row].ends_with("Reconnect? [Y/n]"),
+        "{}",
+        screen.dump()
+    );
+    term.wait_prompt(&prompt);
+
+    term.enter("hello again");
+    term.wait_text("that line is kept and sent once reconnected");
+    term.wait_prompt("Reconnect? [Y/n] ");
+
+    let server = server.restart(bin);
+    let mut bob = server.join("Bob");
+    term.enter("y");
+    term.wait("Alice connected a second time", |s| {
+        s.lines
+            .iter()
+            .filter(|l| l.contains("Connected to Test Hall as Alice."))
+            .count()
+            == 2
+    });
+    term.wait_prompt(&prompt);
+    bob.expect_message("Alice", "hello again");
+
+    let history = term.history();
+    assert_eq!(history.matches("Connection lost:").count(), 1, "{history}");
+    assert!(!history.contains("Press Enter"), "{history}");
+    assert!(!history.contains("Disconnected:"), "{history}");
+    // Asked when first joining only: the key is pinned since.
+    assert_eq!(
+        history.matches(TRUST_QUESTION.trim_end()).count(),
+        1,
+        "{history}"
+    );
+}
+
+/// The server's login timeout (2 s here) runs out while the person compares
+/// the fingerprint: after their `y`, the client reconnects by itself, once,
+/// without asking again, and joins.
+fn slow_trust_answer_still_joins(bin: &str) {
+    let server = Server::start(bin, &["--auth-timeout", "2"], &[]);
+    let term = Term::launch(bin, &["client", &server.addr(), "--name", "Alice"], &[]);
+    term.wait("the trust question", |s| {
+        s.last() == TRUST_QUESTION.trim_end()
+    });
+    // The point of the test: a person slower than the server's timeout.
+    thread::sleep(Duration::from_secs(4));
+    term.enter("y");
+    let screen = term.wait_text("Connected to Test Hall as Alice.");
+    assert!(
+        screen.has("reconnecting"),
+        "it says it reconnected:\n{}",
+        screen.dump()
+    );
+    term.wait_prompt(&chat_prompt("Alice"));
+    let history = term.history();
+    assert_eq!(
+        history.matches(TRUST_QUESTION.trim_end()).count(),
+        1,
+        "asked once:\n{history}"
+    );
+    assert!(!history.contains("timed out"), "{history}");
+    let mut bob = server.join("Bob");
+    term.enter("made it");
+    bob.expect_message("Alice", "made it");
 }

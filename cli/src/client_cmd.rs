@@ -11,18 +11,20 @@ use std::io::{ErrorKind, IsTerminal};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
 use lantalk_core::client::{ClientConfig, ClientEvent, ClientSecure, NewKey};
 use lantalk_core::driver::{ClientHost, ClientOutcome, Command, Control, Runtime};
 use lantalk_core::names::validate_username;
+use lantalk_core::text::is_forbidden;
 
 use crate::args::{ClientArgs, DEFAULT_PORT};
 use crate::editor::{Input, LineEditor, Names};
 use crate::files;
 use crate::keys::{self, KnownServers};
-use crate::style::{colour_wanted, wants_bell, Style};
+use crate::style::{colour_wanted, wants_bell, Line, Style};
 use crate::term;
 
 /// Commands offered by Tab completion.
@@ -32,7 +34,7 @@ pub fn run<R: Runtime>(args: ClientArgs) -> ExitCode {
     match start::<R>(args) {
         Ok(code) => code,
         Err(msg) => {
-            term::eprint(&format!("error: {msg}\n"));
+            term::eprint(&Line::plain(format!("error: {msg}")));
             ExitCode::FAILURE
         }
     }
@@ -121,24 +123,41 @@ impl Trust {
         Ok((config, pins))
     }
 
-    /// What to add to a refusal so the user knows what to do next.
-    fn hint(&self, reason: &str) -> String {
+    /// What to add to a refusal so the user knows what to do next: words
+    /// for the end of its line, and maybe a line of their own.
+    fn hint(&self, reason: &str) -> (String, Option<String>) {
         if reason.contains("needs a password") {
-            " Pass it with --password-env VAR or --password-file FILE.".to_string()
+            (
+                " Pass it with --password-env VAR or --password-file FILE.".to_string(),
+                None,
+            )
         } else if reason.contains("KEY HAS CHANGED") {
-            format!(
-                "\nIf you know why (the server was reinstalled, say), remove the line for {} \
+            let line = format!(
+                "If you know why (the server was reinstalled, say), remove the line for {} \
                  from {} and connect again.",
                 self.addr_key,
                 self.data_dir.join("known_servers").display()
-            )
+            );
+            (String::new(), Some(line))
         } else if reason.contains("not known") {
-            " Check the fingerprint with the server's operator (`fingerprint` on the server), \
-             then join from a terminal to confirm it, or pass --accept-new."
-                .to_string()
+            (
+                " Check the fingerprint with the server's operator (`fingerprint` on the \
+                 server), then join from a terminal to confirm it, or pass --accept-new."
+                    .to_string(),
+                None,
+            )
         } else {
-            String::new()
+            (String::new(), None)
         }
+    }
+
+    /// The lines saying why the session ended, with the hint: coloured as an
+    /// error in `style`.
+    fn ending(&self, style: &Style, outcome: &ClientOutcome) -> Vec<Line> {
+        let (suffix, extra) = self.hint(&outcome.reason);
+        let mut lines = vec![style.error(describe(outcome)).text(suffix)];
+        lines.extend(extra.map(Line::plain));
+        lines
     }
 }
 
@@ -245,8 +264,7 @@ fn piped_session<R: Runtime>(
     if outcome.expected {
         return Ok(ExitCode::SUCCESS);
     }
-    let hint = trust.hint(&outcome.reason);
-    term::eprint(&format!("{}{hint}\n", describe(&outcome)));
+    term::eprint(&trust.ending(&Style { colour: false }, &outcome));
     Ok(ExitCode::FAILURE)
 }
 
@@ -279,7 +297,9 @@ impl ClientHost for PipedHost {
         } = event
         {
             self.me = username.clone();
-            term::print(&format!("Connected as {username} to {server_name}.\n"));
+            term::print(&Line::plain(format!(
+                "Connected as {username} to {server_name}."
+            )));
         }
         if let ClientEvent::Secured {
             fingerprint,
@@ -287,10 +307,10 @@ impl ClientHost for PipedHost {
             new,
         } = event
         {
-            term::print(&format!("{}\n", self.pins.secured(fingerprint, key, *new)));
+            term::print(&Line::plain(self.pins.secured(fingerprint, key, *new)));
         }
         if let Some(line) = self.style.event(event, &crate::clock::hhmm(), &self.me) {
-            term::print(&format!("{line}\n"));
+            term::print(&line);
         }
     }
 
@@ -320,6 +340,18 @@ enum Ui {
     Ended(std::io::Result<ClientOutcome>),
 }
 
+/// What the session's thread and the terminal's know about one connection.
+#[derive(Default)]
+struct Attempt {
+    /// The connection is over (refused, or closed by either side).
+    closed: AtomicBool,
+    /// It was lost after joining, and the user was asked whether to reconnect.
+    lost: AtomicBool,
+}
+
+/// The question after a lost connection, answered at the chat prompt.
+const RECONNECT_QUESTION: &str = "Reconnect? [Y/n] ";
+
 fn interactive_session<R: Runtime>(
     server: &str,
     addrs: &[SocketAddr],
@@ -332,15 +364,24 @@ fn interactive_session<R: Runtime>(
         colour: colour_wanted(std::io::stdout().is_terminal()),
     };
     let names: Names = Arc::new(Mutex::new(BTreeSet::new()));
+    // Lines typed after the connection was lost: sent once reconnected.
+    let mut unsent: Vec<String> = Vec::new();
+    // A server key the user trusted after the server had already given up
+    // waiting: trusted again, without asking, when reconnecting for it.
+    let mut trusted_late: Option<String> = None;
+    // Whether this connection is the one made by itself because the server
+    // gave up while a question was open (only one such reconnection).
+    let mut reconnected_by_itself = false;
     loop {
         let (tx, rx) = channel();
         let (config, pins) = match trust.config(&name, password.clone(), true) {
             Ok(c) => c,
             Err(e) => {
-                term::eprint(&format!("error: {e}\n"));
+                term::eprint(&Line::plain(format!("error: {e}")));
                 return ExitCode::FAILURE;
             }
         };
+        let attempt = Arc::new(Attempt::default());
         let host = TtyHost {
             me: name.clone(),
             style,
@@ -348,6 +389,8 @@ fn interactive_session<R: Runtime>(
             names: Arc::clone(&names),
             ui: tx.clone(),
             pins,
+            joined: false,
+            attempt: Arc::clone(&attempt),
         };
         let owned_addrs = addrs.to_vec();
         std::thread::spawn(move || {
@@ -355,58 +398,94 @@ fn interactive_session<R: Runtime>(
             let _ = tx.send(Ui::Ended(result));
         });
 
-        // Logging in.
+        // Logging in. The server's login timeout runs while a person reads a
+        // fingerprint or types a password; an answer that came after the
+        // server closed the connection is not lost: it is used to reconnect.
         let mut control = None;
-        let outcome = loop {
-            match rx.recv() {
-                Ok(Ui::Ready(c)) => control = Some(c),
-                Ok(Ui::PasswordRequired) => match crate::password::prompt("Password: ") {
-                    Some(pw) => {
-                        password = Some(pw.clone());
-                        send(&control, Command::Password(pw));
+        let mut answered_too_late = false;
+        let outcome =
+            loop {
+                match rx.recv() {
+                    Ok(Ui::Ready(c)) => control = Some(c),
+                    Ok(Ui::PasswordRequired) => match crate::password::prompt("Password: ") {
+                        Some(pw) => {
+                            password = Some(pw.clone());
+                            answered_too_late |= attempt.closed.load(Ordering::SeqCst);
+                            send(&control, Command::Password(pw));
+                        }
+                        None => send(&control, Command::Shutdown),
+                    },
+                    Ok(Ui::ConfirmKey(fingerprint)) => {
+                        if trusted_late.as_deref() == Some(fingerprint.as_str()) {
+                            send(&control, Command::Trust(true));
+                            continue;
+                        }
+                        term::print(&[
+                        Line::plain(format!("The server's key fingerprint is {fingerprint}.")),
+                        Line::plain(
+                            "It is new to this machine. Compare it with what the server shows \
+                             (its banner, or `fingerprint` run there).",
+                        ),
+                    ][..]);
+                        let yes = ask_yes("Trust this server? [y/N] ");
+                        if yes && attempt.closed.load(Ordering::SeqCst) {
+                            answered_too_late = true;
+                            trusted_late = Some(fingerprint);
+                        }
+                        send(&control, Command::Trust(yes));
                     }
-                    None => send(&control, Command::Shutdown),
-                },
-                Ok(Ui::ConfirmKey(fingerprint)) => {
-                    term::print(&format!(
-                        "The server's key fingerprint is {fingerprint}.\n\
-                         It is new to this machine. Compare it with what the server shows \
-                         (its banner, or `fingerprint` run there).\n"
-                    ));
-                    send(
-                        &control,
-                        Command::Trust(ask_yes("Trust this server? [y/N] ")),
-                    );
+                    Ok(Ui::Joined) => break None,
+                    Ok(Ui::Ended(result)) => break Some(result),
+                    Err(_) => return ExitCode::FAILURE,
                 }
-                Ok(Ui::Joined) => break None,
-                Ok(Ui::Ended(result)) => break Some(result),
-                Err(_) => return ExitCode::FAILURE,
+            };
+        let (outcome, reconnect) = match outcome {
+            Some(result) => (result, None),
+            None => {
+                reconnected_by_itself = false;
+                trusted_late = None;
+                for line in unsent.drain(..) {
+                    send(&control, Command::Line(line));
+                }
+                let (result, answer) =
+                    chat(&style, &name, &names, &control, &rx, &attempt, &mut unsent);
+                (result, answer)
             }
-        };
-        let outcome = match outcome {
-            Some(result) => result,
-            None => chat(&style, &name, &names, &control, &rx),
         };
 
         // The session is over: say why, and offer what can be done about it.
         let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(e) => {
-                term::eprint(&format!("{}\n", style.error(&connect_error(server, &e))));
+                term::eprint(&style.error(connect_error(server, &e)));
                 if ask_yes("Try again? [y/N] ") {
                     continue;
                 }
-                return ExitCode::FAILURE;
+                return give_up(&style, &unsent);
             }
         };
         if outcome.expected {
-            return ExitCode::SUCCESS;
+            return if unsent.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                give_up(&style, &unsent)
+            };
         }
-        term::eprint(&format!(
-            "{}{}\n",
-            style.error(&describe(&outcome)),
-            trust.hint(&outcome.reason)
-        ));
+        // Lost while chatting: the question was asked and answered there.
+        if let Some(again) = reconnect {
+            if again {
+                continue;
+            }
+            return give_up(&style, &unsent);
+        }
+        if answered_too_late && !reconnected_by_itself {
+            reconnected_by_itself = true;
+            term::print(
+                &style.info("The server stopped waiting while you answered; reconnecting."),
+            );
+            continue;
+        }
+        term::eprint(&trust.ending(&style, &outcome));
         if outcome.reason.starts_with("Username already taken")
             || outcome.reason.starts_with("Invalid username")
         {
@@ -421,32 +500,49 @@ fn interactive_session<R: Runtime>(
                     password = Some(pw);
                     continue;
                 }
-                None => return ExitCode::FAILURE,
+                None => return give_up(&style, &unsent),
             }
         }
-        if !outcome.refused && ask_yes("Reconnect? [Y/n] ") {
+        if !outcome.refused && ask_yes(RECONNECT_QUESTION) {
             continue;
         }
-        return ExitCode::FAILURE;
+        return give_up(&style, &unsent);
     }
 }
 
-/// The chat itself: read lines at the prompt until the session ends.
+/// Leaving with lines that were never sent: show them, so nothing typed
+/// vanishes without a word.
+fn give_up(style: &Style, unsent: &[String]) -> ExitCode {
+    for line in unsent {
+        term::eprint(&style.error("Not sent: ").text(line.clone()));
+    }
+    ExitCode::FAILURE
+}
+
+/// The chat itself: read lines at the prompt until the session ends. When
+/// the connection was lost, also the user's answer to [`RECONNECT_QUESTION`].
 fn chat(
     style: &Style,
     name: &str,
     names: &Names,
     control: &Option<Control>,
     rx: &Receiver<Ui>,
-) -> std::io::Result<ClientOutcome> {
+    attempt: &Attempt,
+    unsent: &mut Vec<String>,
+) -> (std::io::Result<ClientOutcome>, Option<bool>) {
     let prompt = format!("[{name} | lantalk] > ");
     let mut editor = LineEditor::new(*style, prompt, COMMANDS, Arc::clone(names));
     loop {
         let input = editor.readline();
-        // The connection may have ended while the user was typing; the
-        // session already said so above the prompt.
+        // The connection may have been lost while the user was typing; the
+        // session asked above the prompt whether to reconnect.
+        if attempt.lost.load(Ordering::SeqCst) {
+            let again = answer_reconnect(style, &mut editor, input, unsent);
+            drop(editor);
+            return (wait_for_end(rx), Some(again));
+        }
         if let Ok(Ui::Ended(result)) = rx.try_recv() {
-            return result;
+            return (result, None);
         }
         match input {
             Input::Line(line) => {
@@ -457,15 +553,47 @@ fn chat(
                 send(control, Command::Line(line));
                 if quitting {
                     drop(editor);
-                    return wait_for_end(rx);
+                    return (wait_for_end(rx), None);
                 }
             }
             Input::Interrupt | Input::End => {
                 send(control, Command::Shutdown);
                 drop(editor);
-                return wait_for_end(rx);
+                return (wait_for_end(rx), None);
             }
         }
+    }
+}
+
+/// The answer to [`RECONNECT_QUESTION`], starting from `input`, the first
+/// thing typed after it was asked: `y` or `yes` (or Enter alone, the default)
+/// reconnects; `n`, `no`, `/quit`, Ctrl-C or Ctrl-D leaves. Any other line
+/// is not taken as an answer: it is kept, to be sent once reconnected (and
+/// shown as not sent if the user leaves), and the question is asked again,
+/// as the prompt.
+fn answer_reconnect(
+    style: &Style,
+    editor: &mut LineEditor,
+    mut input: Input,
+    unsent: &mut Vec<String>,
+) -> bool {
+    loop {
+        match input {
+            Input::Line(line) => match line.trim().to_ascii_lowercase().as_str() {
+                "" | "y" | "yes" => return true,
+                "n" | "no" | "/quit" | "/exit" | "/q" => return false,
+                _ => {
+                    term::print(&style.error(
+                        "Not connected; that line is kept and sent once reconnected. \
+                         Please answer y or n.",
+                    ));
+                    unsent.push(line);
+                }
+            },
+            Input::Interrupt | Input::End => return false,
+        }
+        editor.set_prompt(RECONNECT_QUESTION.to_string());
+        input = editor.readline();
     }
 }
 
@@ -504,6 +632,14 @@ struct TtyHost {
     names: Names,
     ui: Sender<Ui>,
     pins: Pins,
+    joined: bool,
+    attempt: Arc<Attempt>,
+}
+
+/// Whether `name` may be offered for completion: names with control
+/// characters would be inserted into the line editor as they are.
+fn completable(name: &str) -> bool {
+    !name.is_empty() && !name.contains(is_forbidden)
 }
 
 impl TtyHost {
@@ -512,10 +648,10 @@ impl TtyHost {
     fn track_names(&self, event: &ClientEvent) {
         let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
         match event {
-            ClientEvent::Message { user, .. } if !user.contains(' ') => {
+            ClientEvent::Message { user, .. } if !user.contains(' ') && completable(user) => {
                 names.insert(user.clone());
             }
-            ClientEvent::Pm { from_user, .. } => {
+            ClientEvent::Pm { from_user, .. } if completable(from_user) => {
                 names.insert(from_user.clone());
             }
             ClientEvent::System { text, .. } => {
@@ -523,10 +659,14 @@ impl TtyHost {
                     names.clear();
                     names.extend(
                         list.split(", ")
-                            .map(|n| n.trim_end_matches(" (unencrypted)").to_string()),
+                            .map(|n| n.trim_end_matches(" (unencrypted)"))
+                            .filter(|n| completable(n))
+                            .map(str::to_string),
                     );
                 } else if let Some((who, _)) = text.split_once(" joined") {
-                    names.insert(who.to_string());
+                    if completable(who) {
+                        names.insert(who.to_string());
+                    }
                 } else if let Some(who) = [" left", " was ", " timed out"]
                     .iter()
                     .find_map(|w| text.split_once(w).map(|(who, _)| who))
@@ -561,7 +701,7 @@ impl ClientHost for TtyHost {
                 new,
             } => {
                 let line = self.pins.secured(fingerprint, key, *new);
-                term::print(&format!("{}\n", self.style.info(&line)));
+                term::print(&self.style.info(line));
                 return;
             }
             ClientEvent::Joined {
@@ -569,44 +709,51 @@ impl ClientHost for TtyHost {
                 server_name,
             } => {
                 self.me = username.clone();
-                self.names
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(username.clone());
-                term::print(&format!(
-                    "{}\n",
-                    self.style.info(&format!(
-                        "Connected to {server_name} as {username}. /help lists the commands, \
-                         Tab completes them and names."
-                    ))
-                ));
+                self.joined = true;
+                if completable(username) {
+                    self.names
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(username.clone());
+                }
+                term::print(&self.style.info(format!(
+                    "Connected to {server_name} as {username}. /help lists the commands, \
+                     Tab completes them and names."
+                )));
                 let _ = self.ui.send(Ui::Joined);
                 return;
             }
             ClientEvent::Clear => {
-                term::print("\x1b[2J\x1b[H");
+                term::clear_screen();
                 return;
             }
-            ClientEvent::Disconnected {
-                reason,
-                expected: false,
-            } => {
-                term::print(&format!(
-                    "{}\n",
-                    self.style.error(&format!(
-                        "Connection lost: {reason} Press Enter to continue."
-                    ))
-                ));
+            ClientEvent::Refused { .. } => {
+                self.attempt.closed.store(true, Ordering::SeqCst);
+                return;
+            }
+            ClientEvent::Disconnected { reason, expected } => {
+                self.attempt.closed.store(true, Ordering::SeqCst);
+                if !*expected && self.joined {
+                    // Set before the question shows, so that the answer,
+                    // however quick, is taken as one.
+                    self.attempt.lost.store(true, Ordering::SeqCst);
+                    term::print(
+                        &self
+                            .style
+                            .error(format!("Connection lost: {reason} "))
+                            .text(RECONNECT_QUESTION.trim_end()),
+                    );
+                }
                 return;
             }
             _ => {}
         }
-        if let Some(mut line) = self.style.event(event, &crate::clock::hhmm(), &self.me) {
+        if let Some(line) = self.style.event(event, &crate::clock::hhmm(), &self.me) {
             if !self.quiet && wants_bell(event, &self.me) {
-                line.push('\x07');
+                term::print_ringing(&line);
+            } else {
+                term::print(&line);
             }
-            line.push('\n');
-            term::print(&line);
         }
     }
 

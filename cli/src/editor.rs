@@ -12,6 +12,8 @@ use reedline::{
     ReedlineEvent, ReedlineMenu, Signal, Span, Suggestion,
 };
 
+use lantalk_core::text::visible;
+
 use crate::style::Style;
 use crate::term;
 
@@ -72,6 +74,11 @@ impl LineEditor {
         }
     }
 
+    /// Prompts `prompt` from the next [`LineEditor::readline`] on.
+    pub fn set_prompt(&mut self, prompt: String) {
+        self.prompt.text = prompt;
+    }
+
     pub fn readline(&mut self) -> Input {
         match self.rl.read_line(&self.prompt) {
             Ok(Signal::Success(line)) => Input::Line(line),
@@ -100,10 +107,11 @@ struct ChatPrompt {
 
 impl Prompt for ChatPrompt {
     fn render_prompt_left(&self) -> Cow<'_, str> {
+        let text = visible(&self.text);
         if self.colour {
-            Cow::Owned(format!("\x1b[1;36m{}\x1b[0m", self.text))
+            Cow::Owned(format!("\x1b[1;36m{text}\x1b[0m"))
         } else {
-            Cow::Borrowed(&self.text)
+            text
         }
     }
 
@@ -124,7 +132,7 @@ impl Prompt for ChatPrompt {
     }
 
     fn render_prompt_history_search_indicator(&self, search: PromptHistorySearch) -> Cow<'_, str> {
-        Cow::Owned(format!("(search: {}) ", search.term))
+        Cow::Owned(format!("(search: {}) ", visible(&search.term)))
     }
 }
 

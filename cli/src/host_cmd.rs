@@ -85,11 +85,13 @@ impl ApprovalConsole {
     pub fn event(&mut self, event: &ServerEvent, logger: &mut Logger) -> bool {
         match event.detail.as_deref() {
             Some(EventDetail::AskOperator(_)) => {
-                let mut line = self.style.info(&event.message);
+                // The question names the peer as it asked to be called.
+                let line = self.style.info(event.message.clone());
                 if self.style.colour {
-                    line.push('\x07');
+                    term::print_ringing(&line);
+                } else {
+                    term::print(&line);
                 }
-                term::print(&format!("{line}\n"));
                 logger.log_to_file(event.level, &event.message);
                 true
             }
@@ -110,7 +112,7 @@ impl ApprovalConsole {
                     text: text.clone(),
                 };
                 if let Some(line) = self.style.event(&message, &now, "") {
-                    term::print(&format!("{line}\n"));
+                    term::print(&line);
                 }
                 logger.log_to_file(event.level, &event.message);
                 true

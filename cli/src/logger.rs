@@ -1,11 +1,17 @@
-//! Log lines in LanTalk's format, `[HH:MM:SS] LEVEL  message`, to the console
-//! and to `lantalk.log` in the data directory.
+//! Log lines in LanTalk's format, `[HH:MM:SS] LEVEL  message` on the console
+//! and `[2026-12-04T15:42:17+01:00] LEVEL  message` (ISO 8601 local time with
+//! its offset) in `lantalk.log` in the data directory. Messages carry text
+//! from peers (names, chat at debug level): both go through
+//! [`Line`](crate::style::Line), which shows control characters as visible
+//! forms, so neither the console nor the file ever holds a raw one.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::Path;
 
 use lantalk_core::server::Level;
+
+use crate::style::Line;
 
 pub struct Logger {
     level: Level,
@@ -32,25 +38,40 @@ impl Logger {
         if level < self.level {
             return;
         }
-        let line = Self::line(level, message);
-        crate::term::print(&line);
-        self.write(&line);
+        crate::term::print(&Line::plain(format!(
+            "[{}] {}  {message}",
+            chrono::Local::now().format("%H:%M:%S"),
+            level.as_str()
+        )));
+        self.write(&Self::file_line(level, message));
     }
 
     /// Logs to `lantalk.log` only: for lines the console shows otherwise.
     pub fn log_to_file(&mut self, level: Level, message: &str) {
         if level >= self.level {
-            self.write(&Self::line(level, message));
+            self.write(&Self::file_line(level, message));
         }
     }
 
-    fn line(level: Level, message: &str) -> String {
-        format!(
-            "[{}] {}  {}\n",
-            chrono::Local::now().format("%H:%M:%S"),
-            level.as_str(),
-            message
-        )
+    /// One line of `lantalk.log`, line break included.
+    fn file_line(level: Level, message: &str) -> String {
+        Self::file_line_at(&chrono::Local::now(), level, message)
+    }
+
+    fn file_line_at<Tz: chrono::TimeZone>(
+        at: &chrono::DateTime<Tz>,
+        level: Level,
+        message: &str,
+    ) -> String
+    where
+        Tz::Offset: std::fmt::Display,
+    {
+        let line = Line::plain(format!(
+            "[{}] {}  {message}",
+            at.format("%Y-%m-%dT%H:%M:%S%:z"),
+            level.as_str()
+        ));
+        line.render() + "\n"
     }
 
     fn write(&mut self, line: &str) {
@@ -58,10 +79,33 @@ impl Logger {
             if f.write_all(line.as_bytes()).is_err() {
                 // A full disk must not take the chat down; stop writing there.
                 self.file = None;
-                crate::term::eprint(
-                    "warning: cannot write lantalk.log any more; logging to the console only\n",
-                );
+                crate::term::eprint(&Line::plain(
+                    "warning: cannot write lantalk.log any more; logging to the console only",
+                ));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn file_lines_have_an_iso_date_and_no_controls() {
+        let at = chrono::FixedOffset::east_opt(3600)
+            .unwrap()
+            .with_ymd_and_hms(2026, 12, 4, 15, 42, 17)
+            .unwrap();
+        assert_eq!(
+            Logger::file_line_at(&at, Level::Info, "Bob joined"),
+            "[2026-12-04T15:42:17+01:00] INFO  Bob joined\n"
+        );
+        let line = Logger::file_line_at(&at, Level::Info, "\x1b]0;PWNED\x07x\ny\rz\u{202e}");
+        assert_eq!(
+            line,
+            "[2026-12-04T15:42:17+01:00] INFO  ␛]0;PWNED␇x␊y␍z<U+202E>\n"
+        );
     }
 }

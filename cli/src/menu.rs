@@ -8,6 +8,7 @@ use lantalk_core::driver::Runtime;
 use lantalk_core::names::validate_username;
 
 use crate::args::{ClientArgs, HostArgs, PasswordArgs, ServerArgs, DEFAULT_PORT};
+use crate::style::Line;
 use crate::term;
 
 const BANNER: &str = r"
@@ -88,11 +89,20 @@ fn choose_server() -> String {
         term::print("No servers found via auto-discovery (`scan` says why that may be).\n\n");
     } else {
         let n = found.len();
-        let mut list = format!("Found {n} server(s):\n\n");
+        // The summaries carry the servers' own names: one Line each.
+        let mut list = vec![
+            Line::plain(format!("Found {n} server(s):")),
+            Line::plain(""),
+        ];
         for (i, s) in found.iter().enumerate() {
-            list.push_str(&format!("  [{}] {}\n", i + 1, crate::scan_cmd::summary(s)));
+            list.push(Line::plain(format!(
+                "  [{}] {}",
+                i + 1,
+                crate::scan_cmd::summary(s)
+            )));
         }
-        list.push_str("  [m] Enter manually\n\n");
+        list.push(Line::plain("  [m] Enter manually"));
+        list.push(Line::plain(""));
         term::print(&list);
         let choice = ask("Choose server: ", |s| match s.parse::<usize>() {
             Ok(i) if (1..=n).contains(&i) => Ok(Some(i - 1)),
@@ -125,18 +135,18 @@ fn parse_port(s: &str) -> Result<u16, String> {
 pub fn ask<T>(question: &str, check: impl Fn(&str) -> Result<T, String>) -> T {
     let stdin = std::io::stdin();
     loop {
-        term::print(question);
+        term::prompt(&Line::plain(question));
         let mut line = String::new();
         match stdin.lock().read_line(&mut line) {
             Ok(0) | Err(_) => {
-                term::eprint("\nNo more input; leaving.\n");
+                term::eprint("\nNo more input; leaving.");
                 std::process::exit(if stdin.is_terminal() { 0 } else { 2 });
             }
             Ok(_) => {}
         }
         match check(line.trim()) {
             Ok(v) => return v,
-            Err(msg) => term::print(&format!("{msg}\n")),
+            Err(msg) => term::print(&Line::plain(msg)),
         }
     }
 }

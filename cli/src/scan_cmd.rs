@@ -4,9 +4,11 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use lantalk_core::discovery::FoundServer;
+use lantalk_core::text::visible;
 
 use crate::args::ScanArgs;
 use crate::discovery::{self, ScanOptions, ScanReport};
+use crate::style::Line;
 use crate::term;
 
 pub fn run(args: ScanArgs, runtime_name: &str) -> ExitCode {
@@ -17,10 +19,10 @@ pub fn run(args: ScanArgs, runtime_name: &str) -> ExitCode {
         mdns: !args.no_mdns,
     };
     if std::io::stderr().is_terminal() {
-        term::eprint(&format!(
-            "Scanning for LanTalk servers for {} s…\n",
+        term::eprint(&Line::plain(format!(
+            "Scanning for LanTalk servers for {} s…",
             opts.timeout.as_secs_f64()
-        ));
+        )));
     }
     let report = discovery::scan(&opts);
     let servers = report.table.servers();
@@ -79,7 +81,10 @@ pub fn summary(s: &FoundServer) -> String {
     )
 }
 
-fn table(servers: &[FoundServer], program: &str) -> String {
+/// The listing, one [`Line`] per row. Names, fingerprints and the rest come
+/// from datagrams anyone can send: every cell is made visible before the
+/// columns are measured, so the table lines up as shown.
+fn table(servers: &[FoundServer], program: &str) -> Vec<Line> {
     let header = [
         "NAME",
         "ADDRESS",
@@ -101,6 +106,7 @@ fn table(servers: &[FoundServer], program: &str) -> String {
                 s.fingerprint.clone().unwrap_or_else(|| "-".to_string()),
                 s.via(),
             ]
+            .map(|cell| visible(&cell).into_owned())
         })
         .collect();
     let mut widths = header.map(|h| h.chars().count());
@@ -119,21 +125,27 @@ fn table(servers: &[FoundServer], program: &str) -> String {
                 out.push_str(&" ".repeat(pad));
             }
         }
-        out.trim_end().to_string() + "\n"
+        Line::plain(out.trim_end())
     };
     let n = servers.len();
-    let mut out = format!(
-        "Found {n} LanTalk server{}:\n\n",
-        if n == 1 { "" } else { "s" }
-    );
-    out.push_str(&line(&header.map(String::from)));
+    let mut out = vec![
+        Line::plain(format!(
+            "Found {n} LanTalk server{}:",
+            if n == 1 { "" } else { "s" }
+        )),
+        Line::plain(""),
+    ];
+    out.push(line(&header.map(String::from)));
     for row in &rows {
-        out.push_str(&line(row));
+        out.push(line(row));
     }
-    out.push_str(&format!(
-        "\nJoin one with: {program} client {} --name NAME\n\
-         (A listing only says where to connect; it proves nothing about who answers.)\n",
+    out.push(Line::plain(""));
+    out.push(Line::plain(format!(
+        "Join one with: {program} client {} --name NAME",
         address(&servers[0])
+    )));
+    out.push(Line::plain(
+        "(A listing only says where to connect; it proves nothing about who answers.)",
     ));
     out
 }
@@ -199,4 +211,41 @@ pub fn nothing_found(report: &ScanReport, opts: &ScanOptions, program: &str) -> 
          \x20 * Allow {allow} in the firewall, or ask whoever runs the network.\n"
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_names_are_listed_visibly_and_aligned() {
+        let server = |name: &str| FoundServer {
+            addr: Some([10, 0, 0, 2].into()),
+            port: 5050,
+            name: Some(name.to_string()),
+            version: None,
+            encrypted: Some(true),
+            password: Some(false),
+            users: Some(1),
+            fingerprint: Some("SHA256:\x1b[2Jx".to_string()),
+            via_beacon: false,
+            via_info: true,
+            via_mdns: false,
+        };
+        let servers = [server("Evil\x1b]0;PWNED\x07\nHall\u{202e}"), server("Ok")];
+        let rows: Vec<String> = table(&servers, "lantalk-std")
+            .iter()
+            .map(Line::render)
+            .collect();
+        for row in &rows {
+            assert!(!row.contains(lantalk_core::text::is_forbidden), "{row:?}");
+        }
+        let evil = rows.iter().find(|r| r.contains("Evil")).unwrap();
+        assert!(evil.contains("Evil␛]0;PWNED␇␊Hall<U+202E>"), "{evil}");
+        assert!(evil.contains("SHA256:␛[2Jx"), "{evil}");
+        // The columns line up as shown: ADDRESS starts at the same place.
+        let ok = rows.iter().find(|r| r.contains(" Ok ")).unwrap();
+        let col = |r: &str| r[..r.find("10.0.0.2").unwrap()].chars().count();
+        assert_eq!(col(evil), col(ok));
+    }
 }

@@ -14,6 +14,7 @@ use lantalk_core::password::{HashParams, PasswordHash};
 use lantalk_core::secure::Suite;
 use lantalk_core::server::SecureConfig;
 use lantalk_core::server::{EventKind, Level, ServerEvent};
+use lantalk_core::text::is_forbidden;
 use lantalk_core::{BanList, Now, Server, ServerConfig};
 
 use crate::args::ServerArgs;
@@ -21,7 +22,7 @@ use crate::discovery::{AnnounceSettings, Announcer};
 use crate::editor::{self, Input, LineEditor, Names};
 use crate::files;
 use crate::logger::Logger;
-use crate::style::{colour_wanted, Style};
+use crate::style::{colour_wanted, lines, Line, Style};
 use crate::term;
 
 pub fn run<R: Runtime>(args: ServerArgs, runtime_name: &str) -> ExitCode {
@@ -37,7 +38,7 @@ pub fn run_as<R: Runtime>(
     match start::<R>(args, max_peers, runtime_name) {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {
-            term::eprint(&format!("error: {msg}\n"));
+            term::eprint(&Line::plain(format!("error: {msg}")));
             ExitCode::FAILURE
         }
     }
@@ -89,10 +90,10 @@ fn start<R: Runtime>(
         term::print(&crate::host_cmd::banner(a, max_peers, path));
     }
     if let Some(e) = log_err {
-        term::eprint(&format!(
-            "warning: cannot open {}: {e}; logging to the console only\n",
+        term::eprint(&Line::plain(format!(
+            "warning: cannot open {}: {e}; logging to the console only",
             data_dir.join("lantalk.log").display()
-        ));
+        )));
     }
 
     let bind = SocketAddr::new(args.bind, args.port);
@@ -374,7 +375,12 @@ impl ServerHost for CliServerHost {
 
     fn event(&mut self, event: &ServerEvent) {
         // Keep the console's name completion in step with who is online.
-        if let Some(who) = event.message.split_whitespace().next() {
+        if let Some(who) = event
+            .message
+            .split_whitespace()
+            .next()
+            .filter(|who| !who.contains(is_forbidden))
+        {
             let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
             match event.kind {
                 EventKind::Join => {
@@ -398,7 +404,9 @@ impl ServerHost for CliServerHost {
             }
         }
         if event.kind == EventKind::Reply {
-            term::print(&format!("{}\n", event.message));
+            // The core's answers to console commands, several lines for
+            // `/help`; each line is still made visible.
+            term::print(&lines(&event.message));
         } else {
             self.logger.log(event.level, &event.message);
         }
@@ -409,7 +417,7 @@ impl ServerHost for CliServerHost {
         // must mean a clean shutdown.
         let on_signal = control.clone();
         if let Err(e) = ctrlc::set_handler(move || on_signal(Command::Shutdown)) {
-            term::eprint(&format!("warning: cannot handle Ctrl-C: {e}\n"));
+            term::eprint(&Line::plain(format!("warning: cannot handle Ctrl-C: {e}")));
         }
         term::print(&format!(
             "Listening on {local_addr}\n{}",

@@ -3,11 +3,97 @@
 //! written against the plain form reads the same things a person sees.
 
 use lantalk_core::client::ClientEvent;
+use lantalk_core::text::visible;
 
 /// Whether to colour output: only on a terminal, and never with `NO_COLOR`
 /// set to anything non-empty (<https://no-color.org>).
 pub fn colour_wanted(is_terminal: bool) -> bool {
     is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// One line of output, built from spans of text, each with a colour of ours
+/// (an SGR code) or none. This is the only thing [`crate::term`] and the log
+/// print: rendering passes every span's text through
+/// [`lantalk_core::text::visible`], so whatever a peer or a server put in it
+/// shows as text and never acts on the terminal; the only escape codes in the
+/// result are our own colours, and only when colour is on. A line never
+/// holds a line break: a newline in a span shows as `␊`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Line {
+    spans: Vec<Span>,
+    colour: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Span {
+    /// An SGR parameter string of ours (`"1;31"`), never text from outside.
+    paint: Option<&'static str>,
+    text: String,
+}
+
+impl Line {
+    /// `text` with no colour.
+    pub fn plain(text: impl Into<String>) -> Line {
+        Line::default().text(text)
+    }
+
+    /// Adds `text` with no colour.
+    pub fn text(mut self, text: impl Into<String>) -> Line {
+        self.spans.push(Span {
+            paint: None,
+            text: text.into(),
+        });
+        self
+    }
+
+    /// Adds `text` in the SGR rendition `code` (shown only with colour on).
+    pub fn painted(mut self, code: &'static str, text: impl Into<String>) -> Line {
+        self.spans.push(Span {
+            paint: Some(code),
+            text: text.into(),
+        });
+        self
+    }
+
+    /// Adds a user name in a colour of its own that stays the same across
+    /// runs and machines (a hash of the name, not of the session).
+    pub fn name(self, name: &str) -> Line {
+        let hash = name
+            .to_ascii_lowercase()
+            .bytes()
+            .fold(2166136261u32, |h, b| (h ^ b as u32).wrapping_mul(16777619));
+        self.painted(NAME_COLOURS[hash as usize % NAME_COLOURS.len()], name)
+    }
+
+    /// The line as it goes to the terminal, a pipe or the log (no line
+    /// break): each span made visible, then coloured when colour is on.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for span in &self.spans {
+            let text = visible(&span.text);
+            match span.paint {
+                Some(code) if self.colour && !text.is_empty() => {
+                    out.push_str("\x1b[");
+                    out.push_str(code);
+                    out.push('m');
+                    out.push_str(&text);
+                    out.push_str("\x1b[0m");
+                }
+                _ => out.push_str(&text),
+            }
+        }
+        out
+    }
+}
+
+/// Our own multi-line text (banners, help, hints), one [`Line`] per line.
+/// Every line is still made visible; only the line breaks are kept.
+pub fn lines(text: &str) -> Vec<Line> {
+    text.strip_suffix('\n')
+        .unwrap_or(text)
+        .split('\n')
+        .map(|l| Line::plain(l.strip_suffix('\r').unwrap_or(l)))
+        .collect()
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -19,72 +105,57 @@ pub struct Style {
 const NAME_COLOURS: [&str; 10] = ["31", "32", "33", "34", "35", "36", "91", "92", "94", "95"];
 
 impl Style {
-    fn paint(&self, code: &str, text: &str) -> String {
-        if self.colour {
-            format!("\x1b[{code}m{text}\x1b[0m")
-        } else {
-            text.to_string()
+    /// An empty line, coloured if this style is.
+    pub fn line(&self) -> Line {
+        Line {
+            spans: Vec::new(),
+            colour: self.colour,
         }
     }
 
-    /// A user name in a colour of its own that stays the same across runs
-    /// and machines (a hash of the name, not of the session).
-    pub fn name(&self, name: &str) -> String {
-        let hash = name
-            .to_ascii_lowercase()
-            .bytes()
-            .fold(2166136261u32, |h, b| (h ^ b as u32).wrapping_mul(16777619));
-        self.paint(NAME_COLOURS[hash as usize % NAME_COLOURS.len()], name)
-    }
-
-    fn ts(&self, ts: &str) -> String {
-        self.paint("2", &format!("[{ts}]"))
+    fn ts(&self, ts: &str) -> Line {
+        self.line().painted("2", format!("[{ts}]"))
     }
 
     /// One line for `event`, or `None` for events that are not shown as chat
     /// lines (login progress, the end of the session).
-    pub fn event(&self, event: &ClientEvent, now: &str, me: &str) -> Option<String> {
+    pub fn event(&self, event: &ClientEvent, now: &str, me: &str) -> Option<Line> {
         Some(match event {
             ClientEvent::Message { ts, user, text } => match text.strip_prefix("/me ") {
-                Some(action) => format!("{} * {} {action}", self.ts(ts), self.name(user)),
-                None => format!("{} {}: {text}", self.ts(ts), self.name(user)),
+                Some(action) => self
+                    .ts(ts)
+                    .text(" * ")
+                    .name(user)
+                    .text(format!(" {action}")),
+                None => self.ts(ts).text(" ").name(user).text(format!(": {text}")),
             },
             ClientEvent::Pm {
                 ts,
                 from_user,
                 text,
-            } => format!(
-                "{} {}",
-                self.ts(ts),
-                self.paint("1;33", &format!("PM from {from_user}: {text}"))
-            ),
-            ClientEvent::PmSent { to, text } => format!(
-                "{} {}",
-                self.ts(now),
-                self.paint("33", &format!("PM to {to}: {text}"))
-            ),
+            } => self
+                .ts(ts)
+                .text(" ")
+                .painted("1;33", format!("PM from {from_user}: {text}")),
+            ClientEvent::PmSent { to, text } => self
+                .ts(now)
+                .text(" ")
+                .painted("33", format!("PM to {to}: {text}")),
             ClientEvent::System { ts, text } if ts.is_empty() => {
-                self.paint("32", &format!("*** {text} ***"))
+                self.line().painted("32", format!("*** {text} ***"))
             }
-            ClientEvent::System { ts, text } => {
-                format!(
-                    "{} {}",
-                    self.ts(ts),
-                    self.paint("32", &format!("*** {text} ***"))
-                )
-            }
+            ClientEvent::System { ts, text } => self
+                .ts(ts)
+                .text(" ")
+                .painted("32", format!("*** {text} ***")),
             ClientEvent::Notice(text) => {
-                format!(
-                    "{} {}",
-                    self.ts(now),
-                    self.paint("1;31", &format!("! {text}"))
-                )
+                self.ts(now).text(" ").painted("1;31", format!("! {text}"))
             }
             ClientEvent::ActionSent { text } => {
-                format!("{} * {} {text}", self.ts(now), self.name(me))
+                self.ts(now).text(" * ").name(me).text(format!(" {text}"))
             }
             ClientEvent::AwaitingApproval { code } => {
-                self.info(&format!("Waiting for the host to approve... code {code}"))
+                self.info(format!("Waiting for the host to approve... code {code}"))
             }
             ClientEvent::Joined { .. }
             | ClientEvent::Roster { .. }
@@ -100,12 +171,12 @@ impl Style {
         })
     }
 
-    pub fn info(&self, text: &str) -> String {
-        self.paint("36", text)
+    pub fn info(&self, text: impl Into<String>) -> Line {
+        self.line().painted("36", text)
     }
 
-    pub fn error(&self, text: &str) -> String {
-        self.paint("1;31", text)
+    pub fn error(&self, text: impl Into<String>) -> Line {
+        self.line().painted("1;31", text)
     }
 }
 
@@ -133,15 +204,19 @@ mod tests {
         }
     }
 
+    fn plain(line: Option<Line>) -> String {
+        line.expect("a line").render()
+    }
+
     #[test]
     fn plain_lines() {
         let s = Style { colour: false };
         assert_eq!(
-            s.event(&msg("Alice", "hi"), "x", "me").unwrap(),
+            plain(s.event(&msg("Alice", "hi"), "x", "me")),
             "[14:22] Alice: hi"
         );
         assert_eq!(
-            s.event(&msg("Alice", "/me waves"), "x", "me").unwrap(),
+            plain(s.event(&msg("Alice", "/me waves"), "x", "me")),
             "[14:22] * Alice waves"
         );
         let pm = ClientEvent::Pm {
@@ -150,7 +225,7 @@ mod tests {
             text: "psst".into(),
         };
         assert_eq!(
-            s.event(&pm, "x", "me").unwrap(),
+            plain(s.event(&pm, "x", "me")),
             "[14:22] PM from Alice: psst"
         );
         let sys = ClientEvent::System {
@@ -158,18 +233,110 @@ mod tests {
             text: "Bob joined from 10.0.0.2.".into(),
         };
         assert_eq!(
-            s.event(&sys, "x", "me").unwrap(),
+            plain(s.event(&sys, "x", "me")),
             "[14:22] *** Bob joined from 10.0.0.2. ***"
         );
-        assert!(!s.event(&sys, "x", "me").unwrap().contains('\x1b'));
+        assert!(!plain(s.event(&sys, "x", "me")).contains('\x1b'));
     }
 
     #[test]
     fn colours_are_stable_per_name() {
         let s = Style { colour: true };
-        assert_eq!(s.name("alice"), s.name("alice"));
-        assert!(s.name("alice").starts_with("\x1b["));
-        assert_eq!(s.name("Alice"), s.name("alice").replace("alice", "Alice"));
+        let name = |n: &str| s.line().name(n).render();
+        assert_eq!(name("alice"), name("alice"));
+        assert!(name("alice").starts_with("\x1b["));
+        assert_eq!(name("Alice"), name("alice").replace("alice", "Alice"));
+    }
+
+    /// What a hostile peer or server may put in any field.
+    const HOSTILE: &str = "\x1b[2J\x1b]0;PWNED\x07a\rb\nc\u{202e}d\u{9b}e\x7f\t";
+
+    fn hostile_events() -> Vec<ClientEvent> {
+        let h = || HOSTILE.to_string();
+        vec![
+            ClientEvent::Message {
+                ts: h(),
+                user: h(),
+                text: h(),
+            },
+            ClientEvent::Message {
+                ts: h(),
+                user: h(),
+                text: format!("/me {HOSTILE}"),
+            },
+            ClientEvent::Pm {
+                ts: h(),
+                from_user: h(),
+                text: h(),
+            },
+            ClientEvent::PmSent { to: h(), text: h() },
+            ClientEvent::System { ts: h(), text: h() },
+            ClientEvent::System {
+                ts: String::new(),
+                text: h(),
+            },
+            ClientEvent::Notice(h()),
+            ClientEvent::ActionSent { text: h() },
+            ClientEvent::AwaitingApproval { code: h() },
+        ]
+    }
+
+    /// Whether `out` holds a control a terminal would act on, other than the
+    /// SGR colour codes of ours (`ESC [ digits;… m`).
+    fn has_raw_control(out: &str) -> bool {
+        let mut rest = out;
+        while let Some(i) = rest.find(|c: char| lantalk_core::text::is_forbidden(c)) {
+            let after = &rest[i..];
+            let Some(sgr) = after.strip_prefix("\x1b[") else {
+                return true;
+            };
+            let end = sgr
+                .find(|c: char| !(c.is_ascii_digit() || c == ';'))
+                .unwrap_or(sgr.len());
+            if !sgr[end..].starts_with('m') {
+                return true;
+            }
+            rest = &sgr[end + 1..];
+        }
+        false
+    }
+
+    #[test]
+    fn hostile_fields_render_without_controls() {
+        for colour in [false, true] {
+            let s = Style { colour };
+            for event in hostile_events() {
+                let out = plain(s.event(&event, HOSTILE, HOSTILE));
+                assert!(!has_raw_control(&out), "{event:?} -> {out:?}");
+                for c in ['\r', '\n', '\u{202e}', '\u{9b}', '\x07', '\x7f', '\t'] {
+                    assert!(!out.contains(c), "{c:?} in {out:?}");
+                }
+                assert!(out.contains("␛[2J"), "{out:?}");
+                assert!(out.contains("␛]0;PWNED␇"), "{out:?}");
+                assert!(out.contains("a␍b␊c<U+202E>d<U+009B>e␡ "), "{out:?}");
+                if !colour {
+                    assert!(!out.contains('\x1b'), "{out:?}");
+                }
+            }
+        }
+        let server_name = format!("Connected to {HOSTILE} as {HOSTILE}.");
+        let out = Style { colour: true }.info(server_name).render();
+        assert!(!has_raw_control(&out), "{out:?}");
+        assert!(!has_raw_control(&lines(HOSTILE)[0].render()));
+    }
+
+    #[test]
+    fn our_lines_keep_their_breaks_only() {
+        let l = lines("one\ntwo\n");
+        assert_eq!(l.len(), 2);
+        assert_eq!(l[1].render(), "two");
+    }
+
+    #[test]
+    fn colour_only_when_on() {
+        let on = Style { colour: true }.error("x").render();
+        assert_eq!(on, "\x1b[1;31mx\x1b[0m");
+        assert_eq!(Style { colour: false }.error("x").render(), "x");
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod protocol;
 pub mod ratelimit;
 pub mod secure;
 pub mod server;
+pub mod text;
 pub mod time;
 
 pub use bans::BanList;
