@@ -13,9 +13,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use lantalk_core::client::{ClientConfig, ClientEvent, ClientSecure, NewKey};
+use lantalk_core::commands;
 use lantalk_core::driver::{ClientHost, ClientOutcome, Command, Control, Runtime};
 use lantalk_core::names::validate_username;
 use lantalk_core::text::is_forbidden;
@@ -28,7 +29,8 @@ use crate::style::{colour_wanted, wants_bell, Line, Style};
 use crate::term;
 
 /// Commands offered by Tab completion.
-const COMMANDS: &[&str] = &["/clear", "/help", "/me", "/pm", "/quit", "/users"];
+/// Commands offered by Tab completion: the chat command table's.
+static COMMANDS: LazyLock<Vec<&'static str>> = LazyLock::new(|| commands::names(&[commands::CHAT]));
 
 pub fn run<R: Runtime>(args: ClientArgs) -> ExitCode {
     match start::<R>(args) {
@@ -391,6 +393,7 @@ fn interactive_session<R: Runtime>(
             pins,
             joined: false,
             attempt: Arc::clone(&attempt),
+            queued: 0,
         };
         let owned_addrs = addrs.to_vec();
         std::thread::spawn(move || {
@@ -531,7 +534,7 @@ fn chat(
     unsent: &mut Vec<String>,
 ) -> (std::io::Result<ClientOutcome>, Option<bool>) {
     let prompt = format!("[{name} | lantalk] > ");
-    let mut editor = LineEditor::new(*style, prompt, COMMANDS, Arc::clone(names));
+    let mut editor = LineEditor::new(*style, prompt, &COMMANDS, Arc::clone(names));
     loop {
         let input = editor.readline();
         // The connection may have been lost while the user was typing; the
@@ -634,6 +637,8 @@ struct TtyHost {
     pins: Pins,
     joined: bool,
     attempt: Arc<Attempt>,
+    /// Own lines reported queued and not yet sent.
+    queued: usize,
 }
 
 /// Whether `name` may be offered for completion: names with control
@@ -643,38 +648,63 @@ fn completable(name: &str) -> bool {
 }
 
 impl TtyHost {
-    /// Keeps the completion list in step with who is online, from what the
-    /// server says (LanTalk has no structured presence messages).
+    /// Keeps the completion list in step with who is online: the roster a
+    /// server of ours sends at login and its typed presence events (nothing
+    /// is read out of sentences); with LanTalk 2.0, whoever speaks.
     fn track_names(&self, event: &ClientEvent) {
         let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
         match event {
+            ClientEvent::Roster { users } => {
+                names.clear();
+                names.extend(users.iter().filter(|n| completable(n)).cloned());
+            }
+            ClientEvent::Presence { user, online: true } if completable(user) => {
+                names.insert(user.clone());
+            }
+            ClientEvent::Presence {
+                user,
+                online: false,
+            } => {
+                names.remove(user);
+            }
             ClientEvent::Message { user, .. } if !user.contains(' ') && completable(user) => {
                 names.insert(user.clone());
             }
             ClientEvent::Pm { from_user, .. } if completable(from_user) => {
                 names.insert(from_user.clone());
             }
-            ClientEvent::System { text, .. } => {
-                if let Some(list) = text.strip_prefix("Online: ") {
-                    names.clear();
-                    names.extend(
-                        list.split(", ")
-                            .map(|n| n.trim_end_matches(" (unencrypted)"))
-                            .filter(|n| completable(n))
-                            .map(str::to_string),
-                    );
-                } else if let Some((who, _)) = text.split_once(" joined") {
-                    if completable(who) {
-                        names.insert(who.to_string());
-                    }
-                } else if let Some(who) = [" left", " was ", " timed out"]
-                    .iter()
-                    .find_map(|w| text.split_once(w).map(|(who, _)| who))
-                {
-                    names.remove(who);
-                }
-            }
             _ => {}
+        }
+    }
+
+    /// The user's own lines: the editor already shows each as typed, which
+    /// is true once it went out at once. A line the rate limit holds back is
+    /// marked as queued, and shown again when it is actually sent.
+    fn own_line(&mut self, event: &ClientEvent) -> Option<Line> {
+        match event {
+            ClientEvent::Queued { text, ahead } => {
+                self.queued += 1;
+                let when = match ahead {
+                    0 => "next".to_string(),
+                    n => format!("after {n} more"),
+                };
+                Some(self.style.line().painted(
+                    "2",
+                    format!("(queued, goes {when} at the server's pace) {text}"),
+                ))
+            }
+            ClientEvent::Sent { text } if self.queued > 0 => {
+                self.queued -= 1;
+                Some(
+                    self.style
+                        .line()
+                        .painted("2", format!("[{}] ", crate::clock::hhmm()))
+                        .name(&self.me)
+                        .text(format!(": {text}"))
+                        .painted("2", " (sent)"),
+                )
+            }
+            _ => None,
         }
     }
 }
@@ -686,6 +716,9 @@ impl ClientHost for TtyHost {
 
     fn event(&mut self, event: &ClientEvent) {
         self.track_names(event);
+        if let Some(line) = self.own_line(event) {
+            return term::print(&line);
+        }
         match event {
             ClientEvent::PasswordRequired => {
                 let _ = self.ui.send(Ui::PasswordRequired);

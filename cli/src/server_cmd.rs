@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
+use lantalk_core::commands;
 use lantalk_core::driver::{Command, Control, Runtime, ServerHost};
 use lantalk_core::password::{HashParams, PasswordHash};
 use lantalk_core::secure::Suite;
@@ -176,9 +177,9 @@ fn start<R: Runtime>(
         colour: colour_wanted(std::io::stdout().is_terminal()),
     };
     let (role, commands) = match (max_peers, args.approval.approve) {
-        (Some(_), _) => ("host", APPROVAL_COMMANDS),
-        (None, true) => ("console", APPROVAL_COMMANDS),
-        (None, false) => ("console", CONSOLE_COMMANDS),
+        (Some(_), _) => ("host", &APPROVAL_COMMANDS),
+        (None, true) => ("console", &APPROVAL_COMMANDS),
+        (None, false) => ("console", &CONSOLE_COMMANDS),
     };
     let mut editor = LineEditor::new(
         style,
@@ -223,14 +224,12 @@ fn start<R: Runtime>(
 /// Whether the console's line editor holds the terminal (in raw mode).
 static EDITING: AtomicBool = AtomicBool::new(false);
 
-/// Commands offered by Tab completion on the console.
-const CONSOLE_COMMANDS: &[&str] = &[
-    "/ban", "/bans", "/help", "/kick", "/quit", "/stats", "/unban", "/users",
-];
+/// Commands offered by Tab completion on the console: the command tables'.
+static CONSOLE_COMMANDS: LazyLock<Vec<&'static str>> =
+    LazyLock::new(|| commands::names(&[commands::CONSOLE]));
 /// ... when connections are approved.
-const APPROVAL_COMMANDS: &[&str] = &[
-    "/ban", "/bans", "/forget", "/help", "/kick", "/quit", "/stats", "/trusted", "/unban", "/users",
-];
+static APPROVAL_COMMANDS: LazyLock<Vec<&'static str>> =
+    LazyLock::new(|| commands::names(&[commands::CONSOLE, commands::APPROVAL]));
 
 /// What the server thread tells the console's thread.
 enum Console {

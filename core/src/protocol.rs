@@ -229,23 +229,11 @@ pub fn is_py_space(c: char) -> bool {
 }
 
 /// The first character of `text` that a terminal would act on instead of
-/// showing: C0 controls but tab, DEL, C1 controls, and the bidirectional
-/// and line-separating format characters that reorder or split what a line
-/// appears to say. A chat line is one line of visible text.
+/// showing ([`crate::text::is_forbidden`]), tab excepted: a server refuses
+/// such a line, since LanTalk 2.0 clients print what they receive as it is.
 pub fn first_control(text: &str) -> Option<char> {
-    text.chars().find(|&c| {
-        (c.is_control() && c != '\t')
-            || matches!(
-                c,
-                '\u{061c}'
-                    | '\u{200e}'
-                    | '\u{200f}'
-                    | '\u{202a}'..='\u{202e}'
-                    | '\u{2066}'..='\u{2069}'
-                    | '\u{2028}'
-                    | '\u{2029}'
-            )
-    })
+    text.chars()
+        .find(|&c| c != '\t' && crate::text::is_forbidden(c))
 }
 
 /// `text` without leading and trailing white space, as `str.strip()` does.
