@@ -20,7 +20,13 @@
 //! input and return `None` for anything else. A discovery hint never grants
 //! trust: it only says where to connect; keys are checked by the encryption
 //! layer when connecting.
+//!
+//! Announcing is a machine too: [`Announcer`] decides when beacons go out,
+//! which destinations to report as failing, and when the mDNS record is
+//! refreshed; the runtime only owns the sockets and the mDNS daemon.
 
+mod announcer;
 mod datagram;
 
+pub use announcer::*;
 pub use datagram::*;
