@@ -1,7 +1,10 @@
 //! LAN discovery on real sockets: the announcer a running server keeps
 //! going, and the scan that `scan` and the menu use. Every decision about
-//! what a datagram or TXT record says is made by
-//! [`lantalk_core::discovery`]; this module only sends, receives and waits.
+//! what a datagram or TXT record says, and the announcer's whole policy
+//! (when to beacon and re-read the interfaces, which failures to report,
+//! when to refresh mDNS), is made by [`lantalk_core::discovery`] and its
+//! [`Announcer`](lantalk_core::discovery::Announcer) machine; this module
+//! only sends, receives and waits.
 //!
 //! * Beacons: a thread with one `std::net::UdpSocket` sends LanTalk 2.0's
 //!   `LANTALK_SERVER:<ip>:<port>` and our `LANTALK_INFO {…}` to the directed
@@ -14,14 +17,17 @@
 //!   `SO_REUSEADDR`/`SO_REUSEPORT`) and browse mDNS for the timeout, then
 //!   merge by (address, port).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use lantalk_core::discovery::{self as disc, ScanTable, ServerAnnouncement, MDNS_SERVICE_TYPE};
+use lantalk_core::discovery::{
+    self as disc, AnnounceOutput, MdnsEvent, MdnsRecord, ScanTable, ServerAnnouncement,
+    SocketError, TargetQuery, MDNS_SERVICE_TYPE,
+};
 use lantalk_core::server::Level;
 use mdns_sd::{DaemonEvent, IfKind, ServiceDaemon, ServiceEvent, ServiceInfo};
 
@@ -30,8 +36,6 @@ pub type Log = Box<dyn FnMut(Level, &str) + Send>;
 
 /// How long stopping mDNS may take (goodbye packets, daemon shutdown).
 const MDNS_STOP: Duration = Duration::from_secs(1);
-/// Users-online changes are pushed to mDNS at most this often.
-const MDNS_REFRESH: Duration = Duration::from_secs(5);
 
 /// What a server announces, and where.
 #[derive(Clone, Debug)]
@@ -51,12 +55,7 @@ pub struct AnnounceSettings {
     pub legacy_beacon: bool,
 }
 
-/// One beacon destination and the server address announced to it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Target {
-    pub dest: Ipv4Addr,
-    pub advertised: Ipv4Addr,
-}
+pub use lantalk_core::discovery::Target;
 
 /// Every non-loopback IPv4 interface (with an address, and a netmask that
 /// leaves room for a broadcast address): name, address, prefix, broadcast.
@@ -185,30 +184,27 @@ impl Drop for Announcer {
     }
 }
 
-/// A UDP socket that may send to broadcast addresses, bound to the server's
-/// address when it has a specific IPv4 one (so beacons leave from it).
-fn beacon_socket(bind: IpAddr) -> std::io::Result<UdpSocket> {
-    let from = match bind {
-        IpAddr::V4(b) if !b.is_unspecified() => b,
-        _ => Ipv4Addr::UNSPECIFIED,
-    };
-    let socket = UdpSocket::bind((from, 0))?;
-    socket.set_broadcast(true)?;
-    Ok(socket)
+/// The core's announcer configured from the command line's settings.
+fn announcer_config(settings: &AnnounceSettings, local: SocketAddr) -> disc::AnnouncerConfig {
+    disc::AnnouncerConfig {
+        name: settings.name.clone(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        local,
+        discovery_port: settings.discovery_port,
+        beacon_addrs: settings.beacon_addrs.clone(),
+        interval: settings.interval,
+        legacy_beacon: settings.legacy_beacon,
+        mdns: settings.mdns,
+        mdns_refresh: disc::DEFAULT_MDNS_REFRESH,
+        password: settings.password,
+        encrypted: settings.encrypted,
+        fingerprint: settings.fingerprint.clone(),
+    }
 }
 
-fn describe_targets(targets: &[Target], port: u16, interval: Duration) -> String {
-    let list: Vec<String> = targets
-        .iter()
-        .map(|t| format!("{} (as {})", t.dest, t.advertised))
-        .collect();
-    format!(
-        "LAN discovery: beacons every {} s to UDP port {port} at {}",
-        interval.as_secs_f64(),
-        list.join(", ")
-    )
-}
-
+/// The announcer's thread: reads the clock, feeds the core's
+/// [`disc::Announcer`], carries out what it asks for, and sleeps until it
+/// wants time again or is told to stop. Every decision is the machine's.
 fn announce(
     settings: AnnounceSettings,
     local: SocketAddr,
@@ -216,137 +212,116 @@ fn announce(
     log: &mut Log,
     stop: &(Mutex<bool>, Condvar),
 ) {
-    let bind = local.ip();
-    let explicit = !settings.beacon_addrs.is_empty();
-    if bind.is_loopback() && !explicit {
-        log(
-            Level::Info,
-            &format!(
-                "LAN discovery: not announced, the server listens on {bind} only, which \
-                 nobody else can reach (--beacon-addr 127.255.255.255 announces it to this \
-                 machine)."
-            ),
-        );
-        return;
-    }
-    let socket = match beacon_socket(bind) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            log(
-                Level::Warning,
-                &format!("LAN discovery: cannot open a UDP socket for beacons: {e}"),
-            );
-            None
-        }
+    let epoch = Instant::now();
+    let now = || lantalk_core::Instant::from_epoch(epoch.elapsed());
+    let mut machine = disc::Announcer::new(announcer_config(&settings, local), now());
+    let mut io = AnnounceIo {
+        local,
+        socket: None,
+        mdns: None,
     };
-    let mut mdns = None;
-    if settings.mdns && !bind.is_loopback() {
-        match MdnsAnnouncer::start(&settings, local, users() as u32) {
-            Ok(m) => {
-                log(
-                    Level::Info,
-                    &format!(
-                        "LAN discovery: mDNS service \"{}\" ({MDNS_SERVICE_TYPE}) on {}",
-                        m.instance, m.host
-                    ),
-                );
-                mdns = Some(m);
-            }
-            Err(e) => log(
-                Level::Warning,
-                &format!("LAN discovery: mDNS unavailable ({e}); beacons only"),
-            ),
-        }
-    }
-
-    let mut last_targets: Option<Vec<Target>> = None;
-    let mut failing: HashSet<Ipv4Addr> = HashSet::new();
     loop {
-        let online = u32::try_from(users()).unwrap_or(u32::MAX);
-        if let Some(socket) = &socket {
-            let targets = if explicit {
-                explicit_targets(bind, &settings.beacon_addrs)
-            } else {
-                automatic_targets(bind)
-            };
-            if last_targets.as_ref() != Some(&targets) {
-                if targets.is_empty() {
-                    log(
-                        Level::Info,
-                        "LAN discovery: no network interface with an IPv4 broadcast address \
-                         yet; beacons start when one appears.",
-                    );
-                } else {
-                    log(
-                        Level::Info,
-                        &describe_targets(&targets, settings.discovery_port, settings.interval),
-                    );
-                }
-                last_targets = Some(targets.clone());
-            }
-            for t in &targets {
-                let announcement = ServerAnnouncement {
-                    name: settings.name.clone(),
-                    addr: Some(IpAddr::V4(t.advertised)),
-                    port: local.port(),
-                    version: env!("CARGO_PKG_VERSION").to_string(),
-                    encrypted: settings.encrypted,
-                    password: settings.password,
-                    users: online,
-                    fingerprint: settings.fingerprint.clone(),
-                };
-                let dest = SocketAddr::from((t.dest, settings.discovery_port));
-                let legacy = disc::encode_legacy(t.advertised, local.port());
-                let sent = (if settings.legacy_beacon {
-                    socket.send_to(&legacy, dest).map(drop)
-                } else {
-                    Ok(())
-                })
-                .and_then(|_| socket.send_to(&disc::encode_info(&announcement), dest));
-                match sent {
-                    Ok(_) => {
-                        if failing.remove(&t.dest) {
-                            log(
-                                Level::Info,
-                                &format!("LAN discovery: beacons to {dest} go through again."),
-                            );
-                        }
-                    }
-                    Err(e) => {
-                        if failing.insert(t.dest) {
-                            log(
-                                Level::Warning,
-                                &format!("LAN discovery: cannot send a beacon to {dest}: {e}"),
-                            );
-                        }
-                    }
-                }
-            }
+        machine.handle_users(users());
+        for event in io
+            .mdns
+            .as_ref()
+            .map(MdnsAnnouncer::events)
+            .unwrap_or_default()
+        {
+            machine.handle_mdns_event(event);
         }
-        if let Some(m) = mdns.as_mut() {
-            m.tick(&settings, local, online, log);
-        }
-        // Sleep for the interval, or until told to stop.
-        let (lock, cv) = stop;
-        let deadline = Instant::now() + settings.interval;
-        let mut stopped = lock.lock().unwrap_or_else(|e| e.into_inner());
-        while !*stopped {
-            let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            stopped = cv
-                .wait_timeout(stopped, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        if *stopped {
+        machine.handle_timeout(now());
+        io.carry_out(&mut machine, log);
+        let Some(deadline) = machine.poll_timeout() else {
+            break;
+        };
+        if wait_until(stop, epoch + deadline.since_epoch()) {
             break;
         }
     }
-    if let Some(m) = mdns {
-        m.stop();
+    machine.handle_close();
+    io.carry_out(&mut machine, log);
+}
+
+/// Sleeps until `deadline` or until told to stop; true when told to stop.
+fn wait_until((lock, cv): &(Mutex<bool>, Condvar), deadline: Instant) -> bool {
+    let mut stopped = lock.lock().unwrap_or_else(|e| e.into_inner());
+    while !*stopped {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        stopped = cv
+            .wait_timeout(stopped, deadline - now)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
     }
+    *stopped
+}
+
+/// What the announcer's outputs act on.
+struct AnnounceIo {
+    local: SocketAddr,
+    socket: Option<UdpSocket>,
+    mdns: Option<MdnsAnnouncer>,
+}
+
+impl AnnounceIo {
+    /// Carries out every output, reporting back what the socket or the mDNS
+    /// daemon said.
+    fn carry_out(&mut self, machine: &mut disc::Announcer, log: &mut Log) {
+        while let Some(output) = machine.poll_output() {
+            match output {
+                AnnounceOutput::OpenSocket { from } => {
+                    let opened = beacon_socket(from).map(|s| self.socket = Some(s));
+                    machine.handle_socket_opened(opened.map_err(SocketError::from));
+                }
+                AnnounceOutput::StartMdns(record) => {
+                    match MdnsAnnouncer::start(&record, self.local) {
+                        Ok(m) => {
+                            let host = m.host.clone();
+                            self.mdns = Some(m);
+                            machine.handle_mdns_started(Ok(host));
+                        }
+                        Err(e) => machine.handle_mdns_started(Err(e)),
+                    }
+                }
+                AnnounceOutput::ReadTargets(query) => machine.handle_targets(match query {
+                    TargetQuery::Interfaces { bind } => automatic_targets(bind),
+                    TargetQuery::Explicit { bind, addrs } => explicit_targets(bind, &addrs),
+                }),
+                AnnounceOutput::SendBeacon { dest, kind, bytes } => {
+                    let sent = match &self.socket {
+                        Some(s) => s.send_to(&bytes, dest).map(drop).map_err(SocketError::from),
+                        None => Err(SocketError::new(ErrorKind::NotConnected, "no socket")),
+                    };
+                    machine.handle_send_result(dest, kind, sent);
+                }
+                AnnounceOutput::RefreshMdns(record) => {
+                    let registered = match &self.mdns {
+                        Some(m) => m.register(&record, self.local),
+                        None => Err("mDNS is not running".to_string()),
+                    };
+                    machine.handle_mdns_refreshed(registered);
+                }
+                AnnounceOutput::StopMdns => {
+                    if let Some(m) = self.mdns.take() {
+                        m.stop();
+                    }
+                }
+                AnnounceOutput::Log { level, event } => log(level, &event.to_string()),
+            }
+        }
+    }
+}
+
+/// A UDP socket that may send to broadcast addresses, bound to `from` (the
+/// server's address when it has a specific IPv4 one, so beacons leave from
+/// it).
+fn beacon_socket(from: Ipv4Addr) -> std::io::Result<UdpSocket> {
+    let socket = UdpSocket::bind((from, 0))?;
+    socket.set_broadcast(true)?;
+    Ok(socket)
 }
 
 /// The mDNS host name of our service: this machine's name, made a valid DNS
@@ -376,35 +351,16 @@ fn mdns_host(port: u16) -> String {
     format!("{label}-lantalk-{port}.local.")
 }
 
+/// The mDNS daemon with our service registered.
 struct MdnsAnnouncer {
     daemon: ServiceDaemon,
     monitor: mdns_sd::Receiver<DaemonEvent>,
-    instance: String,
     host: String,
     fullname: String,
-    users: u32,
-    updated: Instant,
-    reported_error: bool,
 }
 
 impl MdnsAnnouncer {
-    fn service(
-        settings: &AnnounceSettings,
-        local: SocketAddr,
-        users: u32,
-    ) -> Result<ServiceInfo, String> {
-        let announcement = ServerAnnouncement {
-            name: settings.name.clone(),
-            addr: None,
-            port: local.port(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            encrypted: settings.encrypted,
-            password: settings.password,
-            users,
-            fingerprint: settings.fingerprint.clone(),
-        };
-        let txt = disc::txt_records(&announcement);
-        let instance = disc::mdns_instance_name(&settings.name);
+    fn service(record: &MdnsRecord, local: SocketAddr) -> Result<ServiceInfo, String> {
         let host = mdns_host(local.port());
         let ips: Vec<IpAddr> = if local.ip().is_unspecified() {
             Vec::new()
@@ -413,11 +369,11 @@ impl MdnsAnnouncer {
         };
         let info = ServiceInfo::new(
             MDNS_SERVICE_TYPE,
-            &instance,
+            &record.instance,
             &host,
             &ips[..],
-            local.port(),
-            &txt[..],
+            record.port,
+            &record.txt[..],
         )
         .map_err(|e| e.to_string())?;
         Ok(if ips.is_empty() {
@@ -427,7 +383,7 @@ impl MdnsAnnouncer {
         })
     }
 
-    fn start(settings: &AnnounceSettings, local: SocketAddr, users: u32) -> Result<Self, String> {
+    fn start(record: &MdnsRecord, local: SocketAddr) -> Result<Self, String> {
         let daemon = ServiceDaemon::new().map_err(|e| e.to_string())?;
         let monitor = daemon.monitor().map_err(|e| e.to_string())?;
         if !local.ip().is_unspecified() {
@@ -435,49 +391,38 @@ impl MdnsAnnouncer {
             let _ = daemon.disable_interface(IfKind::All);
             let _ = daemon.enable_interface(IfKind::Addr(local.ip()));
         }
-        let info = Self::service(settings, local, users)?;
+        let info = Self::service(record, local)?;
         let fullname = info.get_fullname().to_string();
         let host = info.get_hostname().to_string();
         daemon.register(info).map_err(|e| e.to_string())?;
         Ok(MdnsAnnouncer {
             daemon,
             monitor,
-            instance: disc::mdns_instance_name(&settings.name),
             host,
             fullname,
-            users,
-            updated: Instant::now(),
-            reported_error: false,
         })
     }
 
-    /// Reports what the daemon did, and refreshes the TXT record when the
-    /// number of users changed (at most every [`MDNS_REFRESH`]).
-    fn tick(&mut self, settings: &AnnounceSettings, local: SocketAddr, users: u32, log: &mut Log) {
+    /// Registers the service again with `record`.
+    fn register(&self, record: &MdnsRecord, local: SocketAddr) -> Result<(), String> {
+        let info = Self::service(record, local)?;
+        self.daemon.register(info).map_err(|e| e.to_string())
+    }
+
+    /// What the daemon reported since last asked.
+    fn events(&self) -> Vec<MdnsEvent> {
+        let mut out = Vec::new();
         while let Ok(event) = self.monitor.try_recv() {
             match event {
-                DaemonEvent::NameChange(change) => log(
-                    Level::Info,
-                    &format!(
-                        "LAN discovery: mDNS name {} is taken; now {}",
-                        change.original, change.new_name
-                    ),
-                ),
-                DaemonEvent::Error(e) if !self.reported_error => {
-                    self.reported_error = true;
-                    log(Level::Warning, &format!("LAN discovery: mDNS: {e}"));
-                }
+                DaemonEvent::NameChange(change) => out.push(MdnsEvent::NameChange {
+                    original: change.original,
+                    new_name: change.new_name,
+                }),
+                DaemonEvent::Error(e) => out.push(MdnsEvent::Error(e.to_string())),
                 _ => {}
             }
         }
-        if users != self.users && self.updated.elapsed() >= MDNS_REFRESH {
-            if let Ok(info) = Self::service(settings, local, users) {
-                if self.daemon.register(info).is_ok() {
-                    self.users = users;
-                    self.updated = Instant::now();
-                }
-            }
-        }
+        out
     }
 
     /// Says goodbye on the network and stops the daemon, within bounds.
