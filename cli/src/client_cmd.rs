@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, LazyLock, Mutex};
 
-use lantalk_core::client::{ClientConfig, ClientEvent, ClientSecure, NewKey};
+use lantalk_core::client::{ClientConfig, ClientEvent, ClientSecure, NewKey, Refusal};
 use lantalk_core::commands;
 use lantalk_core::driver::{ClientHost, ClientOutcome, Command, Control, Runtime};
 use lantalk_core::names::validate_username;
@@ -102,6 +102,12 @@ impl Trust {
     ) -> Result<(ClientConfig, Pins), String> {
         let identity = keys::load_or_create(&self.data_dir.join("client_key"))?;
         let known = KnownServers::load(&self.data_dir.join("known_servers"))?;
+        if let Some(warning) = known.damaged(&self.addr_key) {
+            return Err(format!(
+                "refusing to connect to {}: the key pinned for it cannot be read ({warning})",
+                self.addr_key
+            ));
+        }
         let mut rng_seed = [0u8; 32];
         getrandom::getrandom(&mut rng_seed).map_err(|e| format!("no secure randomness: {e}"))?;
         let on_new_key = match (self.accept_new, interactive) {
@@ -127,36 +133,35 @@ impl Trust {
 
     /// What to add to a refusal so the user knows what to do next: words
     /// for the end of its line, and maybe a line of their own.
-    fn hint(&self, reason: &str) -> (String, Option<String>) {
-        if reason.contains("needs a password") {
-            (
+    fn hint(&self, why: Option<Refusal>) -> (String, Option<String>) {
+        match why {
+            Some(Refusal::NeedsPassword) => (
                 " Pass it with --password-env VAR or --password-file FILE.".to_string(),
                 None,
-            )
-        } else if reason.contains("KEY HAS CHANGED") {
-            let line = format!(
-                "If you know why (the server was reinstalled, say), remove the line for {} \
-                 from {} and connect again.",
-                self.addr_key,
-                self.data_dir.join("known_servers").display()
-            );
-            (String::new(), Some(line))
-        } else if reason.contains("not known") {
-            (
+            ),
+            Some(Refusal::KeyChanged) => {
+                let line = format!(
+                    "If you know why (the server was reinstalled, say), remove the line for {} \
+                     from {} and connect again.",
+                    self.addr_key,
+                    self.data_dir.join("known_servers").display()
+                );
+                (String::new(), Some(line))
+            }
+            Some(Refusal::UnknownKey) => (
                 " Check the fingerprint with the server's operator (`fingerprint` on the \
                  server), then join from a terminal to confirm it, or pass --accept-new."
                     .to_string(),
                 None,
-            )
-        } else {
-            (String::new(), None)
+            ),
+            _ => (String::new(), None),
         }
     }
 
     /// The lines saying why the session ended, with the hint: coloured as an
     /// error in `style`.
     fn ending(&self, style: &Style, outcome: &ClientOutcome) -> Vec<Line> {
-        let (suffix, extra) = self.hint(&outcome.reason);
+        let (suffix, extra) = self.hint(outcome.why);
         let mut lines = vec![style.error(describe(outcome)).text(suffix)];
         lines.extend(extra.map(Line::plain));
         lines
@@ -489,15 +494,13 @@ fn interactive_session<R: Runtime>(
             continue;
         }
         term::eprint(&trust.ending(&style, &outcome));
-        if outcome.reason.starts_with("Username already taken")
-            || outcome.reason.starts_with("Invalid username")
-        {
+        if matches!(outcome.why, Some(Refusal::NameTaken | Refusal::InvalidName)) {
             name = crate::menu::ask("Pick another name: ", |s| {
                 validate_username(s).map(|_| s.to_string())
             });
             continue;
         }
-        if outcome.reason.starts_with("Wrong password") {
+        if outcome.why == Some(Refusal::WrongPassword) {
             match crate::password::prompt("Password (leave blank to give up): ") {
                 Some(pw) => {
                     password = Some(pw);

@@ -2,7 +2,7 @@
 //! `server --approve` (the same approval on a group server).
 //!
 //! The core decides everything: it asks the operator
-//! ([`EventDetail::AskOperator`]) and takes the next console line as the
+//! ([`lantalk_core::server::Action::AskOperator`]) and takes the next console line as the
 //! answer. This file configures it, keeps `trusted_peers` in the data
 //! directory, and shows the question and, in host mode, the peers' chat on
 //! the console. The rest is the `server` command's (see `server_cmd`).
@@ -12,7 +12,9 @@ use std::process::ExitCode;
 
 use lantalk_core::client::ClientEvent;
 use lantalk_core::driver::Runtime;
-use lantalk_core::server::{Approval, EventDetail, Level, ServerEvent};
+use lantalk_core::server::{
+    Approval, ApprovalRequest, EventDetail, Level, ServerEvent, TrustedPeer,
+};
 
 use crate::args::{ApprovalArgs, HostArgs};
 use crate::keys;
@@ -82,28 +84,32 @@ pub struct ApprovalConsole {
 impl ApprovalConsole {
     /// Carries out what `event` asks of the console. Returns true when it
     /// was shown here (it then goes to the log file only).
+    /// Asks the operator about a peer: the question on the console (with
+    /// the bell on a terminal), and in the log.
+    pub fn ask(&mut self, request: &ApprovalRequest, logger: &mut Logger) {
+        // The question names the peer as it asked to be called.
+        let question = request.to_string();
+        let line = self.style.info(question.clone());
+        if self.style.colour {
+            term::print_ringing(&line);
+        } else {
+            term::print(&line);
+        }
+        logger.log_to_file(Level::Info, &question);
+    }
+
+    /// Stores the trusted peers (the whole list, atomically, under a lock).
+    pub fn persist(&mut self, peers: &[TrustedPeer], logger: &mut Logger) {
+        if let Err(e) = keys::save_trusted(&self.trusted_path, peers) {
+            logger.log(
+                Level::Warning,
+                &format!("Could not save trusted peers: {e}"),
+            );
+        }
+    }
+
     pub fn event(&mut self, event: &ServerEvent, logger: &mut Logger) -> bool {
         match event.detail.as_deref() {
-            Some(EventDetail::AskOperator(_)) => {
-                // The question names the peer as it asked to be called.
-                let line = self.style.info(event.message.clone());
-                if self.style.colour {
-                    term::print_ringing(&line);
-                } else {
-                    term::print(&line);
-                }
-                logger.log_to_file(event.level, &event.message);
-                true
-            }
-            Some(EventDetail::PersistTrusted(list)) => {
-                if let Err(e) = keys::save_trusted(&self.trusted_path, list) {
-                    logger.log(
-                        Level::Warning,
-                        &format!("Could not save trusted peers: {e}"),
-                    );
-                }
-                false
-            }
             Some(EventDetail::Chat { user, text }) if self.show_chat => {
                 let now = crate::clock::hhmm();
                 let message = ClientEvent::Message {

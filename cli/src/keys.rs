@@ -156,6 +156,16 @@ impl KnownServers {
             .map(|(_, k)| k.as_slice())
     }
 
+    /// The warning about the corrupt line that names `addr`, if one does:
+    /// the client refuses to connect there, saying which line to fix,
+    /// rather than report the unreadable pin as a changed key.
+    pub fn damaged(&self, addr: &str) -> Option<&str> {
+        self.refused
+            .iter()
+            .find(|(a, _)| a == addr)
+            .map(|(_, w)| w.as_str())
+    }
+
     /// The corrupt lines found by [`KnownServers::load`].
     #[cfg(test)]
     pub fn warnings(&self) -> &[String] {

@@ -14,7 +14,9 @@ use lantalk_core::driver::{Command, Control, Runtime, ServerHost};
 use lantalk_core::password::{HashParams, PasswordHash};
 use lantalk_core::secure::Suite;
 use lantalk_core::server::SecureConfig;
-use lantalk_core::server::{EventKind, Level, ServerEvent};
+use lantalk_core::server::{
+    ApprovalRequest, EventDetail, EventKind, Level, ServerEvent, TrustedPeer,
+};
 use lantalk_core::text::is_forbidden;
 use lantalk_core::{BanList, Now, Server, ServerConfig};
 
@@ -372,29 +374,29 @@ impl ServerHost for CliServerHost {
         }
     }
 
+    fn persist_trusted(&mut self, peers: &[TrustedPeer]) {
+        if let Some(approval) = self.approval.as_mut() {
+            approval.persist(peers, &mut self.logger);
+        }
+    }
+
+    fn ask_operator(&mut self, request: &ApprovalRequest) {
+        match self.approval.as_mut() {
+            Some(approval) => approval.ask(request, &mut self.logger),
+            // Only a server that approves connections asks.
+            None => self.logger.log(Level::Info, &request.to_string()),
+        }
+    }
+
     fn event(&mut self, event: &ServerEvent) {
-        // Keep the console's name completion in step with who is online.
-        if let Some(who) = event
-            .message
-            .split_whitespace()
-            .next()
-            .filter(|who| !who.contains(is_forbidden))
-        {
+        // Keep the console's name completion in step with who is online,
+        // from the typed fact (never from the sentence).
+        if let Some(EventDetail::Presence { user, online }) = event.detail.as_deref() {
             let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
-            match event.kind {
-                EventKind::Join => {
-                    names.insert(who.to_string());
-                }
-                EventKind::Leave => {
-                    names.remove(who);
-                }
-                // "<name> was kicked …" (not "<name> hit rate limit").
-                EventKind::Moderation | EventKind::RateLimit | EventKind::Malformed
-                    if event.message.split_whitespace().nth(1) == Some("was") =>
-                {
-                    names.remove(who);
-                }
-                _ => {}
+            if !*online {
+                names.remove(user);
+            } else if !user.contains(is_forbidden) {
+                names.insert(user.clone());
             }
         }
         if let Some(approval) = self.approval.as_mut() {

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::approval::{self, ServerApproval};
 use crate::framing::{Frame, LineBuffer};
+pub use crate::protocol::Refusal;
 use crate::protocol::{self, Malformed, ServerLine, MAX_TEXT_CHARS};
 use crate::ratelimit::{Rate, Window};
 use crate::secure::{self, grow, FrameBuffer, Kdf, Offer, PakeClient, SeededRng, StaticKey};
@@ -106,9 +107,11 @@ pub enum ClientEvent {
         username: String,
         server_name: String,
     },
-    /// The server refused the login; the connection closes.
+    /// The server refused the login; the connection closes. `why` is the
+    /// reason as a value, for a program to act on.
     Refused {
         reason: String,
+        why: Refusal,
     },
     Message {
         ts: String,
@@ -474,11 +477,14 @@ impl Client {
             }
             (Some(pinned), _) => {
                 let was = secure::fingerprint(pinned);
-                self.fail(&format!(
-                    "WARNING: THE SERVER'S KEY HAS CHANGED. It was {was} and is now \
+                self.fail_as(
+                    &format!(
+                        "WARNING: THE SERVER'S KEY HAS CHANGED. It was {was} and is now \
                      {fingerprint}. Someone may be intercepting the connection, or the \
                      server was reinstalled. Refusing to connect."
-                ));
+                    ),
+                    Refusal::KeyChanged,
+                );
             }
             (None, NewKey::Accept) => {
                 self.event(ClientEvent::Secured {
@@ -493,10 +499,13 @@ impl Client {
                 self.deadline = None;
                 self.event(ClientEvent::ConfirmServerKey { fingerprint });
             }
-            (None, NewKey::Refuse) => self.fail(&format!(
-                "The server's key {fingerprint} is not known, and new keys are not \
-                 accepted without asking."
-            )),
+            (None, NewKey::Refuse) => self.fail_as(
+                &format!(
+                    "The server's key {fingerprint} is not known, and new keys are not \
+                     accepted without asking."
+                ),
+                Refusal::UnknownKey,
+            ),
         }
     }
 
@@ -666,10 +675,12 @@ impl Client {
         self.flush(now);
     }
 
+    #[must_use = "actions must be carried out, in order"]
     pub fn poll_action(&mut self) -> Option<ClientAction> {
         self.actions.pop_front()
     }
 
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.phase == Phase::Closed {
             return None;
@@ -746,7 +757,7 @@ impl Client {
                         self.phase = Phase::AwaitingResult;
                     }
                     // The server could not prove it knows the same password.
-                    None => self.fail("Wrong password."),
+                    None => self.fail_as("Wrong password.", Refusal::WrongPassword),
                 }
             }
             (
@@ -757,10 +768,10 @@ impl Client {
                 | Phase::AwaitingPake
                 | Phase::Handshaking
                 | Phase::NeedTrust,
-                ServerLine::AuthFail { reason },
+                ServerLine::AuthFail { reason, why },
             ) => {
                 self.phase = Phase::Closed;
-                self.event(ClientEvent::Refused { reason });
+                self.event(ClientEvent::Refused { reason, why });
                 self.actions.push_back(ClientAction::Close);
             }
             (
@@ -829,7 +840,7 @@ impl Client {
             (Phase::Chatting | Phase::Leaving, ServerLine::PmSent { to_user, text, .. }) => {
                 self.event(ClientEvent::PmSent { to: to_user, text })
             }
-            (Phase::Chatting | Phase::Leaving, ServerLine::AuthFail { reason }) => {
+            (Phase::Chatting | Phase::Leaving, ServerLine::AuthFail { reason, .. }) => {
                 self.event(ClientEvent::System {
                     ts: String::new(),
                     text: reason,
@@ -920,7 +931,7 @@ impl Client {
         let secure = matches!(self.wire, Wire::Secure { .. });
         if self.needs_password && self.config.password.is_none() {
             if !self.config.ask_password {
-                return self.fail("This server needs a password.");
+                return self.fail_as("This server needs a password.", Refusal::NeedsPassword);
             }
             self.phase = Phase::NeedPassword;
             self.deadline = None;
@@ -974,8 +985,11 @@ impl Client {
         let bytes = match &mut self.wire {
             Wire::Secure { noise, .. } => {
                 let mut out = Vec::with_capacity(line.len() + 18);
-                // Only fails once 2^64 messages were sent.
-                let _ = secure::seal_into(noise, line.as_bytes(), &mut out);
+                // Only fails once 2^64 messages were sent: nothing more can
+                // be said on this session.
+                if secure::seal_into(noise, line.as_bytes(), &mut out).is_err() {
+                    return self.fail("The encrypted session is used up; reconnect.");
+                }
                 out
             }
             _ => line.into_bytes(),
@@ -1047,6 +1061,11 @@ impl Client {
     }
 
     fn fail(&mut self, reason: &str) {
+        self.fail_as(reason, Refusal::Other)
+    }
+
+    /// [`Client::fail`], saying why as a value if it ends the login.
+    fn fail_as(&mut self, reason: &str, why: Refusal) {
         if self.phase == Phase::Closed {
             return;
         }
@@ -1065,6 +1084,7 @@ impl Client {
         self.event(if during_login {
             ClientEvent::Refused {
                 reason: reason.to_string(),
+                why,
             }
         } else {
             ClientEvent::Disconnected {

@@ -15,7 +15,10 @@ use core::net::SocketAddr;
 use crate::bans::BanList;
 use crate::client::{Client, ClientAction, ClientConfig, ClientEvent};
 use crate::password::PasswordCheck;
-use crate::server::{Action, ConnId, DisconnectCause, Payload, Server, ServerEvent};
+use crate::protocol::Refusal;
+use crate::server::{
+    Action, ApprovalRequest, ConnId, DisconnectCause, Payload, Server, ServerEvent, TrustedPeer,
+};
 use crate::time::{Now, WallTime};
 
 /// What the application does with everything that is not the network.
@@ -24,6 +27,11 @@ pub trait ServerHost: Send + 'static {
     fn wall_time(&mut self) -> WallTime;
     /// The ban list changed: store it (atomically).
     fn persist_bans(&mut self, bans: &BanList);
+    /// The trusted peers changed: store the whole list (atomically).
+    fn persist_trusted(&mut self, peers: &[TrustedPeer]);
+    /// Ask the operator about `request` (its `Display` is the question);
+    /// the answer comes back as a console line or `Server::handle_approval`.
+    fn ask_operator(&mut self, request: &ApprovalRequest);
     /// Show and/or log an event.
     fn event(&mut self, event: &ServerEvent);
     /// The listener is bound and the server is running; `control` feeds it
@@ -67,6 +75,8 @@ pub struct ClientOutcome {
     /// The session never got past the login.
     pub refused: bool,
     pub reason: String,
+    /// Why it was refused, as a value (what to ask the user next).
+    pub why: Option<Refusal>,
 }
 
 /// One way of running the core on real sockets.
@@ -120,6 +130,8 @@ pub fn dispatch_server(
             Action::Close { conn, .. } => transport.close(conn),
             Action::CheckPassword(check) => transport.check_password(check),
             Action::PersistBans(bans) => host.persist_bans(&bans),
+            Action::PersistTrusted(peers) => host.persist_trusted(&peers),
+            Action::AskOperator(request) => host.ask_operator(&request),
             Action::Event(event) => host.event(&event),
             Action::Shutdown => shut_down = true,
         }
@@ -142,11 +154,12 @@ pub fn dispatch_client(
             ClientAction::Send(bytes) => out.extend_from_slice(&bytes),
             ClientAction::Event(event) => {
                 match &event {
-                    ClientEvent::Refused { reason } => {
+                    ClientEvent::Refused { reason, why } => {
                         *outcome = Some(ClientOutcome {
                             expected: false,
                             refused: true,
                             reason: reason.clone(),
+                            why: Some(*why),
                         })
                     }
                     // A refusal already said why; keep that reason.
@@ -155,6 +168,7 @@ pub fn dispatch_client(
                             expected: *expected,
                             refused: false,
                             reason: reason.clone(),
+                            why: None,
                         });
                     }
                     _ => {}

@@ -135,6 +135,70 @@ pub fn pm_sent(ts: WallTime, to_user: &str, text: &str) -> String {
         .finish_line()
 }
 
+/// Why a login was refused, as a value a program can act on (ask for
+/// another name, the password again, ...) instead of reading the sentence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    NameTaken,
+    InvalidName,
+    WrongPassword,
+    /// The server wants a password and none was given.
+    NeedsPassword,
+    /// The server's key is not the one pinned.
+    KeyChanged,
+    /// The server's key is new and new keys are not accepted.
+    UnknownKey,
+    /// Anything else (the sentence says what).
+    Other,
+}
+
+impl Refusal {
+    /// The `code` field of an `auth_fail` from a server of ours.
+    pub fn code(self) -> &'static str {
+        match self {
+            Refusal::NameTaken => "name_taken",
+            Refusal::InvalidName => "invalid_name",
+            Refusal::WrongPassword => "wrong_password",
+            Refusal::NeedsPassword => "needs_password",
+            Refusal::KeyChanged => "key_changed",
+            Refusal::UnknownKey => "unknown_key",
+            Refusal::Other => "other",
+        }
+    }
+
+    fn from_code(code: &str) -> Refusal {
+        match code {
+            "name_taken" => Refusal::NameTaken,
+            "invalid_name" => Refusal::InvalidName,
+            "wrong_password" => Refusal::WrongPassword,
+            "needs_password" => Refusal::NeedsPassword,
+            _ => Refusal::Other,
+        }
+    }
+
+    /// LanTalk 2.0 servers send only a sentence; these are the three they
+    /// have (the protocol's fixed wording, matched here and nowhere else).
+    fn from_lantalk2(reason: &str) -> Refusal {
+        match reason {
+            "Username already taken." => Refusal::NameTaken,
+            "Invalid username." => Refusal::InvalidName,
+            "Wrong password." => Refusal::WrongPassword,
+            _ => Refusal::Other,
+        }
+    }
+}
+
+/// `auth_fail` for a client of ours: LanTalk 2.0's fields and the typed
+/// [`Refusal`] as `code`.
+pub fn auth_fail_ours(ts: WallTime, reason: &str, why: Refusal) -> String {
+    ObjectWriter::new()
+        .str("type", "auth_fail")
+        .str("ts", &ts_str(ts))
+        .str("reason", reason)
+        .str("code", why.code())
+        .finish_line()
+}
+
 pub fn auth_fail(ts: WallTime, reason: &str) -> String {
     ObjectWriter::new()
         .str("type", "auth_fail")
@@ -421,6 +485,9 @@ pub enum ServerLine {
     },
     AuthFail {
         reason: String,
+        /// From the `code` a server of ours sends, else from LanTalk 2.0's
+        /// fixed wording.
+        why: Refusal,
     },
     Message {
         ts: String,
@@ -477,9 +544,14 @@ pub fn parse_server_line(line: &[u8]) -> Result<ServerLine, Malformed> {
             server_name: s("server_name")?,
             session: session_info(&map),
         },
-        "auth_fail" => ServerLine::AuthFail {
-            reason: s("reason")?,
-        },
+        "auth_fail" => {
+            let reason = s("reason")?;
+            let why = match opt_str(&map, "code")? {
+                Some(code) => Refusal::from_code(code),
+                None => Refusal::from_lantalk2(&reason),
+            };
+            ServerLine::AuthFail { reason, why }
+        }
         "message" => ServerLine::Message {
             ts: s("ts")?,
             user: s("user")?,
@@ -568,6 +640,37 @@ mod tests {
             chat("Hello!"),
             "{\"type\": \"message\", \"text\": \"Hello!\"}\n"
         );
+    }
+
+    /// A refusal is a value: from the `code` a server of ours sends, or
+    /// from LanTalk 2.0's three fixed sentences; anything else is `Other`.
+    #[test]
+    fn refusals_are_values() {
+        let why = |line: String| match parse_server_line(line.as_bytes()) {
+            Ok(ServerLine::AuthFail { why, .. }) => why,
+            other => panic!("{other:?}"),
+        };
+        for r in [
+            Refusal::NameTaken,
+            Refusal::InvalidName,
+            Refusal::WrongPassword,
+            Refusal::NeedsPassword,
+        ] {
+            assert_eq!(why(auth_fail_ours(TS, "whatever it says", r)), r);
+        }
+        assert_eq!(
+            why(auth_fail(TS, "Username already taken.")),
+            Refusal::NameTaken
+        );
+        assert_eq!(
+            why(auth_fail(TS, "Wrong password.")),
+            Refusal::WrongPassword
+        );
+        assert_eq!(
+            why(auth_fail(TS, "Invalid username.")),
+            Refusal::InvalidName
+        );
+        assert_eq!(why(auth_fail(TS, "Go away.")), Refusal::Other);
     }
 
     #[test]

@@ -275,21 +275,28 @@ impl Net {
                     }
                 }
             }
+            Action::AskOperator(r) => {
+                let _ = writeln!(
+                    self.log,
+                    "  server asks the operator: {r} [ask about {}]",
+                    r.id
+                );
+                self.questions.push(r);
+            }
+            Action::PersistTrusted(list) => {
+                let names: Vec<&str> = list.iter().map(|t| t.name.as_str()).collect();
+                let _ = writeln!(self.log, "  server persists trusted: {}", names.join(", "));
+                self.persisted = Some(list);
+            }
             Action::Event(e) => {
                 let _ = write!(self.log, "  server {} {:?}: {}", e.level, e.kind, e.message);
                 match e.detail.as_deref() {
                     None => {}
-                    Some(EventDetail::AskOperator(r)) => {
-                        let _ = write!(self.log, " [ask about {}]", r.id);
-                        self.questions.push(r.clone());
-                    }
-                    Some(EventDetail::PersistTrusted(list)) => {
-                        let names: Vec<&str> = list.iter().map(|t| t.name.as_str()).collect();
-                        let _ = write!(self.log, " [persist trusted: {}]", names.join(", "));
-                        self.persisted = Some(list.clone());
-                    }
                     Some(EventDetail::Chat { user, text }) => {
                         let _ = write!(self.log, " [chat {user}: {text}]");
+                    }
+                    Some(EventDetail::Presence { user, online }) => {
+                        let _ = write!(self.log, " [presence {user}: {online}]");
                     }
                 }
                 self.log.push('\n');
@@ -355,7 +362,7 @@ impl Net {
 
     fn refusal(&self, i: usize) -> Option<String> {
         self.peers[i].events.iter().find_map(|e| match e {
-            ClientEvent::Refused { reason } => Some(reason.clone()),
+            ClientEvent::Refused { reason, .. } => Some(reason.clone()),
             _ => None,
         })
     }

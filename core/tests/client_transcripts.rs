@@ -133,7 +133,9 @@ fn auth_fail_is_refused_and_closes() {
     assert_eq!(
         events(&c.last),
         [ClientEvent::Refused {
-            reason: "Username already taken.".to_string()
+            reason: "Username already taken.".to_string(),
+            // LanTalk 2.0's fixed wording, understood as a value.
+            why: lantalk_core::client::Refusal::NameTaken,
         }]
     );
     assert_eq!(c.last.last(), Some(&ClientAction::Close));

@@ -250,7 +250,11 @@ impl Tracker {
                     assert!(!self.shut_down, "second Shutdown");
                     self.shut_down = true;
                 }
-                Action::PersistBans(_) | Action::Event(_) | Action::CheckPassword(_) => {}
+                Action::PersistBans(_)
+                | Action::PersistTrusted(_)
+                | Action::AskOperator(_)
+                | Action::Event(_)
+                | Action::CheckPassword(_) => {}
             }
         }
         if let (Some(now), Some(t)) = (now, server.poll_timeout()) {

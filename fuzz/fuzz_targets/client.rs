@@ -286,7 +286,7 @@ impl Harness {
                     "step {step}: {e:?} after {:?}",
                     self.terminal
                 );
-                if let ClientEvent::Refused { reason } = &e {
+                if let ClientEvent::Refused { reason, .. } = &e {
                     assert!(
                         !self.joined,
                         "step {step}: Refused ({reason:?}) after the login had succeeded"

@@ -86,7 +86,10 @@ fuzz_target!(|data: &[u8]| {
                 .str("to_user", to_user)
                 .str("text", text)
                 .finish_line(),
-            ServerLine::AuthFail { reason } => w("auth_fail").str("reason", reason).finish_line(),
+            ServerLine::AuthFail { reason, why } => w("auth_fail")
+                .str("reason", reason)
+                .str("code", why.code())
+                .finish_line(),
             ServerLine::Message { ts, user, text } => w("message")
                 .str("ts", ts)
                 .str("user", user)

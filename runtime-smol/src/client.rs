@@ -109,6 +109,7 @@ async fn run(
         expected: false,
         refused: false,
         reason: "Connection closed.".to_string(),
+        why: None,
     }))
 }
 

@@ -102,6 +102,7 @@ pub fn connect(
         expected: false,
         refused: false,
         reason: "Connection closed.".to_string(),
+        why: None,
     }))
 }
 

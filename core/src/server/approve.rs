@@ -4,7 +4,7 @@
 //! encrypted peer first runs the commit-then-reveal exchange of
 //! [`crate::approval`], which gives both sides the same short code; then it
 //! waits for the operator, who is asked about one peer at a time
-//! ([`EventDetail::AskOperator`]) and answers with
+//! ([`Action::AskOperator`]) and answers with
 //! [`Server::handle_approval`] or the next console line. Each waiting peer
 //! has its own deadline (`Approval::timeout`), running from the moment it is
 //! ready to be asked, whether or not it is the one being asked about. A peer
@@ -15,11 +15,10 @@ use std::cmp::Reverse;
 use std::time::Duration;
 
 use super::{
-    ApprovalRequest, CloseReason, ConnId, EventDetail, EventKind, Level, Phase, Server,
-    TrustedPeer, Wire,
+    Action, ApprovalRequest, CloseReason, ConnId, EventKind, Level, Phase, Server, TrustedPeer,
+    Wire,
 };
 use crate::approval as wire;
-use crate::bans::canonical;
 use crate::names::name_key;
 use crate::protocol;
 use crate::secure;
@@ -297,13 +296,7 @@ impl Server {
                 continue;
             }
             self.asked = Some(conn);
-            let message = question(&request);
-            self.detailed_event(
-                Level::Info,
-                EventKind::Approval,
-                message,
-                EventDetail::AskOperator(request),
-            );
+            self.actions.push_back(Action::AskOperator(request));
         }
     }
 
@@ -358,14 +351,14 @@ impl Server {
                     key,
                 });
                 let list = a.trusted.clone();
-                self.detailed_event(
+                self.event(
                     Level::Info,
                     EventKind::Approval,
                     format!(
                         "Remembered {name}'s key {fingerprint}: let in without asking next time."
                     ),
-                    EventDetail::PersistTrusted(list),
                 );
+                self.actions.push_back(Action::PersistTrusted(list));
             }
         }
         self.complete_login(now, id, name);
@@ -439,25 +432,12 @@ impl Server {
             return self.reply(format!("No trusted peer named '{who}'."));
         }
         let list = a.trusted.clone();
-        self.detailed_event(
+        self.event(
             Level::Info,
             EventKind::Approval,
             format!("Forgot {who}'s key: they will be asked about next time."),
-            EventDetail::PersistTrusted(list),
         );
+        self.actions.push_back(Action::PersistTrusted(list));
         self.reply(format!("Forgot {who}."));
     }
-}
-
-/// The question, as one line for a plain console.
-fn question(r: &ApprovalRequest) -> String {
-    let ip = canonical(r.addr.ip());
-    let who = match (&r.fingerprint, &r.code) {
-        (Some(fp), Some(code)) => format!("key {fp}, code {code}"),
-        _ => "no key, no code (unencrypted)".to_string(),
-    };
-    format!(
-        "Incoming connection from {ip} as {}, {who}. Approve? (y/n)",
-        r.name
-    )
 }

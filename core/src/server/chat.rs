@@ -186,7 +186,8 @@ impl Server {
                         reason: CloseReason::Quit,
                     });
                     if let Phase::Active { name, .. } = c.phase {
-                        self.event(Level::Info, EventKind::Leave, format!("{name} left."));
+                        let message = format!("{name} left.");
+                        self.presence_event(Level::Info, EventKind::Leave, message, &name, false);
                         self.announce_left(now, &name);
                     }
                 }

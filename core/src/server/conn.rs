@@ -94,9 +94,9 @@ impl Conn {
     }
 
     /// The queued lines in one sealed payload, if any.
-    pub(super) fn take_sealed(&mut self) -> Option<Payload> {
+    pub(super) fn take_sealed(&mut self) -> Result<Option<Payload>, SealFailed> {
         if self.unsealed.is_empty() {
-            return None;
+            return Ok(None);
         }
         let mut lines = std::mem::take(&mut self.unsealed);
         let bytes = self.encode(&lines);
@@ -105,7 +105,7 @@ impl Conn {
             lines.clear();
             self.unsealed = lines;
         }
-        Some(bytes)
+        bytes
     }
 
     /// Whether its password is being checked: its next lines wait.
@@ -117,19 +117,24 @@ impl Conn {
         matches!(self.wire, Wire::Secure { .. })
     }
 
-    /// `line` as it must go on this connection's wire. In the middle of a
-    /// handshake there is no way to say anything: an empty payload.
-    pub(super) fn encode(&mut self, line: &[u8]) -> Payload {
+    /// `line` as it must go on this connection's wire; `None` in the middle
+    /// of a handshake, when there is no way to say anything.
+    pub(super) fn encode(&mut self, line: &[u8]) -> Result<Option<Payload>, SealFailed> {
         match &mut self.wire {
             // Only fails if the nonce space (2^64 messages) is exhausted.
-            Wire::Secure { noise, .. } => {
-                secure::seal_shared(noise, line).unwrap_or_else(|_| Payload::from(&[][..]))
-            }
-            Wire::Handshake { .. } => Payload::from(&[][..]),
-            Wire::Plain { .. } => line.into(),
+            Wire::Secure { noise, .. } => secure::seal_shared(noise, line)
+                .map(Some)
+                .map_err(|_| SealFailed),
+            Wire::Handshake { .. } => Ok(None),
+            Wire::Plain { .. } => Ok(Some(line.into())),
         }
     }
 }
+
+/// The session can seal nothing more (its nonces are used up): the
+/// connection must end, since nothing can be said on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct SealFailed;
 
 /// Capacity of a connection's unsealed lines kept between bursts.
 const KEEP_UNSEALED: usize = 16 * 1024;

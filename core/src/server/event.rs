@@ -4,7 +4,6 @@ use std::fmt;
 
 use core::net::SocketAddr;
 
-use super::config::TrustedPeer;
 use super::ConnId;
 
 /// Severity, matching LanTalk's log levels.
@@ -66,22 +65,20 @@ pub struct ServerEvent {
     pub detail: Option<Box<EventDetail>>,
 }
 
-/// The structured part of an event: a question for the operator, a file to
-/// store, or a chat line to show.
+/// The typed facts behind an event's sentence, for programs that follow
+/// them (a console's name completion, host mode's chat view). Events only
+/// report; what the host must do arrives as an [`super::Action`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EventDetail {
-    /// Ask the operator whether to let a peer in. The answer comes back as
-    /// [`super::Server::handle_approval`], or as the next console line
-    /// (`y` or `n`) given to [`super::Server::handle_console`].
-    AskOperator(ApprovalRequest),
-    /// The trusted peers changed: store the whole list.
-    PersistTrusted(Vec<TrustedPeer>),
     /// A user's chat line as everyone sees it (`/me` actions start with
     /// `"/me "`), for consoles that take part in the chat (host mode).
     Chat { user: String, text: String },
+    /// A user logged in (`online`) or is gone, however they went.
+    Presence { user: String, online: bool },
 }
 
-/// A peer waiting for the operator's approval.
+/// A peer waiting for the operator's approval. Its `Display` is the question
+/// for a plain console.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApprovalRequest {
     /// What to answer about.
@@ -92,6 +89,21 @@ pub struct ApprovalRequest {
     pub fingerprint: Option<String>,
     /// The code both sides show (`123 456`); `None` for an unencrypted peer.
     pub code: Option<String>,
+}
+
+impl fmt::Display for ApprovalRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ip = crate::bans::canonical(self.addr.ip());
+        let who = match (&self.fingerprint, &self.code) {
+            (Some(fp), Some(code)) => format!("key {fp}, code {code}"),
+            _ => "no key, no code (unencrypted)".to_string(),
+        };
+        write!(
+            f,
+            "Incoming connection from {ip} as {}, {who}. Approve? (y/n)",
+            self.name
+        )
+    }
 }
 
 impl ServerEvent {

@@ -14,7 +14,8 @@ impl Server {
     /// for it goes out first.
     pub(super) fn remove(&mut self, conn: ConnId) -> Option<Conn> {
         let mut c = self.conns.remove(&conn)?;
-        if let Some(bytes) = c.take_sealed() {
+        // (If sealing fails here, the connection is closing anyway.)
+        if let Ok(Some(bytes)) = c.take_sealed() {
             self.actions.push_back(Action::Send { conn, bytes });
         }
         let ip = c.ip();
@@ -47,7 +48,11 @@ impl Server {
                 }
                 return;
             }
-            Some(c) => c.encode(line.as_bytes()),
+            // Plain: always sayable; mid-handshake: nothing can be said.
+            Some(c) => match c.encode(line.as_bytes()) {
+                Ok(Some(bytes)) => bytes,
+                Ok(None) | Err(_) => return,
+            },
             // Refused at connect: never registered, always plaintext.
             None => line.into_bytes().into(),
         };
@@ -97,6 +102,23 @@ impl Server {
             .push_back(Action::Event(ServerEvent::new(level, kind, message)));
     }
 
+    /// An event about `user` arriving (`online`) or going, with the typed
+    /// fact beside the sentence.
+    pub(super) fn presence_event(
+        &mut self,
+        level: Level,
+        kind: EventKind,
+        message: String,
+        user: &str,
+        online: bool,
+    ) {
+        let detail = EventDetail::Presence {
+            user: user.to_string(),
+            online,
+        };
+        self.detailed_event(level, kind, message, detail);
+    }
+
     pub(super) fn detailed_event(
         &mut self,
         level: Level,
@@ -118,8 +140,17 @@ impl Server {
     /// before a connection is closed.
     pub(super) fn seal_pending(&mut self) {
         for id in std::mem::take(&mut self.to_seal) {
-            if let Some(bytes) = self.conns.get_mut(&id).and_then(Conn::take_sealed) {
-                self.actions.push_back(Action::Send { conn: id, bytes });
+            match self.conns.get_mut(&id).map(Conn::take_sealed) {
+                Some(Ok(Some(bytes))) => self.actions.push_back(Action::Send { conn: id, bytes }),
+                Some(Err(SealFailed)) => {
+                    self.event(
+                        Level::Warning,
+                        EventKind::Connection,
+                        format!("Closed connection {id}: its encrypted session is used up"),
+                    );
+                    self.close(id, CloseReason::Encryption);
+                }
+                Some(Ok(None)) | None => {}
             }
         }
     }

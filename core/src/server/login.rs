@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::password::PasswordHash;
+use crate::protocol::Refusal;
 
 /// Addresses whose failed logins are tracked at most; beyond this the idle
 /// records are dropped first, so the table cannot grow without bound.
@@ -53,10 +54,10 @@ impl Server {
             }
         }
         if let Err(reason) = validate_username(&login.username) {
-            return self.refuse_login(now, conn, &reason);
+            return self.refuse_login_why(now, conn, &reason, Refusal::InvalidName);
         }
         if self.name_taken(&login.username) {
-            return self.refuse_login(now, conn, "Username already taken.");
+            return self.refuse_login_why(now, conn, "Username already taken.", Refusal::NameTaken);
         }
         let Some(hash) = self.config.password.clone() else {
             return self.admit(now, conn, login.username);
@@ -66,7 +67,12 @@ impl Server {
         }
         // Encrypted: the password never crosses the wire; run SPAKE2 instead.
         let Some(client_msg) = login.pake else {
-            return self.refuse_login(now, conn, "This server needs a password.");
+            return self.refuse_login_why(
+                now,
+                conn,
+                "This server needs a password.",
+                Refusal::NeedsPassword,
+            );
         };
         let seed = match self.secure.as_mut() {
             Some((_, rng)) => rng.seed(),
@@ -106,7 +112,12 @@ impl Server {
             Ok(proof) if check.verify(&proof) => {
                 // The name may have been taken while the check ran.
                 if self.name_taken(&name) {
-                    return self.refuse_login(now, conn, "Username already taken.");
+                    return self.refuse_login_why(
+                        now,
+                        conn,
+                        "Username already taken.",
+                        Refusal::NameTaken,
+                    );
                 }
                 self.admit(now, conn, name)
             }
@@ -175,7 +186,7 @@ impl Server {
         }
         // The name may have been taken while the check ran.
         if self.name_taken(&name) {
-            return self.refuse_login(now, conn, "Username already taken.");
+            return self.refuse_login_why(now, conn, "Username already taken.", Refusal::NameTaken);
         }
         self.admit(now, conn, name);
         // Lines that arrived meanwhile (a client may send chat right after
@@ -190,7 +201,7 @@ impl Server {
             EventKind::Auth,
             format!("Wrong password attempt for '{name}' from {ip}"),
         );
-        self.refuse_login(now, conn, "Wrong password.");
+        self.refuse_login_why(now, conn, "Wrong password.", Refusal::WrongPassword);
     }
 
     pub(super) fn complete_login(&mut self, now: Now, conn: ConnId, name: String) {
@@ -225,11 +236,8 @@ impl Server {
             protocol::auth_ok(now.wall, &name, &self.config.name)
         };
         self.send(conn, ok);
-        self.event(
-            Level::Info,
-            EventKind::Join,
-            format!("{name} joined from {ip}{how}"),
-        );
+        let message = format!("{name} joined from {ip}{how}");
+        self.presence_event(Level::Info, EventKind::Join, message, &name, true);
         // Everyone is told when a member can be read by the whole network.
         let marker = if how == " (unencrypted)" {
             how.as_str()
@@ -245,6 +253,12 @@ impl Server {
         self.refuse_login_as(now, conn, reason, CloseReason::AuthFailed);
     }
 
+    /// [`Server::refuse_login`] saying why as a value too (to clients of
+    /// ours; LanTalk 2.0 clients get the same bytes as ever).
+    pub(super) fn refuse_login_why(&mut self, now: Now, conn: ConnId, reason: &str, why: Refusal) {
+        self.refuse(now, conn, reason, CloseReason::AuthFailed, Some(why));
+    }
+
     pub(super) fn refuse_login_as(
         &mut self,
         now: Now,
@@ -252,15 +266,35 @@ impl Server {
         reason: &str,
         close: CloseReason,
     ) {
-        if let Some(c) = self.conns.get(&conn) {
-            let addr = c.addr;
-            self.event(
-                Level::Info,
-                EventKind::Auth,
-                format!("Login refused for {addr}: {reason}"),
-            );
-        }
-        self.send(conn, protocol::auth_fail(now.wall, reason));
+        self.refuse(now, conn, reason, close, None);
+    }
+
+    fn refuse(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        reason: &str,
+        close: CloseReason,
+        why: Option<Refusal>,
+    ) {
+        let ours = match self.conns.get(&conn) {
+            Some(c) => {
+                let addr = c.addr;
+                let ours = c.is_secure();
+                self.event(
+                    Level::Info,
+                    EventKind::Auth,
+                    format!("Login refused for {addr}: {reason}"),
+                );
+                ours
+            }
+            None => false,
+        };
+        let line = match why {
+            Some(why) if ours => protocol::auth_fail_ours(now.wall, reason, why),
+            _ => protocol::auth_fail(now.wall, reason),
+        };
+        self.send(conn, line);
         self.close(conn, close);
     }
 

@@ -46,7 +46,7 @@ use crate::ratelimit::Window;
 use crate::secure::{self, grow, FrameBuffer, Kdf, Offer, PakeServer, SeededRng, Suite};
 use crate::time::{Instant, Now};
 
-use conn::{Conn, Phase, Wire};
+use conn::{Conn, Phase, SealFailed, Wire};
 
 /// Identifies one connection for its whole life. Never reused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -102,6 +102,13 @@ pub enum Action {
     /// Run this password check where blocking is fine (not on the event
     /// loop), then give its answer to [`Server::handle_password_checked`].
     CheckPassword(PasswordCheck),
+    /// Ask the operator whether to let this peer in (its `Display` is the
+    /// question). The answer comes back as [`Server::handle_approval`], or
+    /// as the next console line (`y` or `n`) given to
+    /// [`Server::handle_console`].
+    AskOperator(ApprovalRequest),
+    /// The trusted peers changed: store the whole list (atomically).
+    PersistTrusted(Vec<TrustedPeer>),
     /// The ban list changed; store the whole list.
     PersistBans(BanList),
     /// Tell the operator and/or the log.
@@ -354,7 +361,8 @@ impl Server {
                         DisconnectCause::PeerClosed => Level::Info,
                         DisconnectCause::SlowReader => Level::Warning,
                     };
-                    self.event(level, EventKind::Leave, format!("{name} {why}."));
+                    let message = format!("{name} {why}.");
+                    self.presence_event(level, EventKind::Leave, message, &name, false);
                     self.announce_left(now, &name);
                 }
                 Phase::LoggingIn { .. } => self.event(
@@ -376,6 +384,7 @@ impl Server {
     }
 
     /// The next action to carry out, in order.
+    #[must_use = "actions must be carried out, in order"]
     pub fn poll_action(&mut self) -> Option<Action> {
         if !self.to_seal.is_empty() {
             self.seal_pending();
@@ -411,11 +420,13 @@ impl Server {
                     // Shared as is on plaintext; sealed in the connection's
                     // own session otherwise.
                     let bytes = if c.is_plaintext() {
-                        Arc::clone(&notice)
+                        Some(Arc::clone(&notice))
                     } else {
-                        c.encode(&notice)
+                        c.encode(&notice).ok().flatten()
                     };
-                    self.actions.push_back(Action::Send { conn, bytes });
+                    if let Some(bytes) = bytes {
+                        self.actions.push_back(Action::Send { conn, bytes });
+                    }
                 }
                 self.actions.push_back(Action::Close {
                     conn,

@@ -26,7 +26,7 @@ impl Server {
                     CloseReason::LineTooLong | CloseReason::Malformed => EventKind::Malformed,
                     _ => EventKind::Moderation,
                 };
-                self.event(level, kind, format!("{name} {what}"));
+                self.presence_event(level, kind, format!("{name} {what}"), &name, false);
                 let others = protocol::system(now.wall, &format!("{name} {what}."));
                 self.broadcast(others, None);
                 self.broadcast_ours(protocol::presence(now.wall, &name, false), None);

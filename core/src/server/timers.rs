@@ -46,6 +46,7 @@ impl Server {
 
     /// When [`Server::handle_timeout`] should be called next. May be early
     /// (then nothing happens), never late.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.peek().map(|Reverse((t, _))| *t)
     }

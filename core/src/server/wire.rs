@@ -222,11 +222,13 @@ impl Server {
         };
         let addr = c.addr;
         let name = c.name().map(str::to_string);
-        self.event(
-            Level::Warning,
-            EventKind::Auth,
-            format!("Closed encrypted connection from {addr}: {why}"),
-        );
+        let message = format!("Closed encrypted connection from {addr}: {why}");
+        match &name {
+            Some(user) => {
+                self.presence_event(Level::Warning, EventKind::Auth, message, user, false)
+            }
+            None => self.event(Level::Warning, EventKind::Auth, message),
+        }
         self.close(conn, CloseReason::Encryption);
         if let Some(name) = name {
             self.announce_left(now, &name);

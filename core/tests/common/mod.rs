@@ -134,6 +134,11 @@ pub fn show_action(action: &Action) -> String {
         Action::Event(e) => format!("event {} {:?}: {}", e.level, e.kind, show_text(&e.message)),
         Action::Shutdown => "shutdown".to_string(),
         Action::CheckPassword(check) => format!("check-password #{}", check.id.0),
+        Action::AskOperator(r) => format!("ask-operator {}: {}", r.id, show_text(&r.to_string())),
+        Action::PersistTrusted(list) => {
+            let names: Vec<&str> = list.iter().map(|t| t.name.as_str()).collect();
+            format!("persist-trusted {}", names.join(", "))
+        }
     }
 }
 
