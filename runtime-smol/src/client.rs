@@ -14,7 +14,7 @@ use smol::channel::{bounded, Sender};
 use smol::future;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::clock::Clock;
+use lantalk_os::Clock;
 
 /// How long connecting to one address may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

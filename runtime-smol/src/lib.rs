@@ -4,7 +4,6 @@
 //! [`lantalk_core::driver`] carries out its actions.
 
 mod client;
-mod clock;
 mod server;
 
 use std::io;

@@ -37,7 +37,7 @@ use smol::channel::{bounded, Receiver, Sender, TryRecvError};
 use smol::future;
 use smol::{LocalExecutor, Task};
 
-use crate::clock::Clock;
+use lantalk_os::Clock;
 
 /// How long a closing connection may take to flush, and how long its peer is
 /// then given to close its side.
@@ -168,11 +168,11 @@ async fn run_loop(
 }
 
 async fn accept_loop(listener: Async<StdListener>, tx: Sender<Input>) {
-    let mut backoff = Duration::from_millis(5);
+    let mut backoff = lantalk_os::AcceptBackoff::new();
     loop {
         match listener.accept().await {
             Ok((stream, addr)) => {
-                backoff = Duration::from_millis(5);
+                backoff.accepted();
                 let _ = stream.get_ref().set_nodelay(true);
                 if tx.send(Input::Accepted(stream, addr)).await.is_err() {
                     return;
@@ -181,8 +181,7 @@ async fn accept_loop(listener: Async<StdListener>, tx: Sender<Input>) {
             // Out of file descriptors and the like: wait and try again rather
             // than dying; connections already open keep working.
             Err(_) => {
-                Timer::after(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
+                Timer::after(backoff.failed()).await;
             }
         }
     }

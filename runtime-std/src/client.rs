@@ -11,7 +11,7 @@ use std::time::Duration;
 use lantalk_core::client::{Client, ClientConfig};
 use lantalk_core::driver::{dispatch_client, ClientHost, ClientOutcome, Command};
 
-use crate::clock::Clock;
+use lantalk_os::Clock;
 
 /// How long connecting to one address may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

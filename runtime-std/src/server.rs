@@ -41,7 +41,7 @@ use lantalk_core::password::{PasswordCheck, PasswordChecked};
 use lantalk_core::server::{ConnId, DisconnectCause, Payload};
 use lantalk_core::Server;
 
-use crate::clock::Clock;
+use lantalk_os::Clock;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod idle;
@@ -238,11 +238,11 @@ fn handle(
 }
 
 fn accept_loop(listener: TcpListener, tx: SyncSender<Input>) {
-    let mut backoff = Duration::from_millis(5);
+    let mut backoff = lantalk_os::AcceptBackoff::new();
     loop {
         match listener.accept() {
             Ok((stream, addr)) => {
-                backoff = Duration::from_millis(5);
+                backoff.accepted();
                 let _ = stream.set_nodelay(true);
                 if tx.send(Input::Accepted(stream, addr)).is_err() {
                     return;
@@ -251,8 +251,7 @@ fn accept_loop(listener: TcpListener, tx: SyncSender<Input>) {
             // Out of file descriptors and the like: wait and try again rather
             // than dying; connections already open keep working.
             Err(_) => {
-                thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(1));
+                thread::sleep(backoff.failed());
             }
         }
     }
