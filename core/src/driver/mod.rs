@@ -20,7 +20,7 @@ mod client;
 mod queue;
 mod server;
 
-pub use client::dispatch_client;
+pub use client::{dispatch_client, ClientDriver, ClientInput, ClientOutput, LINGER};
 pub use queue::{OutQueue, QueueFull, DEFAULT_QUEUE_BYTES};
 pub use server::{dispatch_server, Transport};
 
