@@ -28,7 +28,8 @@ use std::time::Duration;
 
 use async_io::{Async, Timer};
 use lantalk_core::driver::{
-    dispatch_server, Command, OutQueue, QueueFull, ServerHost, Transport, DEFAULT_QUEUE_BYTES,
+    deliver_disconnect, deliver_input, dispatch_server, Command, OutQueue, QueueFull, ServerHost,
+    Transport, DEFAULT_QUEUE_BYTES,
 };
 use lantalk_core::password::{PasswordCheck, PasswordChecked};
 use lantalk_core::server::{ConnId, DisconnectCause, Payload};
@@ -146,13 +147,11 @@ async fn run_loop(
                 let id = server.handle_connect(now, addr);
                 conns.open(id, stream);
             }
-            Some(Input::Data(id, bytes)) => {
-                let _ = server.handle_input(now, id, &bytes);
-            }
+            Some(Input::Data(id, bytes)) => deliver_input(server, now, id, &bytes),
             Some(Input::Closed(id)) => {
                 // Deliver what is still queued (answers to its last lines).
                 conns.close(id);
-                let _ = server.handle_disconnect(now, id, DisconnectCause::PeerClosed);
+                deliver_disconnect(server, now, id, DisconnectCause::PeerClosed);
             }
             Some(Input::PasswordChecked(answer)) => server.handle_password_checked(now, answer),
             Some(Input::Command(Command::Line(line))) => server.handle_console(now, &line),

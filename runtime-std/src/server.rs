@@ -35,7 +35,8 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use lantalk_core::driver::{
-    dispatch_server, Command, OutQueue, QueueFull, ServerHost, Transport, DEFAULT_QUEUE_BYTES,
+    deliver_disconnect, deliver_input, dispatch_server, Command, OutQueue, QueueFull, ServerHost,
+    Transport, DEFAULT_QUEUE_BYTES,
 };
 use lantalk_core::password::{PasswordCheck, PasswordChecked};
 use lantalk_core::server::{ConnId, DisconnectCause, Payload};
@@ -189,7 +190,7 @@ fn flush(server: &mut Server, host: &mut dyn ServerHost, clock: &Clock, conns: &
         let now = clock.now(host.wall_time());
         for id in stuck {
             conns.abort(id);
-            let _ = server.handle_disconnect(now, id, DisconnectCause::SlowReader);
+            deliver_disconnect(server, now, id, DisconnectCause::SlowReader);
         }
         if dispatch_server(server, now, conns, host) {
             return true;
@@ -214,13 +215,11 @@ fn handle(
             let id = server.handle_connect(now, addr);
             conns.open(id, stream);
         }
-        Some(Input::Data(id, bytes)) => {
-            let _ = server.handle_input(now, id, &bytes);
-        }
+        Some(Input::Data(id, bytes)) => deliver_input(server, now, id, &bytes),
         Some(Input::Closed(id)) => {
             conns.reading.remove(&id);
             conns.peer_closed(id);
-            let _ = server.handle_disconnect(now, id, DisconnectCause::PeerClosed);
+            deliver_disconnect(server, now, id, DisconnectCause::PeerClosed);
         }
         Some(Input::PasswordChecked(answer)) => server.handle_password_checked(now, answer),
         Some(Input::Command(Command::Line(line))) => server.handle_console(now, &line),

@@ -397,7 +397,8 @@ mod tests {
     #[test]
     fn a_refusal_half_closes_and_keeps_its_reason() {
         let (mut d, host) = start("alice");
-        let _ = server(&mut d, 0.2, &protocol::auth_request(NOON, false));
+        let out = server(&mut d, 0.2, &protocol::auth_request(NOON, false));
+        assert!(matches!(&out[..], [ClientOutput::Transmit(_)]), "the login");
         let out = server(&mut d, 0.3, &protocol::auth_fail(NOON, "Name taken."));
         let outcome = ClientOutcome {
             expected: false,

@@ -1,7 +1,7 @@
 //! Carrying out the server's actions on a runtime's [`Transport`].
 
 use crate::password::PasswordCheck;
-use crate::server::{Action, ConnId, DisconnectCause, Payload, Server};
+use crate::server::{Action, ConnId, DisconnectCause, Error, Payload, Server};
 use crate::time::Now;
 
 use super::{QueueFull, ServerHost};
@@ -34,7 +34,7 @@ pub fn dispatch_server(
             Action::Send { conn, bytes } => {
                 if transport.send(conn, bytes).is_err() {
                     transport.abort(conn);
-                    let _ = server.handle_disconnect(now, conn, DisconnectCause::SlowReader);
+                    deliver_disconnect(server, now, conn, DisconnectCause::SlowReader);
                 }
             }
             Action::Close { conn, .. } => transport.close(conn),
@@ -45,4 +45,56 @@ pub fn dispatch_server(
         }
     }
     shut_down
+}
+
+/// Feeds the server bytes that arrived on `conn`.
+///
+/// The core may have closed `conn` already (a kick, a failed login, a
+/// timeout) while its reader was still reading: the bytes are then dropped,
+/// which is what closing means. That is the only error there is; a new kind
+/// must be decided on here, so the match names every one.
+pub fn deliver_input(server: &mut Server, now: Now, conn: ConnId, bytes: &[u8]) {
+    match server.handle_input(now, conn, bytes) {
+        Ok(()) => {}
+        Err(Error::UnknownConnection(_)) => {}
+    }
+}
+
+/// Tells the server that the transport under `conn` is gone.
+///
+/// When the core closed `conn` itself, the runtime still reports the socket
+/// going away (its peer closing in turn, or an output cut off that the core
+/// had already given up on): the core has forgotten the connection, and
+/// there is nothing left to tell it. As with [`deliver_input`], every error
+/// is named.
+pub fn deliver_disconnect(server: &mut Server, now: Now, conn: ConnId, cause: DisconnectCause) {
+    match server.handle_disconnect(now, conn, cause) {
+        Ok(()) => {}
+        Err(Error::UnknownConnection(_)) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bans::BanList;
+    use crate::server::ServerConfig;
+
+    #[test]
+    fn input_and_disconnect_after_the_core_closed_are_expected() {
+        let now = Now::from_secs_f64(0.0);
+        let mut server = Server::new(ServerConfig::default(), now, BanList::default());
+        let conn = server.handle_connect(now, "192.0.2.7:40000".parse().unwrap());
+        server.shutdown(now);
+        let mut closed = false;
+        while let Some(action) = server.poll_action() {
+            closed |= matches!(action, Action::Close { conn: c, .. } if c == conn);
+        }
+        assert!(closed, "the core closed the connection");
+        // Its reader had not noticed yet: more bytes, then the peer's close.
+        let later = Now::from_secs_f64(0.5);
+        deliver_input(&mut server, later, conn, b"hello\n");
+        deliver_disconnect(&mut server, later, conn, DisconnectCause::PeerClosed);
+        assert_eq!(server.poll_action(), None, "nothing to carry out for it");
+    }
 }
