@@ -3,8 +3,10 @@
 //! A runtime moves bytes and wakes at deadlines; the application (the CLI)
 //! stores files, writes logs and talks to the person. Neither decides anything
 //! about the protocol. The pieces both runtimes would otherwise write twice —
-//! carrying out the server's actions, bounding each connection's outbound
-//! queue — live here, written once, with no I/O of their own.
+//! running a client session ([`ClientDriver`]), carrying out the server's
+//! actions ([`dispatch_server`]) and feeding it input ([`deliver_input`],
+//! [`deliver_disconnect`]), bounding each connection's outbound queue
+//! ([`OutQueue`]) — live here, written once, with no I/O of their own.
 
 use std::io;
 use std::sync::Arc;
