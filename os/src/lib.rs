@@ -1,8 +1,15 @@
 //! What both runtimes ask of the operating system, written once: a listener
-//! that survives a burst of connections, as many file descriptors as the
-//! system allows, and freed memory given back once a server is quiet.
+//! that survives a burst of connections (and the back-off when accepting
+//! fails), as many file descriptors as the system allows, freed memory given
+//! back once a server is quiet, and the monotonic clock the core is given.
 //!
 //! Nothing here knows the protocol; the runtimes stay the only users.
+
+mod backoff;
+mod clock;
+
+pub use backoff::AcceptBackoff;
+pub use clock::Clock;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};

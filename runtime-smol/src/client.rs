@@ -1,5 +1,5 @@
-//! The client on a smol executor: one task reads, the main task owns the core
-//! and writes.
+//! The client on a smol executor: one task reads, the main task writes and
+//! sleeps, and [`ClientDriver`] runs the session.
 
 use std::io;
 use std::net::{Shutdown, SocketAddr};
@@ -8,19 +8,17 @@ use std::time::Duration;
 
 use async_io::Timer;
 use async_net::TcpStream;
-use lantalk_core::client::{Client, ClientConfig};
-use lantalk_core::driver::{dispatch_client, ClientHost, ClientOutcome, Command};
+use lantalk_core::client::ClientConfig;
+use lantalk_core::driver::{
+    ClientDriver, ClientHost, ClientInput, ClientOutcome, ClientOutput, Command,
+};
+use lantalk_os::Clock;
 use smol::channel::{bounded, Sender};
 use smol::future;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::clock::Clock;
-
 /// How long connecting to one address may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// After leaving, how long the server has to close its side: until then its
-/// last answers are still shown, and nothing we sent is cut off by a reset.
-const LINGER: Duration = Duration::from_secs(2);
 
 enum Input {
     Data(Vec<u8>),
@@ -39,7 +37,7 @@ pub fn connect(
 async fn run(
     addrs: &[SocketAddr],
     config: ClientConfig,
-    mut host: Box<dyn ClientHost>,
+    host: Box<dyn ClientHost>,
 ) -> io::Result<ClientOutcome> {
     let mut stream = connect_any(addrs).await?;
     let _ = stream.set_nodelay(true);
@@ -48,22 +46,28 @@ async fn run(
     let (tx, rx) = bounded::<Input>(256);
 
     let _reader = smol::spawn(read_loop(stream.clone(), tx.clone()));
-    host.ready(
-        peer,
-        Arc::new(move |cmd| {
-            let _ = tx.send_blocking(Input::Command(cmd));
-        }),
-    );
-
-    let mut client = Client::new(config, clock.now(host.wall_time()));
-    let mut outcome = None;
-    let mut out = Vec::new();
-    let mut linger: Option<std::time::Instant> = None;
+    let control = Arc::new(move |cmd| {
+        let _ = tx.send_blocking(Input::Command(cmd));
+    });
+    let mut driver = ClientDriver::new(clock.instant(), config, host, peer, control);
     loop {
-        let timer = match (client.poll_timeout(), linger) {
-            (Some(deadline), _) => Timer::at(clock.to_std(deadline)),
-            (None, Some(until)) => Timer::at(until),
-            (None, None) => Timer::never(),
+        while let Some(output) = driver.poll_output() {
+            match output {
+                ClientOutput::Transmit(bytes) => {
+                    if stream.write_all(&bytes).await.is_err() {
+                        driver.handle_input(clock.instant(), ClientInput::Closed);
+                    }
+                }
+                ClientOutput::HalfClose => {
+                    let _ = stream.flush().await;
+                    let _ = stream.shutdown(Shutdown::Write);
+                }
+                ClientOutput::Done(outcome) => return Ok(outcome),
+            }
+        }
+        let timer = match driver.poll_timeout() {
+            Some(deadline) => Timer::at(clock.to_std(deadline)),
+            None => Timer::never(),
         };
         let input = future::or(
             async { Some(rx.recv().await.unwrap_or(Input::Closed)) },
@@ -73,44 +77,14 @@ async fn run(
             },
         )
         .await;
-        let now = clock.now(host.wall_time());
+        let now = clock.instant();
         match input {
-            // The server did not close its side in time after we left.
-            None if linger.is_some_and(|t| t <= std::time::Instant::now()) => {
-                client.handle_disconnect(now)
-            }
-            None => client.handle_timeout(now),
-            Some(Input::Data(bytes)) => client.handle_input(now, &bytes),
-            Some(Input::Closed) => client.handle_disconnect(now),
-            Some(Input::Command(Command::Line(line))) => client.handle_user_line(now, &line),
-            Some(Input::Command(Command::Password(pw))) => client.handle_password(now, &pw),
-            Some(Input::Command(Command::Trust(yes))) => client.handle_trust(now, yes),
-            Some(Input::Command(Command::EndOfInput)) => client.handle_quit(now),
-            Some(Input::Command(Command::Shutdown)) => client.handle_interrupt(now),
-        }
-        let close = dispatch_client(&mut client, &mut *host, &mut out, &mut outcome);
-        if !out.is_empty() {
-            if stream.write_all(&out).await.is_err() {
-                client.handle_disconnect(now);
-                dispatch_client(&mut client, &mut *host, &mut out, &mut outcome);
-            }
-            out.clear();
-        }
-        if close && linger.is_none() {
-            let _ = stream.flush().await;
-            let _ = stream.shutdown(Shutdown::Write);
-            linger = Some(std::time::Instant::now() + LINGER);
-        }
-        if client.is_closed() {
-            break;
+            None => driver.handle_input(now, ClientInput::Timeout),
+            Some(Input::Data(bytes)) => driver.handle_input(now, ClientInput::Bytes(&bytes)),
+            Some(Input::Closed) => driver.handle_input(now, ClientInput::Closed),
+            Some(Input::Command(cmd)) => driver.handle_input(now, ClientInput::Command(cmd)),
         }
     }
-    Ok(outcome.unwrap_or(ClientOutcome {
-        expected: false,
-        refused: false,
-        reason: "Connection closed.".to_string(),
-        why: None,
-    }))
 }
 
 async fn connect_any(addrs: &[SocketAddr]) -> io::Result<TcpStream> {

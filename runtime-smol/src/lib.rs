@@ -1,10 +1,10 @@
 //! Runs the LanTalk core on a single-threaded smol event loop (async-net, async-io).
 //!
 //! No protocol logic lives here: tasks read bytes, the core decides, and
-//! [`lantalk_core::driver`] carries out its actions.
+//! [`lantalk_core::driver`] carries out its actions (a client session is a
+//! [`lantalk_core::driver::ClientDriver`]; the clock is [`lantalk_os::Clock`]).
 
 mod client;
-mod clock;
 mod server;
 
 use std::io;

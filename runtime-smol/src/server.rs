@@ -15,7 +15,7 @@
 //! so under load one write carries many messages.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::future::poll_fn;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{self, IoSlice, Read, Write};
@@ -28,7 +28,8 @@ use std::time::Duration;
 
 use async_io::{Async, Timer};
 use lantalk_core::driver::{
-    dispatch_server, Command, QueueFull, ServerHost, Transport, DEFAULT_QUEUE_BYTES,
+    deliver_disconnect, deliver_input, dispatch_server, Command, OutQueue, QueueFull, ServerHost,
+    Transport, DEFAULT_QUEUE_BYTES,
 };
 use lantalk_core::password::{PasswordCheck, PasswordChecked};
 use lantalk_core::server::{ConnId, DisconnectCause, Payload};
@@ -37,7 +38,7 @@ use smol::channel::{bounded, Receiver, Sender, TryRecvError};
 use smol::future;
 use smol::{LocalExecutor, Task};
 
-use crate::clock::Clock;
+use lantalk_os::Clock;
 
 /// How long a closing connection may take to flush, and how long its peer is
 /// then given to close its side.
@@ -146,13 +147,11 @@ async fn run_loop(
                 let id = server.handle_connect(now, addr);
                 conns.open(id, stream);
             }
-            Some(Input::Data(id, bytes)) => {
-                let _ = server.handle_input(now, id, &bytes);
-            }
+            Some(Input::Data(id, bytes)) => deliver_input(server, now, id, &bytes),
             Some(Input::Closed(id)) => {
                 // Deliver what is still queued (answers to its last lines).
                 conns.close(id);
-                let _ = server.handle_disconnect(now, id, DisconnectCause::PeerClosed);
+                deliver_disconnect(server, now, id, DisconnectCause::PeerClosed);
             }
             Some(Input::PasswordChecked(answer)) => server.handle_password_checked(now, answer),
             Some(Input::Command(Command::Line(line))) => server.handle_console(now, &line),
@@ -168,11 +167,11 @@ async fn run_loop(
 }
 
 async fn accept_loop(listener: Async<StdListener>, tx: Sender<Input>) {
-    let mut backoff = Duration::from_millis(5);
+    let mut backoff = lantalk_os::AcceptBackoff::new();
     loop {
         match listener.accept().await {
             Ok((stream, addr)) => {
-                backoff = Duration::from_millis(5);
+                backoff.accepted();
                 let _ = stream.get_ref().set_nodelay(true);
                 if tx.send(Input::Accepted(stream, addr)).await.is_err() {
                     return;
@@ -181,26 +180,22 @@ async fn accept_loop(listener: Async<StdListener>, tx: Sender<Input>) {
             // Out of file descriptors and the like: wait and try again rather
             // than dying; connections already open keep working.
             Err(_) => {
-                Timer::after(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
+                Timer::after(backoff.failed()).await;
             }
         }
     }
 }
 
 /// What the connection's task and the core's task share: the messages
-/// queued for the peer, bounded in bytes like the core's `OutQueue`.
+/// queued for the peer (the core's bounded [`OutQueue`]), whether the
+/// connection is closing, and the writer's waker.
 ///
 /// Messages stay the shared, encoded-once payloads the core made; they are
 /// written with one vectored write per batch, so no byte is copied in user
 /// space and the kernel reads each payload from the one (cache-hot) copy
 /// every recipient shares.
 struct OutState {
-    queue: VecDeque<Payload>,
-    /// Bytes of the front payload already written.
-    front_sent: usize,
-    /// Bytes queued and not yet written.
-    pending: usize,
+    queue: OutQueue,
     closing: bool,
     /// The writer, parked until there is something to write.
     waker: Option<Waker>,
@@ -208,14 +203,8 @@ struct OutState {
 
 impl OutState {
     fn push(&mut self, bytes: Payload) -> Result<(), QueueFull> {
-        if self.pending + bytes.len() > DEFAULT_QUEUE_BYTES {
-            return Err(QueueFull);
-        }
-        self.pending += bytes.len();
-        self.queue.push_back(bytes);
-        if let Some(w) = self.waker.take() {
-            w.wake();
-        }
+        self.queue.push(bytes)?;
+        self.wake();
         Ok(())
     }
 
@@ -228,34 +217,8 @@ impl OutState {
     /// Writes as much of the queue as `w` takes in one vectored write.
     fn write_to(&self, mut w: impl Write) -> io::Result<usize> {
         let mut slices = [IoSlice::new(&[]); MAX_IOV];
-        let mut n = 0;
-        for (i, item) in self.queue.iter().take(MAX_IOV).enumerate() {
-            let from = if i == 0 { self.front_sent } else { 0 };
-            slices[n] = IoSlice::new(&item[from..]);
-            n += 1;
-        }
+        let n = self.queue.io_slices(&mut slices);
         w.write_vectored(&slices[..n])
-    }
-
-    /// Records that `n` more bytes were written.
-    fn advance(&mut self, mut n: usize) {
-        self.pending -= n;
-        while let Some(front) = self.queue.front() {
-            let left = front.len() - self.front_sent;
-            if n < left {
-                self.front_sent += n;
-                return;
-            }
-            n -= left;
-            self.front_sent = 0;
-            self.queue.pop_front();
-        }
-    }
-
-    /// Whether the (empty) queue holds memory an idle connection should give
-    /// back.
-    fn holds_memory(&self) -> bool {
-        self.queue.capacity() > 0
     }
 }
 
@@ -300,9 +263,7 @@ struct Conns<'a, 'ex> {
 impl Conns<'_, '_> {
     fn open(&mut self, id: ConnId, stream: Async<StdStream>) {
         let out = Rc::new(RefCell::new(OutState {
-            queue: VecDeque::new(),
-            front_sent: 0,
-            pending: 0,
+            queue: OutQueue::new(DEFAULT_QUEUE_BYTES),
             closing: false,
             waker: None,
         }));
@@ -388,7 +349,7 @@ async fn trim_when_quiet(activity: Rc<Cell<u64>>) {
 async fn output_ready(out: &RefCell<OutState>) -> bool {
     poll_fn(|cx| {
         let mut state = out.borrow_mut();
-        if state.pending > 0 || state.closing {
+        if !state.queue.is_empty() || state.closing {
             return Poll::Ready(state.closing);
         }
         match &state.waker {
@@ -436,7 +397,7 @@ async fn conn_task(
             // The buffer is kept while traffic goes on (no allocation per
             // batch) and freed once the connection has been quiet for a
             // moment, so idle connections hold no output buffer at all.
-            if out.borrow().holds_memory() {
+            if out.borrow().queue.holds_memory() {
                 let idle = future::or(
                     async {
                         Timer::after(SHRINK_AFTER).await;
@@ -449,10 +410,7 @@ async fn conn_task(
                 )
                 .await;
                 if idle {
-                    let mut state = out.borrow_mut();
-                    if state.pending == 0 {
-                        state.queue = VecDeque::new();
-                    }
+                    out.borrow_mut().queue.shrink();
                 }
             }
             let closing = output_ready(&out).await;
@@ -461,7 +419,7 @@ async fn conn_task(
                 let written = stream
                     .write_with(|s| {
                         let state = out.borrow();
-                        if state.pending == 0 {
+                        if state.queue.is_empty() {
                             return Ok(None);
                         }
                         state.write_to(s).map(Some)
@@ -469,7 +427,7 @@ async fn conn_task(
                     .await;
                 match written {
                     Ok(Some(0)) | Err(_) => return,
-                    Ok(Some(n)) => out.borrow_mut().advance(n),
+                    Ok(Some(n)) => out.borrow_mut().queue.advance(n),
                     Ok(None) => break,
                 }
             }

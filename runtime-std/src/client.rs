@@ -1,5 +1,5 @@
-//! The client on blocking sockets: a reader thread and the caller's thread,
-//! which owns the core and writes.
+//! The client on blocking sockets: a reader thread, and the caller's thread,
+//! which writes and sleeps while [`ClientDriver`] runs the session.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -8,16 +8,14 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use lantalk_core::client::{Client, ClientConfig};
-use lantalk_core::driver::{dispatch_client, ClientHost, ClientOutcome, Command};
-
-use crate::clock::Clock;
+use lantalk_core::client::ClientConfig;
+use lantalk_core::driver::{
+    ClientDriver, ClientHost, ClientInput, ClientOutcome, ClientOutput, Command,
+};
+use lantalk_os::Clock;
 
 /// How long connecting to one address may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// After leaving, how long the server has to close its side: until then its
-/// last answers are still shown, and nothing we sent is cut off by a reset.
-const LINGER: Duration = Duration::from_secs(2);
 
 enum Input {
     Data(Vec<u8>),
@@ -28,7 +26,7 @@ enum Input {
 pub fn connect(
     addrs: &[SocketAddr],
     config: ClientConfig,
-    mut host: Box<dyn ClientHost>,
+    host: Box<dyn ClientHost>,
 ) -> io::Result<ClientOutcome> {
     let mut stream = connect_any(addrs)?;
     let _ = stream.set_nodelay(true);
@@ -42,68 +40,40 @@ pub fn connect(
     thread::Builder::new()
         .name("client-read".into())
         .spawn(move || read_loop(reader, read_tx))?;
-    host.ready(
-        peer,
-        Arc::new(move |cmd| {
-            let _ = tx.send(Input::Command(cmd));
-        }),
-    );
-
-    let mut client = Client::new(config, clock.now(host.wall_time()));
-    let mut outcome = None;
-    let mut out = Vec::new();
-    let mut linger: Option<std::time::Instant> = None;
+    let control = Arc::new(move |cmd| {
+        let _ = tx.send(Input::Command(cmd));
+    });
+    let mut driver = ClientDriver::new(clock.instant(), config, host, peer, control);
     loop {
-        let timeout = match (client.poll_timeout(), linger) {
-            (Some(deadline), _) => Some(clock.until(deadline)),
-            (None, Some(until)) => Some(until.saturating_duration_since(std::time::Instant::now())),
-            (None, None) => None,
-        };
-        let input = match timeout {
-            Some(timeout) => match rx.recv_timeout(timeout) {
+        while let Some(output) = driver.poll_output() {
+            match output {
+                ClientOutput::Transmit(bytes) => {
+                    if stream.write_all(&bytes).is_err() {
+                        driver.handle_input(clock.instant(), ClientInput::Closed);
+                    }
+                }
+                ClientOutput::HalfClose => {
+                    let _ = stream.shutdown(Shutdown::Write);
+                }
+                ClientOutput::Done(outcome) => return Ok(outcome),
+            }
+        }
+        let input = match driver.poll_timeout() {
+            Some(deadline) => match rx.recv_timeout(clock.until(deadline)) {
                 Ok(input) => Some(input),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => Some(Input::Closed),
             },
             None => Some(rx.recv().unwrap_or(Input::Closed)),
         };
-        let now = clock.now(host.wall_time());
+        let now = clock.instant();
         match input {
-            // The server did not close its side in time after we left.
-            None if linger.is_some_and(|t| t <= std::time::Instant::now()) => {
-                client.handle_disconnect(now)
-            }
-            None => client.handle_timeout(now),
-            Some(Input::Data(bytes)) => client.handle_input(now, &bytes),
-            Some(Input::Closed) => client.handle_disconnect(now),
-            Some(Input::Command(Command::Line(line))) => client.handle_user_line(now, &line),
-            Some(Input::Command(Command::Password(pw))) => client.handle_password(now, &pw),
-            Some(Input::Command(Command::Trust(yes))) => client.handle_trust(now, yes),
-            Some(Input::Command(Command::EndOfInput)) => client.handle_quit(now),
-            Some(Input::Command(Command::Shutdown)) => client.handle_interrupt(now),
-        }
-        let close = dispatch_client(&mut client, &mut *host, &mut out, &mut outcome);
-        if !out.is_empty() {
-            if stream.write_all(&out).is_err() {
-                client.handle_disconnect(now);
-                dispatch_client(&mut client, &mut *host, &mut out, &mut outcome);
-            }
-            out.clear();
-        }
-        if close && linger.is_none() {
-            let _ = stream.shutdown(Shutdown::Write);
-            linger = Some(std::time::Instant::now() + LINGER);
-        }
-        if client.is_closed() {
-            break;
+            None => driver.handle_input(now, ClientInput::Timeout),
+            Some(Input::Data(bytes)) => driver.handle_input(now, ClientInput::Bytes(&bytes)),
+            Some(Input::Closed) => driver.handle_input(now, ClientInput::Closed),
+            Some(Input::Command(cmd)) => driver.handle_input(now, ClientInput::Command(cmd)),
         }
     }
-    Ok(outcome.unwrap_or(ClientOutcome {
-        expected: false,
-        refused: false,
-        reason: "Connection closed.".to_string(),
-        why: None,
-    }))
 }
 
 fn connect_any(addrs: &[SocketAddr]) -> io::Result<TcpStream> {

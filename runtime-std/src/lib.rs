@@ -1,10 +1,10 @@
 //! Runs the LanTalk core on blocking `std::net` sockets and OS threads.
 //!
 //! No protocol logic lives here: threads read bytes, the core decides, and
-//! [`lantalk_core::driver`] carries out its actions.
+//! [`lantalk_core::driver`] carries out its actions (a client session is a
+//! [`lantalk_core::driver::ClientDriver`]; the clock is [`lantalk_os::Clock`]).
 
 mod client;
-mod clock;
 mod server;
 
 use std::io;

@@ -35,13 +35,14 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use lantalk_core::driver::{
-    dispatch_server, Command, OutQueue, QueueFull, ServerHost, Transport, DEFAULT_QUEUE_BYTES,
+    deliver_disconnect, deliver_input, dispatch_server, Command, OutQueue, QueueFull, ServerHost,
+    Transport, DEFAULT_QUEUE_BYTES,
 };
 use lantalk_core::password::{PasswordCheck, PasswordChecked};
 use lantalk_core::server::{ConnId, DisconnectCause, Payload};
 use lantalk_core::Server;
 
-use crate::clock::Clock;
+use lantalk_os::Clock;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod idle;
@@ -189,7 +190,7 @@ fn flush(server: &mut Server, host: &mut dyn ServerHost, clock: &Clock, conns: &
         let now = clock.now(host.wall_time());
         for id in stuck {
             conns.abort(id);
-            let _ = server.handle_disconnect(now, id, DisconnectCause::SlowReader);
+            deliver_disconnect(server, now, id, DisconnectCause::SlowReader);
         }
         if dispatch_server(server, now, conns, host) {
             return true;
@@ -214,13 +215,11 @@ fn handle(
             let id = server.handle_connect(now, addr);
             conns.open(id, stream);
         }
-        Some(Input::Data(id, bytes)) => {
-            let _ = server.handle_input(now, id, &bytes);
-        }
+        Some(Input::Data(id, bytes)) => deliver_input(server, now, id, &bytes),
         Some(Input::Closed(id)) => {
             conns.reading.remove(&id);
             conns.peer_closed(id);
-            let _ = server.handle_disconnect(now, id, DisconnectCause::PeerClosed);
+            deliver_disconnect(server, now, id, DisconnectCause::PeerClosed);
         }
         Some(Input::PasswordChecked(answer)) => server.handle_password_checked(now, answer),
         Some(Input::Command(Command::Line(line))) => server.handle_console(now, &line),
@@ -238,11 +237,11 @@ fn handle(
 }
 
 fn accept_loop(listener: TcpListener, tx: SyncSender<Input>) {
-    let mut backoff = Duration::from_millis(5);
+    let mut backoff = lantalk_os::AcceptBackoff::new();
     loop {
         match listener.accept() {
             Ok((stream, addr)) => {
-                backoff = Duration::from_millis(5);
+                backoff.accepted();
                 let _ = stream.set_nodelay(true);
                 if tx.send(Input::Accepted(stream, addr)).is_err() {
                     return;
@@ -251,8 +250,7 @@ fn accept_loop(listener: TcpListener, tx: SyncSender<Input>) {
             // Out of file descriptors and the like: wait and try again rather
             // than dying; connections already open keep working.
             Err(_) => {
-                thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(1));
+                thread::sleep(backoff.failed());
             }
         }
     }

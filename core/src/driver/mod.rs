@@ -1,0 +1,99 @@
+//! The contract between the core, the runtimes and the application.
+//!
+//! A runtime moves bytes and wakes at deadlines; the application (the CLI)
+//! stores files, writes logs and talks to the person. Neither decides anything
+//! about the protocol. The pieces both runtimes would otherwise write twice —
+//! running a client session ([`ClientDriver`]), carrying out the server's
+//! actions ([`dispatch_server`]) and feeding it input ([`deliver_input`],
+//! [`deliver_disconnect`]), bounding each connection's outbound queue
+//! ([`OutQueue`]) — live here, written once, with no I/O of their own.
+
+use std::io;
+use std::sync::Arc;
+
+use core::net::SocketAddr;
+
+use crate::bans::BanList;
+use crate::client::{ClientConfig, ClientEvent};
+use crate::protocol::Refusal;
+use crate::server::{ApprovalRequest, Server, ServerEvent, TrustedPeer};
+use crate::time::WallTime;
+
+mod client;
+mod queue;
+mod server;
+
+pub use client::{dispatch_client, ClientDriver, ClientInput, ClientOutput, LINGER};
+pub use queue::{OutQueue, QueueFull, DEFAULT_QUEUE_BYTES};
+pub use server::{deliver_disconnect, deliver_input, dispatch_server, Transport};
+
+/// What the application does with everything that is not the network.
+pub trait ServerHost: Send + 'static {
+    /// The local time of day, for the `ts` field.
+    fn wall_time(&mut self) -> WallTime;
+    /// The ban list changed: store it (atomically).
+    fn persist_bans(&mut self, bans: &BanList);
+    /// The trusted peers changed: store the whole list (atomically).
+    fn persist_trusted(&mut self, peers: &[TrustedPeer]);
+    /// Ask the operator about `request` (its `Display` is the question);
+    /// the answer comes back as a console line or `Server::handle_approval`.
+    fn ask_operator(&mut self, request: &ApprovalRequest);
+    /// Show and/or log an event.
+    fn event(&mut self, event: &ServerEvent);
+    /// The listener is bound and the server is running; `control` feeds it
+    /// console lines and shutdown requests from any thread.
+    fn ready(&mut self, local_addr: SocketAddr, control: Control);
+}
+
+/// What the application does for a client.
+pub trait ClientHost: Send + 'static {
+    fn wall_time(&mut self) -> WallTime;
+    /// Show an event to the user.
+    fn event(&mut self, event: &ClientEvent);
+    /// Connected (not yet logged in); `control` feeds the user's input.
+    fn ready(&mut self, server_addr: SocketAddr, control: Control);
+}
+
+/// Input from outside the network, delivered to a running server or client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// A line the operator or user typed.
+    Line(String),
+    /// The password the user was asked for.
+    Password(String),
+    /// The user's answer about a server key seen for the first time.
+    Trust(bool),
+    /// End of input (stdin closed): the server keeps running, the client
+    /// finishes sending and leaves.
+    EndOfInput,
+    /// Stop: a signal or the user giving up.
+    Shutdown,
+}
+
+/// A thread-safe way to deliver [`Command`]s to a running loop.
+pub type Control = Arc<dyn Fn(Command) + Send + Sync>;
+
+/// How a client session ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientOutcome {
+    /// The user left on purpose (exit status 0); otherwise it was refused or lost.
+    pub expected: bool,
+    /// The session never got past the login.
+    pub refused: bool,
+    pub reason: String,
+    /// Why it was refused, as a value (what to ask the user next).
+    pub why: Option<Refusal>,
+}
+
+/// One way of running the core on real sockets.
+pub trait Runtime {
+    /// Binds `bind`, serves until shut down, then flushes and returns.
+    fn serve(bind: SocketAddr, server: Server, host: Box<dyn ServerHost>) -> io::Result<()>;
+    /// Connects to the first of `addrs` that answers and runs the client until
+    /// it is done.
+    fn connect(
+        addrs: &[SocketAddr],
+        config: ClientConfig,
+        host: Box<dyn ClientHost>,
+    ) -> io::Result<ClientOutcome>;
+}

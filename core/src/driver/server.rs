@@ -1,0 +1,102 @@
+//! Carrying out the server's actions on a runtime's [`Transport`].
+
+use crate::password::PasswordCheck;
+use crate::server::{Action, ConnId, DisconnectCause, Error, Payload, Server};
+use crate::time::Now;
+
+use super::{QueueFull, ServerHost};
+
+/// The network side of a server, as a runtime provides it.
+pub trait Transport {
+    /// Queue bytes for `conn` (no-op for an unknown one).
+    fn send(&mut self, conn: ConnId, bytes: Payload) -> Result<(), QueueFull>;
+    /// Flush what is queued for `conn`, then close it.
+    fn close(&mut self, conn: ConnId);
+    /// Drop `conn` at once without flushing.
+    fn abort(&mut self, conn: ConnId);
+    /// Run `check` somewhere blocking is fine (a worker thread, never the
+    /// loop that serves connections), then deliver its answer to
+    /// [`Server::handle_password_checked`] as one more input.
+    fn check_password(&mut self, check: PasswordCheck);
+}
+
+/// Carries out every pending server action. Returns true once the server has
+/// shut down (the runtime then flushes and exits).
+pub fn dispatch_server(
+    server: &mut Server,
+    now: Now,
+    transport: &mut dyn Transport,
+    host: &mut dyn ServerHost,
+) -> bool {
+    let mut shut_down = false;
+    while let Some(action) = server.poll_action() {
+        match action {
+            Action::Send { conn, bytes } => {
+                if transport.send(conn, bytes).is_err() {
+                    transport.abort(conn);
+                    deliver_disconnect(server, now, conn, DisconnectCause::SlowReader);
+                }
+            }
+            Action::Close { conn, .. } => transport.close(conn),
+            Action::CheckPassword(check) => transport.check_password(check),
+            Action::PersistBans(bans) => host.persist_bans(&bans),
+            Action::PersistTrusted(peers) => host.persist_trusted(&peers),
+            Action::AskOperator(request) => host.ask_operator(&request),
+            Action::Event(event) => host.event(&event),
+            Action::Shutdown => shut_down = true,
+        }
+    }
+    shut_down
+}
+
+/// Feeds the server bytes that arrived on `conn`.
+///
+/// The core may have closed `conn` already (a kick, a failed login, a
+/// timeout) while its reader was still reading: the bytes are then dropped,
+/// which is what closing means. That is the only error there is; a new kind
+/// must be decided on here, so the match names every one.
+pub fn deliver_input(server: &mut Server, now: Now, conn: ConnId, bytes: &[u8]) {
+    match server.handle_input(now, conn, bytes) {
+        Ok(()) => {}
+        Err(Error::UnknownConnection(_)) => {}
+    }
+}
+
+/// Tells the server that the transport under `conn` is gone.
+///
+/// When the core closed `conn` itself, the runtime still reports the socket
+/// going away (its peer closing in turn, or an output cut off that the core
+/// had already given up on): the core has forgotten the connection, and
+/// there is nothing left to tell it. As with [`deliver_input`], every error
+/// is named.
+pub fn deliver_disconnect(server: &mut Server, now: Now, conn: ConnId, cause: DisconnectCause) {
+    match server.handle_disconnect(now, conn, cause) {
+        Ok(()) => {}
+        Err(Error::UnknownConnection(_)) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bans::BanList;
+    use crate::server::ServerConfig;
+
+    #[test]
+    fn input_and_disconnect_after_the_core_closed_are_expected() {
+        let now = Now::from_secs_f64(0.0);
+        let mut server = Server::new(ServerConfig::default(), now, BanList::default());
+        let conn = server.handle_connect(now, "192.0.2.7:40000".parse().unwrap());
+        server.shutdown(now);
+        let mut closed = false;
+        while let Some(action) = server.poll_action() {
+            closed |= matches!(action, Action::Close { conn: c, .. } if c == conn);
+        }
+        assert!(closed, "the core closed the connection");
+        // Its reader had not noticed yet: more bytes, then the peer's close.
+        let later = Now::from_secs_f64(0.5);
+        deliver_input(&mut server, later, conn, b"hello\n");
+        deliver_disconnect(&mut server, later, conn, DisconnectCause::PeerClosed);
+        assert_eq!(server.poll_action(), None, "nothing to carry out for it");
+    }
+}
