@@ -334,10 +334,12 @@ fn run_server(case: &ServerCase, how: Chunking, check: bool, typical: bool) -> V
                     continue;
                 };
                 for chunk in chunks(&bytes.0, how, i as u64) {
-                    let closed = t.closed.contains(&c);
+                    // Closed or not, an issued connection is no error: the
+                    // bytes of a closed one are dropped (checked: nothing is
+                    // sent to it).
                     let r = server.handle_input(now, c, chunk);
                     if check {
-                        assert_eq!(r.is_err(), closed, "input on {c}: {r:?}");
+                        assert!(r.is_ok(), "input on {c}: {r:?}");
                     }
                     record(&mut server, &mut t, r.is_ok().then_some(now), now, &mut log);
                 }
@@ -355,10 +357,9 @@ fn run_server(case: &ServerCase, how: Chunking, check: bool, typical: bool) -> V
                     server.handle_timeout(now);
                     record(&mut server, &mut t, Some(now), now, &mut log);
                 }
-                let closed = t.closed.contains(&c);
                 let r = server.handle_disconnect(now, c, cause);
                 if check {
-                    assert_eq!(r.is_err(), closed, "disconnect of {c}: {r:?}");
+                    assert!(r.is_ok(), "disconnect of {c}: {r:?}");
                 }
                 if r.is_ok() {
                     t.closed.insert(c);

@@ -51,7 +51,9 @@ fn server_side(password: bool, data: &[u8]) {
     for (i, chunk) in chunks(data).into_iter().enumerate() {
         let now = Now::from_secs_f64(i as f64 * 0.01);
         if closed {
-            assert!(server.handle_input(now, conn, chunk).is_err());
+            // Closed by the server: dropped, no error, nothing to do.
+            assert!(server.handle_input(now, conn, chunk).is_ok());
+            assert!(server.poll_action().is_none(), "actions for a closed connection");
             continue;
         }
         let _ = server.handle_input(now, conn, chunk);

@@ -52,13 +52,14 @@ pub fn dispatch_server(
 /// Feeds the server bytes that arrived on `conn`.
 ///
 /// The core may have closed `conn` already (a kick, a failed login, a
-/// timeout) while its reader was still reading: the bytes are then dropped,
-/// which is what closing means. That is the only error there is; a new kind
-/// must be decided on here, so the match names every one.
+/// timeout) while its reader was still reading: the core drops the bytes and
+/// says `Ok`, since that is what closing means. An error means an id the
+/// core never issued: a bug in the runtime. A new kind of error must be
+/// decided on here, so the match names every one.
 pub fn deliver_input(server: &mut Server, now: Now, conn: ConnId, bytes: &[u8]) {
     match server.handle_input(now, conn, bytes) {
         Ok(()) => {}
-        Err(Error::UnknownConnection(_)) => {}
+        Err(Error::UnknownConnection(c)) => debug_assert!(false, "input for unissued {c}"),
     }
 }
 
@@ -66,13 +67,12 @@ pub fn deliver_input(server: &mut Server, now: Now, conn: ConnId, bytes: &[u8]) 
 ///
 /// When the core closed `conn` itself, the runtime still reports the socket
 /// going away (its peer closing in turn, or an output cut off that the core
-/// had already given up on): the core has forgotten the connection, and
-/// there is nothing left to tell it. As with [`deliver_input`], every error
-/// is named.
+/// had already given up on): the core has forgotten the connection and says
+/// `Ok`. As with [`deliver_input`], an error is a runtime's bug.
 pub fn deliver_disconnect(server: &mut Server, now: Now, conn: ConnId, cause: DisconnectCause) {
     match server.handle_disconnect(now, conn, cause) {
         Ok(()) => {}
-        Err(Error::UnknownConnection(_)) => {}
+        Err(Error::UnknownConnection(c)) => debug_assert!(false, "disconnect of unissued {c}"),
     }
 }
 

@@ -15,7 +15,9 @@ impl Server {
         let known = self.conns.contains_key(&conn);
         self.expire(now);
         if !known {
-            return Err(Error::UnknownConnection(conn));
+            // Closed by us already (its reader was still reading): the
+            // bytes are dropped, which is what closing means.
+            return self.closed_or_unknown(conn);
         }
         let Some(c) = self.conns.get_mut(&conn) else {
             return Ok(()); // it timed out just now
