@@ -1277,6 +1277,19 @@ mod tests {
     }
 
     #[test]
+    fn login_lines_carry_the_password_as_json() {
+        let line = login_line("u1", Some("p\"w\\"));
+        assert!(line.ends_with('\n'));
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            (v["username"].as_str(), v["password"].as_str()),
+            (Some("u1"), Some("p\"w\\"))
+        );
+        let v: serde_json::Value = serde_json::from_str(&login_line("u2", None)).unwrap();
+        assert_eq!(v["password"].as_str(), Some(""));
+    }
+
+    #[test]
     fn percentiles_of_a_known_set() {
         let mut v: Vec<u64> = (1..=100).map(|x| x * 1000).collect();
         let p = percentiles(&mut v).unwrap();
