@@ -10,5 +10,5 @@ pub mod load;
 pub mod procstats;
 pub mod servers;
 
-pub use load::{run, Latency, Report, Scenario, Wire};
+pub use load::{run, Latency, Report, Scenario, SideLogins, Wire};
 pub use servers::{Launch, ServerProc, Target};

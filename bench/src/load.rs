@@ -73,6 +73,16 @@ pub struct Scenario {
     /// Bound for each phase (joining, settling, delivering).
     pub timeout: Duration,
     pub wire: Wire,
+    /// The server's password: every client sends it in its login line
+    /// (plaintext only; the generator does not run SPAKE2).
+    pub password: Option<String>,
+    /// Paced sending: messages per second per sender, instead of as fast as
+    /// the sockets accept them.
+    pub rate: Option<f64>,
+    /// With `rate` and `password`: plaintext logins with the password per
+    /// second, on a thread of their own, during the second half of the
+    /// message phase (see [`SideLogins`]).
+    pub password_logins: Option<f64>,
 }
 
 impl Default for Scenario {
@@ -87,6 +97,9 @@ impl Default for Scenario {
             hold: Duration::ZERO,
             timeout: Duration::from_secs(60),
             wire: Wire::Plain,
+            password: None,
+            rate: None,
+            password_logins: None,
         }
     }
 }
@@ -101,6 +114,22 @@ pub struct Latency {
     pub p50_us: f64,
     pub p99_us: f64,
     pub max_us: f64,
+}
+
+/// The logins made beside the chat: each a new connection that reads
+/// `auth_request`, sends a LanTalk 2.0 login line with the password, reads
+/// `auth_ok` or `auth_fail` and closes.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct SideLogins {
+    /// Logins attempted.
+    pub attempted: usize,
+    /// Answered with `auth_ok`.
+    pub ok: usize,
+    /// Answered with `auth_fail`, or that failed on the way.
+    pub failed: usize,
+    /// Time from connect to the answer.
+    pub p50_ms: f64,
+    pub max_ms: f64,
 }
 
 /// What one run measured. Times in milliseconds, memory in bytes.
@@ -133,6 +162,11 @@ pub struct Report {
     pub completion_ms: f64,
     pub deliveries_per_sec: f64,
     pub latency: Option<Latency>,
+    /// With side logins: latency of the messages sent in the first half of
+    /// the message phase (no logins) and in the second (logins running).
+    pub latency_quiet: Option<Latency>,
+    pub latency_logins: Option<Latency>,
+    pub side_logins: Option<SideLogins>,
     /// Server CPU (user + system) during the message phase.
     pub server_cpu_ms: Option<f64>,
     pub server_cpu_ns_per_delivery: Option<f64>,
@@ -218,6 +252,12 @@ struct Gen<'a> {
     delivered: u64,
     out_of_order: u64,
     latencies: Vec<u64>,
+    /// With side logins: latencies of the messages sent while they run
+    /// (sequence numbers from `split` on).
+    latencies_late: Vec<u64>,
+    split: Option<u32>,
+    /// When the message phase began, in nanoseconds since `t0` (pacing).
+    msg_t0: u64,
     receivers_done: usize,
     lost: usize,
     last_delivery: Instant,
@@ -269,6 +309,9 @@ pub fn run(
         delivered: 0,
         out_of_order: 0,
         latencies: Vec::new(),
+        latencies_late: Vec::new(),
+        split: None,
+        msg_t0: 0,
         receivers_done: 0,
         lost: 0,
         last_delivery: now,
@@ -364,6 +407,9 @@ pub fn run(
         completion_ms: 0.0,
         deliveries_per_sec: 0.0,
         latency: None,
+        latency_quiet: None,
+        latency_logins: None,
+        side_logins: None,
         server_cpu_ms: None,
         server_cpu_ns_per_delivery: None,
         server_rss_start: mem_start.map(|m| m.rss),
@@ -419,16 +465,46 @@ pub fn run(
     let cpu0 = pid.and_then(CpuSample::take);
     let own0 = procstats::own_cpu();
     let msg_start = Instant::now();
+    g.msg_t0 = g.now_ns();
     g.messaging = true;
+    // Paced: the phase lasts as long as the last message takes to fall due.
+    let paced = sc
+        .rate
+        .filter(|r| *r > 0.0)
+        .map(|r| Duration::from_secs_f64(sc.messages as f64 / r));
+    let side = match (sc.rate, sc.password_logins, &sc.password) {
+        (Some(rate), Some(per_sec), Some(pw)) if rate > 0.0 && per_sec > 0.0 => {
+            let half = sc.messages / 2;
+            g.split = Some(half as u32);
+            let start = msg_start + Duration::from_secs_f64(half as f64 / rate);
+            let end = msg_start + paced.unwrap_or_default();
+            let (prefix, pw) = (format!("{}s", g.prefix), pw.clone());
+            Some(std::thread::spawn(move || {
+                side_logins(addr, &prefix, &pw, per_sec, start, end)
+            }))
+        }
+        _ => None,
+    };
     for &i in &senders {
         g.pump(i);
     }
     while g.receivers_done + g.lost < g.joined {
-        if msg_start.elapsed() > sc.timeout {
+        if msg_start.elapsed() > sc.timeout + paced.unwrap_or_default() {
             report.timed_out = true;
             break;
         }
-        g.turn(Duration::from_millis(50));
+        if paced.is_some() {
+            // Wake often enough to send each message when it falls due.
+            g.turn(Duration::from_millis(1));
+            for &i in &senders {
+                g.pump(i);
+            }
+        } else {
+            g.turn(Duration::from_millis(50));
+        }
+    }
+    if let Some(side) = side {
+        report.side_logins = side.join().ok();
     }
     let cpu1 = pid.and_then(CpuSample::take);
     let own1 = procstats::own_cpu();
@@ -443,6 +519,11 @@ pub fn run(
     report.lost_clients = g.lost;
     report.completion_ms = ms(elapsed);
     report.deliveries_per_sec = g.delivered as f64 / elapsed.as_secs_f64().max(1e-9);
+    if g.split.is_some() {
+        report.latency_quiet = percentiles(&mut g.latencies);
+        report.latency_logins = percentiles(&mut g.latencies_late);
+        g.latencies.extend_from_slice(&g.latencies_late);
+    }
     report.latency = percentiles(&mut g.latencies);
     if let (Some(a), Some(b)) = (cpu0, cpu1) {
         let cpu = a.until(&b);
@@ -456,6 +537,82 @@ pub fn run(
     }
     report.server_peak_rss = pid.and_then(procstats::memory).map(|m| m.peak);
     Ok(report)
+}
+
+/// Logins beside the chat, `per_sec` of them from `start` until `end`, one
+/// after another (a login that takes longer than its share delays the next).
+fn side_logins(
+    addr: SocketAddr,
+    prefix: &str,
+    password: &str,
+    per_sec: f64,
+    start: Instant,
+    end: Instant,
+) -> SideLogins {
+    let mut out = SideLogins::default();
+    let mut took = Vec::new();
+    loop {
+        let at = start + Duration::from_secs_f64(out.attempted as f64 / per_sec);
+        if at >= end {
+            break;
+        }
+        if let Some(wait) = at.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let t = Instant::now();
+        let name = format!("{prefix}{}", out.attempted);
+        match side_login(addr, &name, password) {
+            Ok(true) => out.ok += 1,
+            Ok(false) | Err(_) => out.failed += 1,
+        }
+        took.push(t.elapsed());
+        out.attempted += 1;
+    }
+    took.sort_unstable();
+    if let Some(max) = took.last() {
+        out.p50_ms = ms(took[(took.len() - 1) / 2]);
+        out.max_ms = ms(*max);
+    }
+    out
+}
+
+/// One LanTalk 2.0 login with a password: true if it got `auth_ok`.
+fn side_login(addr: SocketAddr, name: &str, password: &str) -> std::io::Result<bool> {
+    use std::io::BufRead;
+    let sock = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
+    sock.set_nodelay(true)?;
+    sock.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut lines = std::io::BufReader::new(sock.try_clone()?);
+    let mut line = String::new();
+    let mut next = |line: &mut String| -> std::io::Result<()> {
+        line.clear();
+        if lines.read_line(line)? == 0 {
+            return Err(ErrorKind::UnexpectedEof.into());
+        }
+        Ok(())
+    };
+    loop {
+        next(&mut line)?;
+        if line.starts_with("{\"type\": \"auth_request\"") {
+            break;
+        }
+    }
+    (&sock).write_all(login_line(name, Some(password)).as_bytes())?;
+    loop {
+        next(&mut line)?;
+        if line.starts_with("{\"type\": \"auth_ok\"") {
+            return Ok(true);
+        }
+        if line.starts_with("{\"type\": \"auth_fail\"") {
+            return Ok(false);
+        }
+    }
+}
+
+/// A LanTalk 2.0 login line.
+fn login_line(name: &str, password: Option<&str>) -> String {
+    let pw = serde_json::Value::from(password.unwrap_or(""));
+    format!("{{\"username\": \"{name}\", \"password\": {pw}}}\n")
 }
 
 fn ms(d: Duration) -> f64 {
@@ -722,7 +879,11 @@ impl Gen<'_> {
                         self.receivers_done += 1;
                     }
                     self.delivered += 1;
-                    self.latencies.push(now.saturating_sub(sent));
+                    let latency = now.saturating_sub(sent);
+                    match self.split {
+                        Some(half) if seq >= half => self.latencies_late.push(latency),
+                        _ => self.latencies.push(latency),
+                    }
                 } else if line.starts_with(b"{\"type\": \"system\"") && !self.messaging {
                     self.join_notices += 1;
                 }
@@ -741,10 +902,8 @@ impl Gen<'_> {
                         };
                     }
                     c.phase = Phase::AwaitOk;
-                    let login = format!(
-                        "{{\"username\": \"{}{i}\", \"password\": \"\"}}\n",
-                        self.prefix
-                    );
+                    let login =
+                        login_line(&format!("{}{i}", self.prefix), self.sc.password.as_deref());
                     c.out.extend_from_slice(login.as_bytes());
                     self.pump(i);
                 } else if line.starts_with(b"{\"type\": \"auth_fail\"") {
@@ -771,7 +930,15 @@ impl Gen<'_> {
     fn pump(&mut self, i: usize) {
         let messaging = self.messaging;
         let now = self.now_ns();
-        let (size, total) = (self.sc.size, self.sc.messages);
+        let size = self.sc.size;
+        // Paced: only the messages due by now (the first at once).
+        let total = match self.sc.rate {
+            Some(rate) if rate > 0.0 => {
+                let secs = now.saturating_sub(self.msg_t0) as f64 / 1e9;
+                self.sc.messages.min((secs * rate) as usize + 1)
+            }
+            _ => self.sc.messages,
+        };
         let Some(c) = self.conns[i].as_mut() else {
             return;
         };
@@ -1107,6 +1274,19 @@ mod tests {
             assert_eq!(opened, lines.concat(), "reads of {size} bytes");
             assert!(partial.is_empty());
         }
+    }
+
+    #[test]
+    fn login_lines_carry_the_password_as_json() {
+        let line = login_line("u1", Some("p\"w\\"));
+        assert!(line.ends_with('\n'));
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            (v["username"].as_str(), v["password"].as_str()),
+            (Some("u1"), Some("p\"w\\"))
+        );
+        let v: serde_json::Value = serde_json::from_str(&login_line("u2", None)).unwrap();
+        assert_eq!(v["password"].as_str(), Some(""));
     }
 
     #[test]

@@ -78,12 +78,41 @@ struct Args {
     /// Run every scenario of BENCHMARKS.md against smol, std and python.
     #[arg(long)]
     suite: bool,
+    /// Our servers ask for this password (given with --password-env) and
+    /// every client sends it in its login line. Plaintext only: the
+    /// generator does not run SPAKE2.
+    #[arg(long, value_name = "PASSWORD")]
+    password: Option<String>,
+    /// Paced sending: each sender sends this many messages per second
+    /// (--messages of them) instead of all at once.
+    #[arg(long, value_name = "PER_SEC")]
+    rate: Option<f64>,
+    /// Plaintext logins with the password (a new connection each: read
+    /// auth_request, send the login line, read auth_ok, close), this many per
+    /// second on a thread of their own during the second half of a paced
+    /// message phase; reports the p99 latency of the messages sent in each
+    /// half. Implies --password bench-password and --rate 20 unless given.
+    #[arg(long, value_name = "PER_SEC")]
+    password_logins_per_sec: Option<f64>,
+    /// Also measure the servers built in DIR (another checkout's
+    /// target/release), alternating with this build's run by run (A B, B A,
+    /// …), and report this build's figures over that build's, run by run.
+    #[arg(long, value_name = "DIR")]
+    against: Option<PathBuf>,
+    /// Name of the --against build in the tables.
+    #[arg(long, default_value = "previous")]
+    against_label: String,
+    /// Name of this build (--bin-dir) in the tables.
+    #[arg(long, default_value = "current")]
+    label: String,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     let result = if args.suite {
         suite(&args)
+    } else if args.against.is_some() || args.password_logins_per_sec.is_some() {
+        compare(&args)
     } else {
         single(&args)
     };
@@ -100,6 +129,7 @@ fn main() -> ExitCode {
 fn launch(args: &Args, sc: &Scenario) -> Launch {
     let mut l = Launch::from_workspace(sc.clients + 16);
     l.plaintext = sc.wire == Wire::Plain;
+    l.password = sc.password.clone();
     if let Some(d) = &args.bin_dir {
         l.bin_dir = d.clone();
     }
@@ -124,6 +154,14 @@ fn scenario(args: &Args) -> Scenario {
         } else {
             Wire::Plain
         },
+        password: args.password.clone().or_else(|| {
+            args.password_logins_per_sec
+                .map(|_| "bench-password".to_string())
+        }),
+        rate: args
+            .rate
+            .or_else(|| args.password_logins_per_sec.map(|_| 20.0)),
+        password_logins: args.password_logins_per_sec,
     }
 }
 
@@ -497,6 +535,191 @@ fn table(heading: &str, reports: &[Report]) -> String {
             opt(r.server_cpu_ns_per_delivery, |n| format!("{n:.0} ns")),
             opt(r.server_peak_rss, mib),
             opt(r.generator_cpu_ms, |m| format!("{m:.0} ms")),
+        ));
+    }
+    s
+}
+
+/// The median of `v` and its range, as `median [min–max]`.
+fn spread(v: &[f64], f: impl Fn(f64) -> String) -> String {
+    let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return "n/a".into();
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    format!("{} [{}–{}]", f(median), f(v[0]), f(v[n - 1]))
+}
+
+/// Runs the scenario against this build and, with `--against`, another
+/// build's servers, alternating run by run, and tabulates ratios measured
+/// within one run (logins / no logins) or run by run (this build / that one).
+fn compare(args: &Args) -> Result<bool, String> {
+    let sc = scenario(args);
+    if sc.password_logins.is_some() && sc.wire == Wire::Encrypted {
+        return Err(
+            "--password-logins-per-sec: the generator logs in with a password \
+                    on plaintext connections only (no SPAKE2)"
+                .into(),
+        );
+    }
+    let mut builds: Vec<(String, Option<PathBuf>)> =
+        vec![(args.label.clone(), args.bin_dir.clone())];
+    if let Some(dir) = &args.against {
+        builds.push((args.against_label.clone(), Some(dir.clone())));
+    }
+    let runs = args.runs.max(1);
+    let mut all_ok = true;
+    let mut out = String::new();
+    for s in &args.server {
+        let target = Target::parse(s, args.pid)?;
+        // results[build][run]
+        let mut results: Vec<Vec<Report>> = vec![Vec::new(); builds.len()];
+        for run in 0..runs {
+            // A B, B A, …: neither build always goes first.
+            let mut order: Vec<usize> = (0..builds.len()).collect();
+            if run % 2 == 1 {
+                order.reverse();
+            }
+            for b in order {
+                let (label, dir) = &builds[b];
+                let mut l = launch(args, &sc);
+                if let Some(d) = dir {
+                    l.bin_dir = d.clone();
+                }
+                let server = ServerProc::start(&target, &l)?;
+                let mut r = load::run(&target.name(), server.addr, server.pid, &sc)?;
+                drop(server);
+                r.server = format!("{} {label}", target.name());
+                all_ok &= r.complete();
+                if args.json {
+                    println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
+                } else {
+                    eprintln!("  run {} {}: {}", run + 1, r.server, run_line(&r));
+                }
+                results[b].push(r);
+            }
+        }
+        out.push_str(&compare_table(&target.name(), &sc, &builds, &results));
+    }
+    if !args.json {
+        print!("{out}");
+    }
+    Ok(all_ok)
+}
+
+fn run_line(r: &Report) -> String {
+    match (r.latency_quiet, r.latency_logins) {
+        (Some(q), Some(l)) => {
+            let side = r.side_logins.unwrap_or_default();
+            format!(
+                "p99 without logins {}, with {} ({}); p50 {} / {}; logins {}/{} ok, each {:.0} ms (max {:.0}); delivered {}/{}",
+                lat_ms(q.p99_us),
+                lat_ms(l.p99_us),
+                ratio(l.p99_us / q.p99_us),
+                lat_ms(q.p50_us),
+                lat_ms(l.p50_us),
+                side.ok,
+                side.attempted,
+                side.p50_ms,
+                side.max_ms,
+                r.delivered,
+                r.expected,
+            )
+        }
+        _ => one_line(r),
+    }
+}
+
+fn compare_table(
+    server: &str,
+    sc: &Scenario,
+    builds: &[(String, Option<PathBuf>)],
+    results: &[Vec<Report>],
+) -> String {
+    let runs = results.first().map_or(0, Vec::len);
+    let mut s = String::new();
+    if let (Some(rate), Some(per_sec)) = (sc.rate, sc.password_logins) {
+        s.push_str(&format!(
+            "\n### {server}: {} clients, {} senders × {rate} messages/s for {:.0} s; \
+             {per_sec} password logins/s in the second half ({runs} runs; median [min–max])\n\n\
+             | build | p99 without logins | p99 with logins | p99 with / without (same run) | \
+             p50 without | p50 with | max with | logins ok | login time p50 |\n\
+             |---|---|---|---|---|---|---|---|---|\n",
+            sc.clients,
+            sc.senders,
+            sc.messages as f64 / rate,
+        ));
+        for ((label, _), rs) in builds.iter().zip(results) {
+            let pick = |f: &dyn Fn(&Report) -> Option<f64>| -> Vec<f64> {
+                rs.iter().filter_map(f).collect()
+            };
+            let q = |r: &Report| r.latency_quiet;
+            let l = |r: &Report| r.latency_logins;
+            let ok: usize = rs.iter().filter_map(|r| r.side_logins).map(|x| x.ok).sum();
+            let tried: usize = rs
+                .iter()
+                .filter_map(|r| r.side_logins)
+                .map(|x| x.attempted)
+                .sum();
+            s.push_str(&format!(
+                "| {label} | {} | {} | **{}** | {} | {} | {} | {ok}/{tried} | {} |\n",
+                spread(&pick(&|r| q(r).map(|x| x.p99_us)), lat_ms),
+                spread(&pick(&|r| l(r).map(|x| x.p99_us)), lat_ms),
+                spread(&pick(&|r| Some(l(r)?.p99_us / q(r)?.p99_us)), ratio),
+                spread(&pick(&|r| q(r).map(|x| x.p50_us)), lat_ms),
+                spread(&pick(&|r| l(r).map(|x| x.p50_us)), lat_ms),
+                spread(&pick(&|r| l(r).map(|x| x.max_us)), lat_ms),
+                spread(&pick(&|r| r.side_logins.map(|x| x.p50_ms)), |m| format!(
+                    "{m:.0} ms"
+                )),
+            ));
+        }
+        return s;
+    }
+    s.push_str(&format!(
+        "\n### {server}{}: {} ({runs} runs; median [min–max])\n\n\
+         | build | deliveries/s | vs {base} (run by run) | server CPU/delivery | vs {base} (run by run) | p99 |\n\
+         |---|---|---|---|---|---|\n",
+        if sc.wire == Wire::Encrypted {
+            " encrypted"
+        } else {
+            ""
+        },
+        title(sc),
+        base = builds.last().map_or("", |b| b.0.as_str()),
+    ));
+    let base = results.last().map(Vec::as_slice).unwrap_or(&[]);
+    for ((label, _), rs) in builds.iter().zip(results) {
+        let paired = |f: &dyn Fn(&Report) -> Option<f64>| -> Vec<f64> {
+            rs.iter()
+                .zip(base)
+                .filter_map(|(a, b)| Some(f(a)? / f(b)?))
+                .collect()
+        };
+        let dps = |r: &Report| Some(r.deliveries_per_sec).filter(|x| *x > 0.0);
+        let cpu = |r: &Report| r.server_cpu_ns_per_delivery;
+        s.push_str(&format!(
+            "| {label} | {} | {} | {} | {} | {} |\n",
+            spread(&rs.iter().filter_map(dps).collect::<Vec<_>>(), |x| format!(
+                "{x:.0}"
+            )),
+            spread(&paired(&dps), ratio),
+            spread(&rs.iter().filter_map(cpu).collect::<Vec<_>>(), |n| format!(
+                "{n:.0} ns"
+            )),
+            spread(&paired(&cpu), ratio),
+            spread(
+                &rs.iter()
+                    .filter_map(|r| r.latency.map(|l| l.p99_us))
+                    .collect::<Vec<_>>(),
+                lat_ms
+            ),
         ));
     }
     s

@@ -58,6 +58,9 @@ pub struct Launch {
     /// Our servers accept plaintext (LanTalk 2.0) clients; otherwise every
     /// client must encrypt, as in a default deployment.
     pub plaintext: bool,
+    /// Our servers ask for this password (given to them with
+    /// `--password-env`).
+    pub password: Option<String>,
 }
 
 impl Launch {
@@ -74,6 +77,7 @@ impl Launch {
             python,
             max_clients,
             plaintext: true,
+            password: None,
         }
     }
 }
@@ -111,6 +115,9 @@ impl ServerProc {
             Target::Python if !launch.plaintext => {
                 Err("the Python server (LanTalk 2.0) has no encryption to measure".into())
             }
+            Target::Python if launch.password.is_some() => {
+                Err("the Python server is measured without a password".into())
+            }
             Target::Python => start_python(&launch.python),
             Target::Addr(addr, pid) => Ok(ServerProc {
                 addr: *addr,
@@ -128,6 +135,7 @@ impl ServerProc {
             python: PathBuf::new(),
             max_clients,
             plaintext: wire == Wire::Plain,
+            password: None,
         };
         start_rust(bin, &launch)
     }
@@ -160,6 +168,9 @@ fn scratch_dir(what: &str) -> Result<PathBuf, String> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     Ok(dir)
 }
+
+/// The variable that carries `Launch::password` to our servers.
+const PASSWORD_VAR: &str = "LANTALK_BENCH_PASSWORD";
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -222,6 +233,16 @@ fn start_rust(bin: &Path, launch: &Launch) -> Result<ServerProc, String> {
         .arg("--max-clients")
         .arg(launch.max_clients.to_string())
         .env_remove("LANTALK_LOG_LEVEL")
+        .env_remove(PASSWORD_VAR)
+        .envs(launch.password.as_ref().map(|p| (PASSWORD_VAR, p)))
+        .args(
+            launch
+                .password
+                .as_ref()
+                .map(|_| ["--password-env", PASSWORD_VAR])
+                .into_iter()
+                .flatten(),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
