@@ -28,11 +28,11 @@ use std::time::Duration;
 
 use async_io::{Async, Timer};
 use lantalk_core::driver::{
-    deliver_disconnect, deliver_input, dispatch_server, Command, OutQueue, QueueFull, ServerHost,
-    Transport, DEFAULT_QUEUE_BYTES,
+    dispatch_server, feed_server, OutQueue, QueueFull, ServerHost, ServerInput, Transport,
+    DEFAULT_QUEUE_BYTES,
 };
-use lantalk_core::password::{PasswordCheck, PasswordChecked};
-use lantalk_core::server::{ConnId, DisconnectCause, Payload};
+use lantalk_core::password::PasswordCheck;
+use lantalk_core::server::{ConnId, Payload};
 use lantalk_core::Server;
 use smol::channel::{bounded, Receiver, Sender, TryRecvError};
 use smol::future;
@@ -56,10 +56,8 @@ const SHRINK_AFTER: Duration = Duration::from_secs(1);
 
 enum Input {
     Accepted(Async<StdStream>, SocketAddr),
-    Data(ConnId, Vec<u8>),
-    Closed(ConnId),
-    Command(Command),
-    PasswordChecked(PasswordChecked),
+    /// Anything else, for the server as it is.
+    Core(ServerInput),
 }
 
 pub fn serve(bind: SocketAddr, server: Server, host: Box<dyn ServerHost>) -> io::Result<()> {
@@ -83,7 +81,7 @@ async fn serve_on(
     host.ready(
         local,
         Arc::new(move |cmd| {
-            let _ = control_tx.send_blocking(Input::Command(cmd));
+            let _ = control_tx.send_blocking(Input::Core(ServerInput::Command(cmd)));
         }),
     );
     let _accept = ex.spawn(accept_loop(listener, tx.clone()));
@@ -142,23 +140,18 @@ async fn run_loop(
         };
         let now = clock.now(host.wall_time());
         match input {
-            None => server.handle_timeout(now),
+            None => feed_server(server, now, ServerInput::Timeout),
             Some(Input::Accepted(stream, addr)) => {
                 let id = server.handle_connect(now, addr);
                 conns.open(id, stream);
             }
-            Some(Input::Data(id, bytes)) => deliver_input(server, now, id, &bytes),
-            Some(Input::Closed(id)) => {
-                // Deliver what is still queued (answers to its last lines).
-                conns.close(id);
-                deliver_disconnect(server, now, id, DisconnectCause::PeerClosed);
+            Some(Input::Core(input)) => {
+                if let ServerInput::Closed(id) = input {
+                    // Deliver what is still queued (answers to its last lines).
+                    conns.close(id);
+                }
+                feed_server(server, now, input);
             }
-            Some(Input::PasswordChecked(answer)) => server.handle_password_checked(now, answer),
-            Some(Input::Command(Command::Line(line))) => server.handle_console(now, &line),
-            Some(Input::Command(Command::Shutdown)) => server.shutdown(now),
-            // What only a client is asked (passwords, trusting keys), and
-            // the end of the console's input, which leaves the server running.
-            Some(Input::Command(_)) => {}
         }
         if dispatch_server(server, now, conns, host) {
             return;
@@ -329,7 +322,9 @@ impl Transport for Conns<'_, '_> {
         self.ex
             .spawn(async move {
                 let answer = smol::unblock(move || check.run()).await;
-                let _ = tx.send(Input::PasswordChecked(answer)).await;
+                let _ = tx
+                    .send(Input::Core(ServerInput::PasswordChecked(answer)))
+                    .await;
             })
             .detach();
     }
@@ -384,7 +379,11 @@ async fn conn_task(
                 .await;
             match got {
                 Ok(bytes) if !bytes.is_empty() => {
-                    if tx.send(Input::Data(id, bytes)).await.is_err() {
+                    if tx
+                        .send(Input::Core(ServerInput::Data(id, bytes)))
+                        .await
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -451,7 +450,7 @@ async fn conn_task(
     )
     .await;
     if peer_done_first {
-        let _ = tx.send(Input::Closed(id)).await;
+        let _ = tx.send(Input::Core(ServerInput::Closed(id))).await;
         // The core closes its side in turn; whatever it still queued goes out.
         writing.await;
     } else {
@@ -461,6 +460,6 @@ async fn conn_task(
             Timer::after(FLUSH_TIMEOUT).await;
         })
         .await;
-        let _ = tx.send(Input::Closed(id)).await;
+        let _ = tx.send(Input::Core(ServerInput::Closed(id))).await;
     }
 }

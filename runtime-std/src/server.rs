@@ -35,7 +35,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use lantalk_core::driver::{
-    deliver_disconnect, deliver_input, dispatch_server, Command, OutQueue, QueueFull, ServerHost,
+    deliver_disconnect, dispatch_server, feed_server, OutQueue, QueueFull, ServerHost, ServerInput,
     Transport, DEFAULT_QUEUE_BYTES,
 };
 use lantalk_core::password::{PasswordCheck, PasswordChecked};
@@ -93,10 +93,8 @@ static MAPPINGS: AtomicUsize = AtomicUsize::new(0);
 
 enum Input {
     Accepted(TcpStream, SocketAddr),
-    Data(ConnId, Vec<u8>),
-    Closed(ConnId),
-    Command(Command),
-    PasswordChecked(PasswordChecked),
+    /// Anything else, for the server as it is.
+    Core(ServerInput),
 }
 
 pub fn serve(
@@ -114,7 +112,7 @@ pub fn serve(
     host.ready(
         local,
         Arc::new(move |cmd| {
-            let _ = control_tx.send(Input::Command(cmd));
+            let _ = control_tx.send(Input::Core(ServerInput::Command(cmd)));
         }),
     );
     let accept_tx = tx.clone();
@@ -210,23 +208,18 @@ fn handle(
     let now = clock.now(host.wall_time());
     ACTIVITY.fetch_add(1, Ordering::Relaxed);
     match input {
-        None => server.handle_timeout(now),
+        None => feed_server(server, now, ServerInput::Timeout),
         Some(Input::Accepted(stream, addr)) => {
             let id = server.handle_connect(now, addr);
             conns.open(id, stream);
         }
-        Some(Input::Data(id, bytes)) => deliver_input(server, now, id, &bytes),
-        Some(Input::Closed(id)) => {
-            conns.reading.remove(&id);
-            conns.peer_closed(id);
-            deliver_disconnect(server, now, id, DisconnectCause::PeerClosed);
+        Some(Input::Core(input)) => {
+            if let ServerInput::Closed(id) = input {
+                conns.reading.remove(&id);
+                conns.peer_closed(id);
+            }
+            feed_server(server, now, input);
         }
-        Some(Input::PasswordChecked(answer)) => server.handle_password_checked(now, answer),
-        Some(Input::Command(Command::Line(line))) => server.handle_console(now, &line),
-        Some(Input::Command(Command::Shutdown)) => server.shutdown(now),
-        // What only a client is asked (passwords, trusting keys), and the end
-        // of the console's input, which leaves the server running.
-        Some(Input::Command(_)) => {}
     }
     let mut shut_down = dispatch_server(server, now, conns, host);
     while let Some(answer) = conns.answers.pop() {
@@ -430,7 +423,10 @@ impl Conns {
             // output is discarded either way).
             Err(_) => {
                 let _ = shared.stream.shutdown(Shutdown::Both);
-                let _ = self.readers.tx.try_send(Input::Closed(id));
+                let _ = self
+                    .readers
+                    .tx
+                    .try_send(Input::Core(ServerInput::Closed(id)));
             }
         }
     }
@@ -551,7 +547,7 @@ impl Conns {
         while !self.reading.is_empty() {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match rx.recv_timeout(left) {
-                Ok(Input::Closed(id)) => {
+                Ok(Input::Core(ServerInput::Closed(id))) => {
                     self.reading.remove(&id);
                 }
                 Ok(_) => {}
@@ -627,7 +623,7 @@ impl Transport for Conns {
         let spawned = std::thread::Builder::new()
             .name("password-check".into())
             .spawn(move || {
-                let _ = tx.send(Input::PasswordChecked(check.run()));
+                let _ = tx.send(Input::Core(ServerInput::PasswordChecked(check.run())));
             });
         if spawned.is_err() {
             // No thread to be had: checked here after all (everyone waits
@@ -660,7 +656,11 @@ fn read_loop(id: ConnId, shared: Arc<Shared>, readers: &Readers) {
             Ok(0) => break,
             Ok(_) if shared.done.load(Ordering::Acquire) => break,
             Ok(n) => {
-                if readers.tx.send(Input::Data(id, buf[..n].to_vec())).is_err() {
+                if readers
+                    .tx
+                    .send(Input::Core(ServerInput::Data(id, buf[..n].to_vec())))
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -673,7 +673,7 @@ fn read_loop(id: ConnId, shared: Arc<Shared>, readers: &Readers) {
             Err(_) => break,
         }
     }
-    let _ = readers.tx.send(Input::Closed(id));
+    let _ = readers.tx.send(Input::Core(ServerInput::Closed(id)));
 }
 
 /// Writes `buf` as far as the socket takes it without waiting; returns how
@@ -966,11 +966,16 @@ mod tests {
         thread::sleep(idle);
         peer.write_all(b"hello\n").unwrap();
         let got = rx.recv_timeout(Duration::from_secs(5));
-        assert!(matches!(got, Ok(Input::Data(ConnId(1), ref b)) if b == b"hello\n"));
+        assert!(
+            matches!(got, Ok(Input::Core(ServerInput::Data(ConnId(1), ref b))) if b == b"hello\n")
+        );
         thread::sleep(idle);
         drop(peer);
         let got = rx.recv_timeout(Duration::from_secs(5));
-        assert!(matches!(got, Ok(Input::Closed(ConnId(1)))));
+        assert!(matches!(
+            got,
+            Ok(Input::Core(ServerInput::Closed(ConnId(1))))
+        ));
     }
 
     #[test]

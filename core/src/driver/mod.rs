@@ -25,7 +25,9 @@ mod server;
 
 pub use client::{dispatch_client, ClientDriver, ClientInput, ClientOutput, LINGER};
 pub use queue::{OutQueue, QueueFull, DEFAULT_QUEUE_BYTES};
-pub use server::{deliver_disconnect, deliver_input, dispatch_server, Transport};
+pub use server::{
+    deliver_disconnect, deliver_input, dispatch_server, feed_server, ServerInput, Transport,
+};
 
 /// What the application does with everything that is not the network.
 pub trait ServerHost: Send + 'static {

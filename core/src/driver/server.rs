@@ -1,10 +1,10 @@
 //! Carrying out the server's actions on a runtime's [`Transport`].
 
-use crate::password::PasswordCheck;
+use crate::password::{PasswordCheck, PasswordChecked};
 use crate::server::{Action, ConnId, DisconnectCause, Error, Payload, Server};
 use crate::time::Now;
 
-use super::{QueueFull, ServerHost};
+use super::{Command, QueueFull, ServerHost};
 
 /// The network side of a server, as a runtime provides it.
 pub trait Transport {
@@ -18,6 +18,37 @@ pub trait Transport {
     /// loop that serves connections), then deliver its answer to
     /// [`Server::handle_password_checked`] as one more input.
     fn check_password(&mut self, check: PasswordCheck);
+}
+
+/// Everything a runtime hands the server but new connections (those come
+/// with the runtime's own socket type): one mapping for every runtime.
+#[derive(Debug)]
+pub enum ServerInput {
+    /// A deadline from [`Server::poll_timeout`] came (or the loop woke).
+    Timeout,
+    /// Bytes read from a connection.
+    Data(ConnId, Vec<u8>),
+    /// The connection's peer closed it, or reading failed.
+    Closed(ConnId),
+    /// The answer to an [`Action::CheckPassword`], from the worker.
+    PasswordChecked(PasswordChecked),
+    /// The operator's console, or a signal.
+    Command(Command),
+}
+
+/// Hands `input` to the server.
+pub fn feed_server(server: &mut Server, now: Now, input: ServerInput) {
+    match input {
+        ServerInput::Timeout => server.handle_timeout(now),
+        ServerInput::Data(id, bytes) => deliver_input(server, now, id, &bytes),
+        ServerInput::Closed(id) => deliver_disconnect(server, now, id, DisconnectCause::PeerClosed),
+        ServerInput::PasswordChecked(answer) => server.handle_password_checked(now, answer),
+        ServerInput::Command(Command::Line(line)) => server.handle_console(now, &line),
+        ServerInput::Command(Command::Shutdown) => server.shutdown(now),
+        // What only a client is asked (passwords, trusting keys), and the end
+        // of the console's input, which leaves the server running.
+        ServerInput::Command(Command::Password(_) | Command::Trust(_) | Command::EndOfInput) => {}
+    }
 }
 
 /// Carries out every pending server action. Returns true once the server has

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use lantalk_core::server::ConnId;
 
-use super::{Input, Readers, Shared, CONN_STACK};
+use super::{Input, Readers, ServerInput, Shared, CONN_STACK};
 
 /// A reader with nothing to read for this long hands its connection over.
 pub(super) const READER_IDLE: Duration = Duration::from_secs(2);
@@ -146,6 +146,6 @@ fn wake(readers: &Arc<Readers>, id: ConnId, shared: Arc<Shared>) {
     if readers.spawn(id, Arc::clone(&shared)).is_err() {
         // No thread to read with: dropped, as when it connected.
         let _ = shared.stream.shutdown(Shutdown::Both);
-        let _ = readers.tx.send(Input::Closed(id));
+        let _ = readers.tx.send(Input::Core(ServerInput::Closed(id)));
     }
 }
