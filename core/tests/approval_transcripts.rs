@@ -281,7 +281,7 @@ impl Net {
                     "  server asks the operator: {r} [ask about {}]",
                     r.id
                 );
-                self.questions.push(r);
+                self.questions.push(*r);
             }
             Action::PersistTrusted(list) => {
                 let names: Vec<&str> = list.iter().map(|t| t.name.as_str()).collect();

@@ -69,7 +69,7 @@ pub fn dispatch_server(
                 }
             }
             Action::Close { conn, .. } => transport.close(conn),
-            Action::CheckPassword(check) => transport.check_password(check),
+            Action::CheckPassword(check) => transport.check_password(*check),
             Action::PersistBans(bans) => host.persist_bans(&bans),
             Action::PersistTrusted(peers) => host.persist_trusted(&peers),
             Action::AskOperator(request) => host.ask_operator(&request),

@@ -296,7 +296,8 @@ impl Server {
                 continue;
             }
             self.asked = Some(conn);
-            self.actions.push_back(Action::AskOperator(request));
+            self.actions
+                .push_back(Action::AskOperator(Box::new(request)));
         }
     }
 

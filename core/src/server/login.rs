@@ -139,7 +139,7 @@ impl Server {
         self.checks.insert(id, conn);
         let job = PasswordCheck::new(id, hash, login.password);
         if self.checks.len() - self.checks_waiting.len() <= self.config.max_password_checks.max(1) {
-            self.actions.push_back(Action::CheckPassword(job));
+            self.actions.push_back(Action::CheckPassword(Box::new(job)));
         } else {
             self.checks_waiting.push_back(job);
         }
@@ -159,7 +159,7 @@ impl Server {
                 .get(&job.id)
                 .is_some_and(|c| self.conns.contains_key(c))
             {
-                self.actions.push_back(Action::CheckPassword(job));
+                self.actions.push_back(Action::CheckPassword(Box::new(job)));
                 break;
             }
             self.checks.remove(&job.id);

@@ -101,12 +101,15 @@ pub enum Action {
     Close { conn: ConnId, reason: CloseReason },
     /// Run this password check where blocking is fine (not on the event
     /// loop), then give its answer to [`Server::handle_password_checked`].
-    CheckPassword(PasswordCheck),
+    /// (Boxed, like [`Action::AskOperator`]'s request: every chat delivery
+    /// is an action, moved into and out of the queue, so the enum is kept as
+    /// small as its common variants.)
+    CheckPassword(Box<PasswordCheck>),
     /// Ask the operator whether to let this peer in (its `Display` is the
     /// question). The answer comes back as [`Server::handle_approval`], or
     /// as the next console line (`y` or `n`) given to
     /// [`Server::handle_console`].
-    AskOperator(ApprovalRequest),
+    AskOperator(Box<ApprovalRequest>),
     /// The trusted peers changed: store the whole list (atomically).
     PersistTrusted(Vec<TrustedPeer>),
     /// The ban list changed; store the whole list.
@@ -116,6 +119,12 @@ pub enum Action {
     /// The server has shut down: every connection was closed; flush and exit.
     Shutdown,
 }
+
+// An action per delivery is pushed, moved out by `poll_action` and dropped:
+// at 112 bytes (the password check and the operator's question inline) that
+// cost the plaintext fan-out ~20 % more instructions per delivery than at
+// 40 (see BENCHMARKS.md, *Instructions per delivery*).
+const _: () = assert!(std::mem::size_of::<Action>() <= 40);
 
 /// Misuse by the caller (never caused by a peer).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

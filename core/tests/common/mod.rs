@@ -186,8 +186,8 @@ pub fn drain_server_holding(
     while let Some(a) = server.poll_action() {
         if let Action::CheckPassword(check) = &a {
             match held.as_deref_mut() {
-                Some(held) => held.push(check.clone()),
-                None => server.handle_password_checked(now, check.clone().run()),
+                Some(held) => held.push(PasswordCheck::clone(check)),
+                None => server.handle_password_checked(now, PasswordCheck::clone(check).run()),
             }
         }
         out.push(a);
