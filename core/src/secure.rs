@@ -18,6 +18,8 @@
 
 use std::fmt;
 
+use crate::framing::LineBuffer;
+
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
@@ -340,6 +342,92 @@ pub fn seal_shared(
         at += transport.write_message(chunk, &mut out[at..at + len])?;
     }
     Ok(sealed)
+}
+
+/// An established Noise session, the same at both ends: sealed frames in,
+/// plaintext out; plaintext in, sealed frames out. The server's connections
+/// and the client hold one each once their (role-specific) handshake is
+/// done; it knows nothing of LanTalk's lines beyond appending plaintext to a
+/// [`LineBuffer`], so a WebSocket could carry its frames as well as TCP.
+pub struct Session {
+    noise: Box<snow::TransportState>,
+    /// Bytes of a frame not complete yet.
+    frames: FrameBuffer,
+    /// Binds the password check and the approval code to this session.
+    hash: Vec<u8>,
+    /// The other end's long-term key.
+    remote: Vec<u8>,
+}
+
+/// Why [`Session::open`] gave up: the session cannot go on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenError {
+    /// A frame failed to decrypt: changed, replayed or injected.
+    Tampered,
+    /// A frame longer than the format allows is being sent.
+    Oversized,
+}
+
+/// The session can seal nothing more (its nonces are used up).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SealFailed;
+
+impl Session {
+    /// The session a finished handshake gives. `leftover` holds the bytes
+    /// that arrived after the handshake's last message (frames of the
+    /// session already); [`Session::open`] with no new bytes reads them.
+    pub fn new(
+        handshake: snow::HandshakeState,
+        leftover: FrameBuffer,
+    ) -> Result<Session, snow::Error> {
+        let hash = handshake.get_handshake_hash().to_vec();
+        let remote = handshake.get_remote_static().unwrap_or_default().to_vec();
+        let noise = handshake.into_transport_mode()?;
+        Ok(Session {
+            noise: Box::new(noise),
+            frames: leftover,
+            hash,
+            remote,
+        })
+    }
+
+    pub fn hash(&self) -> &[u8] {
+        &self.hash
+    }
+
+    pub fn remote(&self) -> &[u8] {
+        &self.remote
+    }
+
+    /// Decrypts every complete frame of `bytes` (after what was held) and
+    /// appends the plaintext to `out`. Plaintext of the frames before a bad
+    /// one is kept in `out`: it is authentic.
+    pub fn open(&mut self, bytes: &[u8], out: &mut LineBuffer) -> Result<(), OpenError> {
+        self.frames.push(bytes);
+        let mut buf = Vec::new();
+        while let Some(frame) = self.frames.next_frame() {
+            let n = self
+                .noise
+                .read_message(frame, grow(&mut buf, frame.len()))
+                .map_err(|_| OpenError::Tampered)?;
+            out.push(&buf[..n]);
+        }
+        if self.frames.buffered() > MAX_FRAME + 2 {
+            return Err(OpenError::Oversized);
+        }
+        Ok(())
+    }
+
+    /// `plaintext` sealed into frames, in one buffer shared by whoever sends
+    /// it (see [`seal_shared`]).
+    pub fn seal(&mut self, plaintext: &[u8]) -> Result<std::sync::Arc<[u8]>, SealFailed> {
+        seal_shared(&mut self.noise, plaintext).map_err(|_| SealFailed)
+    }
+
+    /// `plaintext` sealed into frames appended to `out` (see [`seal_into`]).
+    pub fn seal_into(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), SealFailed> {
+        seal_into(&mut self.noise, plaintext, out).map_err(|_| SealFailed)
+    }
 }
 
 /// Splits a byte stream into length-prefixed frames. Holds at most one

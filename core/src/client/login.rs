@@ -50,7 +50,7 @@ impl Client {
             }
             (Phase::AwaitingPake, ServerLine::Pake { msg, proof }) => {
                 let hash = match &self.wire {
-                    Wire::Secure { hash, .. } => hash.clone(),
+                    Wire::Secure(session) => session.hash().to_vec(),
                     _ => return self.fail("The server sent a password check outside encryption."),
                 };
                 let Some(pake) = self.pake.take() else {
@@ -149,7 +149,7 @@ impl Client {
         line: Result<ServerApproval, Malformed>,
     ) {
         let hash = match &self.wire {
-            Wire::Secure { hash, .. } => hash.clone(),
+            Wire::Secure(session) => session.hash().to_vec(),
             _ => return self.fail("The server asked for approval outside encryption."),
         };
         match (line, self.approval_nonce) {
@@ -190,7 +190,7 @@ impl Client {
     /// encrypted session, where a password is proven with SPAKE2 instead.
     pub(super) fn log_in(&mut self, now: Now) {
         self.deadline = Some(now.instant + self.config.auth_timeout);
-        let secure = matches!(self.wire, Wire::Secure { .. });
+        let secure = matches!(self.wire, Wire::Secure(_));
         if self.needs_password && self.config.password.is_none() {
             if !self.config.ask_password {
                 return self.fail_as("This server needs a password.", Refusal::NeedsPassword);

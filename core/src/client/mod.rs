@@ -232,11 +232,9 @@ enum Wire {
     Paused {
         frames: FrameBuffer,
     },
-    Secure {
-        noise: Box<snow::TransportState>,
-        frames: FrameBuffer,
-        hash: Vec<u8>,
-    },
+    /// The session's hash binds the password check and the approval code
+    /// to it.
+    Secure(secure::Session),
 }
 
 pub struct Client {

@@ -101,7 +101,7 @@ impl Client {
 
     /// Sends a typed line, and reports it as sent.
     pub(super) fn send_outgoing(&mut self, out: Outgoing) {
-        let secure = matches!(self.wire, Wire::Secure { .. });
+        let secure = matches!(self.wire, Wire::Secure(_));
         let line = match out.kind {
             // A server of ours relays it as text; LanTalk 2.0 has no way to.
             OutKind::Literal if secure => protocol::chat_literal(&out.text),

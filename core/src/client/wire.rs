@@ -38,18 +38,25 @@ impl Client {
 
     /// Frames from the server: advance the handshake, or decrypt into lines.
     pub(super) fn decrypt(&mut self, now: Now, bytes: &[u8]) -> Result<(), &'static str> {
-        let mut buf = vec![0u8; secure::MAX_HANDSHAKE];
         let frames = match &mut self.wire {
-            Wire::Handshake { frames, .. }
-            | Wire::Paused { frames }
-            | Wire::Secure { frames, .. } => frames,
+            Wire::Secure(session) => {
+                return session.open(bytes, &mut self.lines).map_err(|e| match e {
+                    secure::OpenError::Tampered => {
+                        "A message from the server failed to decrypt: the connection was \
+                         tampered with."
+                    }
+                    secure::OpenError::Oversized => "The server sent an oversized frame.",
+                })
+            }
+            Wire::Handshake { frames, .. } | Wire::Paused { frames } => frames,
             Wire::Plain => return Ok(()),
         };
         frames.push(bytes);
+        let mut buf = vec![0u8; secure::MAX_HANDSHAKE];
         let mut pending = std::mem::take(frames);
         let mut result = Ok(());
         let mut server_hello = false;
-        while let Some(frame) = pending.next_frame() {
+        if let Some(frame) = pending.next_frame() {
             match &mut self.wire {
                 Wire::Handshake { noise, .. } => {
                     if !matches!(
@@ -58,40 +65,29 @@ impl Client {
                     ) {
                         result = Err("The encrypted handshake failed: the offer was tampered \
                                       with, or the server is not a LanTalk server.");
-                        break;
-                    }
-                    let Wire::Handshake { noise, .. } =
-                        std::mem::replace(&mut self.wire, Wire::Plain)
-                    else {
-                        unreachable!("matched above")
-                    };
-                    self.pending = Some(noise);
-                    self.wire = Wire::Paused {
-                        frames: FrameBuffer::default(),
-                    };
-                    server_hello = true;
-                }
-                Wire::Paused { .. } => {
-                    result = Err("The server spoke out of turn during the handshake.");
-                    break;
-                }
-                Wire::Secure { noise, .. } => {
-                    match noise.read_message(frame, grow(&mut buf, frame.len())) {
-                        Ok(n) => self.lines.push(&buf[..n]),
-                        Err(_) => {
-                            result = Err("A message from the server failed to decrypt: the \
-                                      connection was tampered with.");
-                            break;
-                        }
+                    } else {
+                        let Wire::Handshake { noise, .. } =
+                            std::mem::replace(&mut self.wire, Wire::Plain)
+                        else {
+                            unreachable!("matched above")
+                        };
+                        self.pending = Some(noise);
+                        self.wire = Wire::Paused {
+                            frames: FrameBuffer::default(),
+                        };
+                        server_hello = true;
                     }
                 }
-                Wire::Plain => break,
+                // The server says nothing more until our half is in.
+                _ => result = Err("The server spoke out of turn during the handshake."),
             }
         }
-        if let Wire::Handshake { frames, .. }
-        | Wire::Paused { frames }
-        | Wire::Secure { frames, .. } = &mut self.wire
-        {
+        // Anything after the server's message waits (Paused): a complete
+        // frame there is out of turn, found on the next read at the latest.
+        if result.is_ok() && pending.next_frame().is_some() {
+            result = Err("The server spoke out of turn during the handshake.");
+        }
+        if let Wire::Handshake { frames, .. } | Wire::Paused { frames } = &mut self.wire {
             *frames = pending;
             if frames.buffered() > secure::MAX_FRAME + 2 {
                 result = Err("The server sent an oversized frame.");
@@ -169,21 +165,16 @@ impl Client {
         let Ok(n) = noise.write_message(&[], &mut buf) else {
             return self.fail("The handshake failed.");
         };
-        let hash = noise.get_handshake_hash().to_vec();
-        let Ok(transport) = noise.into_transport_mode() else {
-            return self.fail("The handshake failed.");
-        };
-        self.actions
-            .push_back(ClientAction::Send(secure::frame(&buf[..n])));
         let frames = match std::mem::replace(&mut self.wire, Wire::Plain) {
             Wire::Paused { frames } => frames,
             _ => FrameBuffer::default(),
         };
-        self.wire = Wire::Secure {
-            noise: Box::new(transport),
-            frames,
-            hash,
+        let Ok(session) = secure::Session::new(*noise, frames) else {
+            return self.fail("The handshake failed.");
         };
+        self.actions
+            .push_back(ClientAction::Send(secure::frame(&buf[..n])));
+        self.wire = Wire::Secure(session);
         self.deadline = Some(now.instant + self.config.auth_timeout);
         self.phase = Phase::AwaitingResult;
         self.log_in(now);
@@ -224,11 +215,11 @@ impl Client {
     /// Sends a JSON line on the wire as it is now: plain or encrypted.
     pub(super) fn send_line(&mut self, line: String) {
         let bytes = match &mut self.wire {
-            Wire::Secure { noise, .. } => {
+            Wire::Secure(session) => {
                 let mut out = Vec::with_capacity(line.len() + 18);
                 // Only fails once 2^64 messages were sent: nothing more can
                 // be said on this session.
-                if secure::seal_into(noise, line.as_bytes(), &mut out).is_err() {
+                if session.seal_into(line.as_bytes(), &mut out).is_err() {
                     return self.fail("The encrypted session is used up; reconnect.");
                 }
                 out

@@ -116,10 +116,11 @@ impl Server {
             return;
         };
         let ip = c.ip();
-        let Wire::Secure { peer, .. } = &c.wire else {
+        let Wire::Secure(session) = &c.wire else {
             // Unencrypted (LanTalk 2.0): no key to check, no code to show.
             return self.wait_for_operator(now, conn, name, None);
         };
+        let peer = session.remote();
         let trusted = approval
             .trusted
             .iter()
@@ -196,10 +197,10 @@ impl Server {
                         "The approval exchange failed: the nonce does not match its commitment.",
                     );
                 }
-                let Some(Wire::Secure { hash, .. }) = self.conns.get(&conn).map(|c| &c.wire) else {
+                let Some(Wire::Secure(session)) = self.conns.get(&conn).map(|c| &c.wire) else {
                     return;
                 };
-                let code = secure::approval_code(hash, &revealed, &nonce);
+                let code = secure::approval_code(session.hash(), &revealed, &nonce);
                 self.wait_for_operator(now, conn, name, Some(code));
             }
             // Nothing passes before approval; a client of ours sends nothing.
@@ -286,7 +287,7 @@ impl Server {
                 addr: c.addr,
                 name: name.clone(),
                 fingerprint: match &c.wire {
-                    Wire::Secure { peer, .. } => Some(secure::fingerprint(peer)),
+                    Wire::Secure(session) => Some(secure::fingerprint(session.remote())),
                     _ => None,
                 },
                 code: code.clone(),
@@ -315,7 +316,7 @@ impl Server {
         };
         let (name, ip) = (name.clone(), c.ip());
         let key = match &c.wire {
-            Wire::Secure { peer, .. } => Some(peer.clone()),
+            Wire::Secure(session) => Some(session.remote().to_vec()),
             _ => None,
         };
         if self.asked == Some(id) {

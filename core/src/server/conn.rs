@@ -35,14 +35,9 @@ pub(super) enum Wire {
         noise: Box<snow::HandshakeState>,
         frames: FrameBuffer,
     },
-    Secure {
-        noise: Box<snow::TransportState>,
-        frames: FrameBuffer,
-        /// Binds the password check to this one session.
-        hash: Vec<u8>,
-        /// The client's long-term key.
-        peer: Vec<u8>,
-    },
+    /// The session's hash binds the password check to it; its remote key
+    /// is the client's long-term key.
+    Secure(secure::Session),
 }
 
 pub(super) struct Conn {
@@ -114,7 +109,7 @@ impl Conn {
     }
 
     pub(super) fn is_secure(&self) -> bool {
-        matches!(self.wire, Wire::Secure { .. })
+        matches!(self.wire, Wire::Secure(_))
     }
 
     /// `line` as it must go on this connection's wire; `None` in the middle
@@ -122,19 +117,12 @@ impl Conn {
     pub(super) fn encode(&mut self, line: &[u8]) -> Result<Option<Payload>, SealFailed> {
         match &mut self.wire {
             // Only fails if the nonce space (2^64 messages) is exhausted.
-            Wire::Secure { noise, .. } => secure::seal_shared(noise, line)
-                .map(Some)
-                .map_err(|_| SealFailed),
+            Wire::Secure(session) => session.seal(line).map(Some),
             Wire::Handshake { .. } => Ok(None),
             Wire::Plain { .. } => Ok(Some(line.into())),
         }
     }
 }
-
-/// The session can seal nothing more (its nonces are used up): the
-/// connection must end, since nothing can be said on it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct SealFailed;
 
 /// Capacity of a connection's unsealed lines kept between bursts.
 const KEEP_UNSEALED: usize = 16 * 1024;

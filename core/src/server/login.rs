@@ -78,11 +78,10 @@ impl Server {
             Some((_, rng)) => rng.seed(),
             None => return,
         };
-        let Some(Wire::Secure { hash: session, .. }) = self.conns.get(&conn).map(|c| &c.wire)
-        else {
+        let Some(Wire::Secure(session)) = self.conns.get(&conn).map(|c| &c.wire) else {
             return;
         };
-        match secure::pake_server_respond(hash.secret(), &client_msg, session, seed) {
+        match secure::pake_server_respond(hash.secret(), &client_msg, session.hash(), seed) {
             Some((msg, proof, check)) => {
                 if let Some(Phase::LoggingIn { pake, .. }) =
                     self.conns.get_mut(&conn).map(|c| &mut c.phase)
@@ -215,7 +214,7 @@ impl Server {
         };
         self.logins += 1;
         let how = match &c.wire {
-            Wire::Secure { peer, .. } => format!(" (key {})", secure::fingerprint(peer)),
+            Wire::Secure(session) => format!(" (key {})", secure::fingerprint(session.remote())),
             _ if self.secure.is_some() => " (unencrypted)".to_string(),
             _ => String::new(),
         };

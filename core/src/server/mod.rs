@@ -46,7 +46,8 @@ use crate::ratelimit::Window;
 use crate::secure::{self, grow, FrameBuffer, Kdf, Offer, PakeServer, SeededRng, Suite};
 use crate::time::{Instant, Now};
 
-use conn::{Conn, Phase, SealFailed, Wire};
+use crate::secure::SealFailed;
+use conn::{Conn, Phase, Wire};
 
 /// Identifies one connection for its whole life. Never reused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -131,77 +131,11 @@ impl Server {
             return;
         };
         let mut out = Vec::new();
-        let mut failure = None;
-        let mut buf = vec![0u8; secure::MAX_HANDSHAKE];
-        let frames = match &mut c.wire {
-            Wire::Handshake { frames, .. } | Wire::Secure { frames, .. } => frames,
+        let failure = match &mut c.wire {
+            Wire::Handshake { .. } => advance_handshake(c, bytes, &mut out),
+            Wire::Secure(session) => session.open(bytes, &mut c.lines).err().map(open_failure),
             Wire::Plain { .. } => return,
         };
-        frames.push(bytes);
-        let mut pending = std::mem::take(frames);
-        while let Some(frame) = pending.next_frame() {
-            match &mut c.wire {
-                Wire::Handshake { noise, .. } => {
-                    // Our handshake messages carry no payload; one that does
-                    // is not ours (the first message is not even
-                    // authenticated, so this is checked by hand).
-                    if !matches!(
-                        noise.read_message(frame, grow(&mut buf, frame.len())),
-                        Ok(0)
-                    ) {
-                        failure = Some("the handshake failed (tampered or not LanTalk)");
-                        break;
-                    }
-                    if !noise.is_handshake_finished() {
-                        match noise.write_message(&[], &mut buf) {
-                            Ok(n) => out.extend_from_slice(&secure::frame(&buf[..n])),
-                            Err(_) => {
-                                failure = Some("the handshake failed");
-                                break;
-                            }
-                        }
-                        continue;
-                    }
-                    let Wire::Handshake { noise, .. } =
-                        std::mem::replace(&mut c.wire, Wire::Plain { offer: None })
-                    else {
-                        unreachable!("matched above")
-                    };
-                    let hash = noise.get_handshake_hash().to_vec();
-                    let peer = noise.get_remote_static().unwrap_or_default().to_vec();
-                    match noise.into_transport_mode() {
-                        Ok(transport) => {
-                            c.wire = Wire::Secure {
-                                noise: Box::new(transport),
-                                frames: FrameBuffer::default(),
-                                hash,
-                                peer,
-                            }
-                        }
-                        Err(_) => {
-                            failure = Some("the handshake failed");
-                            break;
-                        }
-                    }
-                }
-                Wire::Secure { noise, .. } => {
-                    match noise.read_message(frame, grow(&mut buf, frame.len())) {
-                        Ok(n) => c.lines.push(&buf[..n]),
-                        Err(_) => {
-                            failure = Some("a frame failed to decrypt (tampered or replayed)");
-                            break;
-                        }
-                    }
-                }
-                Wire::Plain { .. } => break,
-            }
-        }
-        if let Wire::Handshake { frames, .. } | Wire::Secure { frames, .. } = &mut c.wire {
-            *frames = pending;
-            if frames.buffered() > secure::MAX_FRAME + 2 {
-                failure = Some("a frame was too large");
-            }
-        }
         if !out.is_empty() {
             self.actions.push_back(Action::Send {
                 conn,
@@ -264,5 +198,54 @@ impl Server {
         } else {
             self.refuse_login_as(now, conn, &notice, CloseReason::LineTooLong);
         }
+    }
+}
+
+/// The responder's side of the Noise handshake: answers the client's
+/// messages (into `out`), and once it is done turns the connection into a
+/// [`secure::Session`], which reads whatever frames came with the last
+/// message. Says why if it failed.
+fn advance_handshake(c: &mut Conn, bytes: &[u8], out: &mut Vec<u8>) -> Option<&'static str> {
+    let Wire::Handshake { noise, frames } = &mut c.wire else {
+        return None;
+    };
+    frames.push(bytes);
+    let mut buf = vec![0u8; secure::MAX_HANDSHAKE];
+    while let Some(frame) = frames.next_frame() {
+        // Our handshake messages carry no payload; one that does is not
+        // ours (the first message is not even authenticated, so this is
+        // checked by hand).
+        if !matches!(
+            noise.read_message(frame, grow(&mut buf, frame.len())),
+            Ok(0)
+        ) {
+            return Some("the handshake failed (tampered or not LanTalk)");
+        }
+        if !noise.is_handshake_finished() {
+            match noise.write_message(&[], &mut buf) {
+                Ok(n) => out.extend_from_slice(&secure::frame(&buf[..n])),
+                Err(_) => return Some("the handshake failed"),
+            }
+            continue;
+        }
+        let Wire::Handshake { noise, frames } =
+            std::mem::replace(&mut c.wire, Wire::Plain { offer: None })
+        else {
+            unreachable!("matched above")
+        };
+        let Ok(mut session) = secure::Session::new(*noise, frames) else {
+            return Some("the handshake failed");
+        };
+        let opened = session.open(&[], &mut c.lines);
+        c.wire = Wire::Secure(session);
+        return opened.err().map(open_failure);
+    }
+    (frames.buffered() > secure::MAX_FRAME + 2).then_some("a frame was too large")
+}
+
+fn open_failure(e: secure::OpenError) -> &'static str {
+    match e {
+        secure::OpenError::Tampered => "a frame failed to decrypt (tampered or replayed)",
+        secure::OpenError::Oversized => "a frame was too large",
     }
 }
