@@ -15,16 +15,16 @@ use std::process::Command;
 
 use lantalk_core::secure::b64;
 
+#[path = "support/ours.rs"]
+mod ours;
 #[path = "support/proc.rs"]
 mod proc;
 #[path = "support/tempdir.rs"]
 mod tempdir;
 
-use proc::{Proc, START};
+use ours::{bin_label, OurServer, SMOL, STD};
+use proc::Proc;
 use tempdir::TempDir;
-
-const SMOL: &str = env!("CARGO_BIN_EXE_lantalk-smol");
-const STD: &str = env!("CARGO_BIN_EXE_lantalk-std");
 
 macro_rules! file_tests {
     ($modname:ident, $bin:expr) => {
@@ -48,56 +48,8 @@ macro_rules! file_tests {
 file_tests!(smol, super::SMOL);
 file_tests!(std_rt, super::STD);
 
-fn bin_label(bin: &str) -> &'static str {
-    if bin == SMOL {
-        "lantalk-smol"
-    } else {
-        "lantalk-std"
-    }
-}
-
-/// A running `BIN server` on 127.0.0.1 port 0, its own data directory.
-struct Server {
-    _proc: Proc,
-    port: u16,
-    /// From the banner's `Key fingerprint:` line.
-    fingerprint: String,
-    dir: TempDir,
-}
-
-fn start_server(bin: &str) -> Server {
-    let dir = TempDir::new("server");
-    let mut cmd = Command::new(bin);
-    cmd.args([
-        "server",
-        "--bind",
-        "127.0.0.1",
-        "--no-discovery",
-        "--port",
-        "0",
-    ])
-    .arg("--data-dir")
-    .arg(dir.path())
-    .env_remove("LANTALK_DATA_DIR")
-    .env_remove("LANTALK_LOG_LEVEL")
-    .current_dir(dir.path());
-    let proc = Proc::spawn(format!("{} server", bin_label(bin)), cmd);
-    let port = proc.wait_out("\"Listening on 127.0.0.1:PORT\"", START, |text| {
-        text.lines()
-            .find_map(|l| l.strip_prefix("Listening on 127.0.0.1:"))
-            .and_then(|p| p.trim().parse::<u16>().ok())
-    });
-    let fingerprint = proc.wait_out("\"Key fingerprint:\"", START, |text| {
-        text.lines()
-            .find_map(|l| l.trim().strip_prefix("Key fingerprint: "))
-            .map(|f| f.trim().to_string())
-    });
-    Server {
-        _proc: proc,
-        port,
-        fingerprint,
-        dir,
-    }
+fn start_server(bin: &str) -> OurServer {
+    OurServer::start(bin, &[])
 }
 
 /// `BIN client 127.0.0.1:PORT --name NAME --data-dir DIR --accept-new`,
@@ -132,7 +84,7 @@ fn public_b64(server_key: &Path) -> String {
 /// one entry out of four.
 fn parallel_clients_keep_every_pin(bin: &str) {
     const N: usize = 6;
-    let servers: Vec<Server> = (0..N).map(|_| start_server(bin)).collect();
+    let servers: Vec<OurServer> = (0..N).map(|_| start_server(bin)).collect();
     let cdir = TempDir::new("client");
     let mut clients: Vec<Proc> = servers
         .iter()

@@ -18,20 +18,17 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
+#[path = "support/ours.rs"]
+mod ours;
 #[path = "support/proc.rs"]
 mod proc;
 #[path = "support/tempdir.rs"]
 mod tempdir;
 
-use proc::{Proc, START};
-use tempdir::TempDir;
-
-const SMOL: &str = env!("CARGO_BIN_EXE_lantalk-smol");
-const STD: &str = env!("CARGO_BIN_EXE_lantalk-std");
+use ours::{OurServer, SMOL, STD};
 
 /// How long after the end of the stream the server must have closed fully.
 const BOUND: Duration = Duration::from_secs(10);
@@ -61,55 +58,15 @@ macro_rules! halfclose_tests {
 halfclose_tests!(smol, super::SMOL);
 halfclose_tests!(std_rt, super::STD);
 
-fn bin_label(bin: &str) -> &'static str {
-    if bin == SMOL {
-        "lantalk-smol"
-    } else {
-        "lantalk-std"
-    }
-}
-
-struct Server {
-    proc: Proc,
-    port: u16,
-    _dir: TempDir,
-}
-
 /// `BIN server` on 127.0.0.1 port 0, plaintext allowed (the peers here
 /// speak the plain protocol), with `args`.
-fn start_server(bin: &str, args: &[&str]) -> Server {
-    let dir = TempDir::new("server");
-    let mut cmd = Command::new(bin);
-    cmd.args([
-        "server",
-        "--bind",
-        "127.0.0.1",
-        "--no-discovery",
-        "--port",
-        "0",
-    ])
-    .args(["--allow-plaintext", "--data-dir"])
-    .arg(dir.path())
-    .args(args)
-    .env_remove("LANTALK_DATA_DIR")
-    .env_remove("LANTALK_LOG_LEVEL")
-    .current_dir(dir.path());
-    let proc = Proc::spawn(format!("{} server", bin_label(bin)), cmd);
-    let port = proc.wait_out("\"Listening on 127.0.0.1:PORT\"", START, |text| {
-        text.lines()
-            .find_map(|l| l.strip_prefix("Listening on 127.0.0.1:"))
-            .and_then(|p| p.trim().parse::<u16>().ok())
-    });
-    Server {
-        proc,
-        port,
-        _dir: dir,
-    }
+fn start_server(bin: &str, args: &[&str]) -> OurServer {
+    OurServer::start(bin, &[&["--allow-plaintext"], args].concat())
 }
 
 /// Connects, sends `first` (if any), and reads until the server ends the
 /// stream.
-fn connect_until_eof(s: &Server, first: Option<&str>) -> TcpStream {
+fn connect_until_eof(s: &OurServer, first: Option<&str>) -> TcpStream {
     let mut peer = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
     peer.set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
@@ -136,7 +93,7 @@ fn connect_until_eof(s: &Server, first: Option<&str>) -> TcpStream {
 /// Keeps writing a byte every 200 ms (and reading) after the end of the
 /// stream, never closing; the server must close fully, which shows as a
 /// reset or a broken pipe here, within [`BOUND`].
-fn expect_reset_while_writing(s: &Server, mut peer: TcpStream) {
+fn expect_reset_while_writing(s: &OurServer, mut peer: TcpStream) {
     peer.set_read_timeout(Some(Duration::from_millis(50)))
         .unwrap();
     let deadline = Instant::now() + BOUND;
@@ -187,7 +144,7 @@ fn writing_peer_is_reset_after_refusal(bin: &str) {
 
 /// The sockets the server process has open.
 #[cfg(target_os = "linux")]
-fn open_sockets(s: &Server) -> usize {
+fn open_sockets(s: &OurServer) -> usize {
     let dir = format!("/proc/{}/fd", s.proc.child.id());
     std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("cannot list {dir}: {e}"))

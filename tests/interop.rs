@@ -30,6 +30,8 @@ use serde_json::Value;
 
 // ── The Python side, provisioned once (tests/support/python.rs) ─────────────
 
+#[path = "support/ours.rs"]
+mod ours;
 #[path = "support/proc.rs"]
 mod proc;
 #[path = "support/python.rs"]
@@ -39,23 +41,13 @@ mod reference;
 #[path = "support/tempdir.rs"]
 mod tempdir;
 
+use ours::{bin_label, SMOL, STD};
 use proc::{Proc, START, STEP};
 use python::LANTALK_VERSION;
 use reference::{python_client, python_server};
 use tempdir::TempDir;
 
 // ── Starting servers and clients ─────────────────────────────────────────────
-
-const SMOL: &str = env!("CARGO_BIN_EXE_lantalk-smol");
-const STD: &str = env!("CARGO_BIN_EXE_lantalk-std");
-
-fn bin_label(bin: &str) -> &'static str {
-    if bin == SMOL {
-        "lantalk-smol"
-    } else {
-        "lantalk-std"
-    }
-}
 
 /// Starts our server on a free loopback port; returns it and the port.
 fn our_server(bin: &str, name: &str, password: Option<&str>) -> (Proc, u16) {

@@ -46,9 +46,6 @@ const PW: &str = "hunter2-correct-horse";
 /// The environment variable both sides read it from.
 const PW_ENV: &str = "LT_SECURE_PW";
 
-const SMOL: &str = env!("CARGO_BIN_EXE_lantalk-smol");
-const STD: &str = env!("CARGO_BIN_EXE_lantalk-std");
-
 // ═════════════════════════════════════════════════════════════════════════════
 // Instantiation for both runtimes
 // ═════════════════════════════════════════════════════════════════════════════
@@ -90,6 +87,8 @@ secure_tests!(std_rt, super::STD);
 // Harness: directories and child processes
 // ═════════════════════════════════════════════════════════════════════════════
 
+#[path = "support/ours.rs"]
+mod ours;
 #[path = "support/proc.rs"]
 mod proc;
 #[path = "support/python.rs"]
@@ -99,17 +98,10 @@ mod reference;
 #[path = "support/tempdir.rs"]
 mod tempdir;
 
+use ours::{bin_label, SMOL, STD};
 use proc::{screen_lines, Proc, START};
 use reference::{python_client, python_server};
 use tempdir::TempDir;
-
-fn bin_label(bin: &str) -> &'static str {
-    if bin == SMOL {
-        "lantalk-smol"
-    } else {
-        "lantalk-std"
-    }
-}
 
 /// A running `BIN server` on 127.0.0.1.
 struct Server {
