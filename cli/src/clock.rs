@@ -8,6 +8,7 @@ pub fn wall_time() -> WallTime {
     WallTime {
         hour: now.hour() as u8,
         minute: now.minute() as u8,
+        unix_ms: now.timestamp_millis(),
     }
 }
 

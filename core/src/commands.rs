@@ -49,11 +49,36 @@ pub const CHAT: &[CommandSpec] = &[
     },
 ];
 
+/// Rooms: what a client of ours can also type, in an encrypted session with
+/// a server of ours (LanTalk 2.0 clients live in the lobby alone, and their
+/// `/help` stays as it was). The server implements those that are not
+/// `local`, in the room the line was said in unless one is named.
+pub const ROOMS: &[CommandSpec] = &[
+    cmd("/join", "<#room> [key]", "join or create a room; speak there"),
+    cmd("/part", "[#room]", "leave a room (this one)"),
+    CommandSpec {
+        local: true,
+        ..cmd("/switch", "<#room|n>", "speak in another room you are in")
+    },
+    cmd("/rooms", "", "list rooms"),
+    cmd("/who", "[#room]", "who is in a room"),
+    cmd("/topic", "[text]", "show or set the room's topic"),
+    cmd("/invite", "<user> [#room]", "invite someone to a room"),
+    cmd("/kick", "<user>", "remove someone from the room (room operators)"),
+    cmd("/key", "<key|off>", "require a key to join (room operators)"),
+    cmd(
+        "/invite-only",
+        "<on|off>",
+        "members by invitation only (room operators)",
+    ),
+];
+
 /// What the operator types on a server's console.
 pub const CONSOLE: &[CommandSpec] = &[
     cmd("/users", "", "list connected users"),
     cmd("/stats", "", "connections, bans, messages relayed, uptime"),
-    cmd("/kick", "<user>", "disconnect a user"),
+    cmd("/kick", "<user> [#room]", "disconnect a user (or remove from a room)"),
+    cmd("/rooms", "", "list every room"),
     cmd(
         "/ban",
         "<user|ip>",
@@ -85,10 +110,12 @@ pub const LITERAL_HINT: &str = "//text sends /text as a message";
 /// The chat commands as one line: `/users (who is online) | /pm <user>
 /// <message> (private message) | ...`. `local`: include the commands only
 /// our client knows.
-pub fn chat_help(local: bool) -> String {
+/// `rooms`: include [`ROOMS`] (the server is one of ours).
+pub fn chat_help(local: bool, rooms: bool) -> String {
     let mut out = String::from("Commands: ");
     let mut first = true;
-    for c in CHAT.iter().filter(|c| local || !c.local) {
+    let rooms = if rooms { ROOMS } else { &[] };
+    for c in CHAT.iter().chain(rooms).filter(|c| local || !c.local) {
         if !first {
             out.push_str(" | ");
         }
@@ -161,11 +188,16 @@ mod tests {
 
     #[test]
     fn help_lists_every_command() {
-        let local = chat_help(true);
-        let server = chat_help(false);
+        let local = chat_help(true, true);
+        let server = chat_help(false, false);
         for c in CHAT {
             assert!(local.contains(c.name), "{} missing from {local}", c.name);
             assert_eq!(server.contains(c.name), !c.local);
+        }
+        // LanTalk 2.0 clients are asked about nothing they cannot use.
+        for c in ROOMS {
+            assert!(local.contains(c.name), "{} missing from {local}", c.name);
+            assert!(!server.contains(&format!("{} ", c.name)), "{server}");
         }
         assert!(local.contains("//text"));
         let console = table(CONSOLE);

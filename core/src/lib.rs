@@ -18,6 +18,7 @@ pub mod names;
 pub mod password;
 pub mod protocol;
 pub mod ratelimit;
+pub mod rooms;
 pub mod secure;
 pub mod server;
 pub mod text;

@@ -233,6 +233,110 @@ pub fn system(ts: WallTime, text: &str) -> String {
         .finish_line()
 }
 
+// ── Rooms and message ids (servers and clients of ours only) ────────────────
+//
+// Inside an encrypted session a server of ours says which room a line belongs
+// to and gives each message its id and full time. LanTalk 2.0 clients live in
+// the lobby alone and get the lines above, byte for byte as before.
+
+/// Where a message was said, its server-assigned id (monotonic, never
+/// reused) and when, to the millisecond (Unix time, UTC).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp<'a> {
+    pub room: &'a str,
+    pub id: u64,
+    pub at_ms: i64,
+}
+
+/// A chat message for a client of ours: [`message`]'s fields, then the room,
+/// id and time.
+pub fn message_in(ts: WallTime, stamp: Stamp<'_>, user: &str, text: &str) -> String {
+    ObjectWriter::with_capacity(96 + user.len() + text.len() + stamp.room.len())
+        .str("type", "message")
+        .str("ts", &ts_str(ts))
+        .str("user", user)
+        .str("text", text)
+        .str("room", stamp.room)
+        .raw("id", &stamp.id.to_string())
+        .raw("at", &stamp.at_ms.to_string())
+        .finish_line()
+}
+
+/// A notice about one room (someone joined it, its topic, an answer to a
+/// command about it): shown in that room.
+pub fn system_in(ts: WallTime, room: &str, text: &str) -> String {
+    ObjectWriter::new()
+        .str("type", "system")
+        .str("ts", &ts_str(ts))
+        .str("text", text)
+        .str("room", room)
+        .finish_line()
+}
+
+/// What a member is told about a room as they enter it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoomView {
+    pub room: String,
+    pub topic: String,
+    /// Members, in the order they joined.
+    pub members: Vec<String>,
+    /// Operators (may kick, set the topic, key and invite-only).
+    pub ops: Vec<String>,
+    pub invite_only: bool,
+    /// Whether a key is needed to join.
+    pub keyed: bool,
+}
+
+fn str_list(items: &[String]) -> String {
+    let mut out = String::from("[");
+    for (i, s) in items.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        crate::json::write_str(&mut out, s);
+    }
+    out.push(']');
+    out
+}
+
+/// You are in this room now (after `/join`, an invitation accepted, or at
+/// login for the lobby), or its settings changed: its whole state.
+pub fn room_state(ts: WallTime, view: &RoomView) -> String {
+    ObjectWriter::new()
+        .str("type", "room")
+        .str("ts", &ts_str(ts))
+        .str("room", &view.room)
+        .str("topic", &view.topic)
+        .raw("members", &str_list(&view.members))
+        .raw("ops", &str_list(&view.ops))
+        .bool("invite_only", view.invite_only)
+        .bool("keyed", view.keyed)
+        .finish_line()
+}
+
+/// You are no longer in `room`; `reason` says why, for people.
+pub fn room_left(ts: WallTime, room: &str, reason: &str) -> String {
+    ObjectWriter::new()
+        .str("type", "room_left")
+        .str("ts", &ts_str(ts))
+        .str("room", room)
+        .str("reason", reason)
+        .finish_line()
+}
+
+/// Someone entered or left a room you are in (`joined`), with the sentence
+/// to show.
+pub fn room_member(ts: WallTime, room: &str, user: &str, joined: bool, text: &str) -> String {
+    ObjectWriter::new()
+        .str("type", "room_member")
+        .str("ts", &ts_str(ts))
+        .str("room", room)
+        .str("user", user)
+        .bool("joined", joined)
+        .str("text", text)
+        .finish_line()
+}
+
 // ── Client → server ──────────────────────────────────────────────────────────
 
 /// The login line. LanTalk 2.0 sends it without a `type` field.
@@ -278,6 +382,20 @@ pub fn chat_literal(text: &str) -> String {
         .str("text", text)
         .bool("literal", true)
         .finish_line()
+}
+
+/// A message (or a command) said in `room`, for a server of ours.
+/// `literal`: as [`chat_literal`].
+pub fn chat_in(room: &str, text: &str, literal: bool) -> String {
+    let w = ObjectWriter::with_capacity(48 + text.len() + room.len())
+        .str("type", "message")
+        .str("text", text)
+        .str("room", room);
+    if literal {
+        w.bool("literal", true).finish_line()
+    } else {
+        w.finish_line()
+    }
 }
 
 /// "Still here": keeps a silent client's connection from being taken for
@@ -395,10 +513,16 @@ pub fn parse_pake_confirm(line: &[u8]) -> Result<Vec<u8>, Malformed> {
 /// A line from an authenticated client.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClientLine {
-    /// `{"type": "message", "text": ...}`, text trimmed as LanTalk does.
-    Message(String),
-    /// A message with `"literal": true`: text, even if it starts with `/`.
-    Literal(String),
+    /// `{"type": "message", "text": ...}`: a message or a command.
+    Message {
+        /// Trimmed as LanTalk does.
+        text: String,
+        /// The room it is said in (clients of ours; LanTalk 2.0 clients
+        /// speak in the lobby alone).
+        room: Option<String>,
+        /// `"literal": true`: text, even if it starts with `/`.
+        literal: bool,
+    },
     /// `{"type": "keepalive"}`: the client is alive; nothing to do.
     Keepalive,
     /// A well-formed object of a type clients do not send; ignored.
@@ -418,13 +542,19 @@ pub fn parse_client_line(line: &[u8]) -> Result<ClientLine, Malformed> {
         return Ok(ClientLine::Other);
     }
     let text = py_trim(opt_str(&map, "text")?.ok_or(Malformed("missing text"))?).to_string();
-    Ok(match map.get("literal") {
-        Some(Value::Bool(true)) => ClientLine::Literal(text),
-        _ => ClientLine::Message(text),
+    let room = match map.get("room") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(r)) => Some(r.clone()),
+        Some(_) => return Err(Malformed("room must be a string")),
+    };
+    Ok(ClientLine::Message {
+        text,
+        room,
+        literal: matches!(map.get("literal"), Some(Value::Bool(true))),
     })
 }
 
-/// The two fields a chat line needs, borrowed from the line when they hold no
+/// The fields a chat line needs, borrowed from the line when they hold no
 /// escapes. Anything unusual (not an object, a field of the wrong type, a
 /// duplicate field) makes the fast path give up, and the general path gives
 /// the answer, so both always agree.
@@ -434,6 +564,8 @@ struct ChatFields<'a> {
     kind: Option<Cow<'a, str>>,
     #[serde(default, borrow, deserialize_with = "opt_cow")]
     text: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "opt_cow")]
+    room: Option<Cow<'a, str>>,
     /// Present at all: leave it to the general path (rare).
     #[serde(default)]
     literal: Option<serde::de::IgnoredAny>,
@@ -470,9 +602,11 @@ fn parse_client_line_fast(line: &[u8]) -> Option<ClientLine> {
         return None;
     }
     match (fields.kind?, fields.text) {
-        (kind, Some(text)) if kind == "message" => {
-            Some(ClientLine::Message(py_trim(&text).to_string()))
-        }
+        (kind, Some(text)) if kind == "message" => Some(ClientLine::Message {
+            text: py_trim(&text).to_string(),
+            room: fields.room.map(Cow::into_owned),
+            literal: false,
+        }),
         (kind, _) if kind == "keepalive" => Some(ClientLine::Keepalive),
         (kind, _) if kind != "message" => Some(ClientLine::Other),
         _ => None,
@@ -508,6 +642,10 @@ pub enum ServerLine {
         ts: String,
         user: String,
         text: String,
+        /// Where, which message and when: from a server of ours.
+        room: Option<String>,
+        id: Option<u64>,
+        at_ms: Option<i64>,
     },
     Pm {
         ts: String,
@@ -516,6 +654,20 @@ pub enum ServerLine {
     },
     System {
         ts: String,
+        text: String,
+        /// The room it is about (a server of ours); `None`: the whole server.
+        room: Option<String>,
+    },
+    /// You are in this room; its whole state.
+    Room(RoomView),
+    RoomLeft {
+        room: String,
+        reason: String,
+    },
+    RoomMember {
+        room: String,
+        user: String,
+        joined: bool,
         text: String,
     },
     Presence {
@@ -571,6 +723,9 @@ pub fn parse_server_line(line: &[u8]) -> Result<ServerLine, Malformed> {
             ts: s("ts")?,
             user: s("user")?,
             text: s("text")?,
+            room: opt_str(&map, "room")?.map(str::to_string),
+            id: map.get("id").and_then(Value::as_u64),
+            at_ms: map.get("at").and_then(Value::as_i64),
         },
         "pm" => ServerLine::Pm {
             ts: s("ts")?,
@@ -579,6 +734,34 @@ pub fn parse_server_line(line: &[u8]) -> Result<ServerLine, Malformed> {
         },
         "system" => ServerLine::System {
             ts: s("ts")?,
+            text: s("text")?,
+            room: opt_str(&map, "room")?.map(str::to_string),
+        },
+        "room" => {
+            let list = |key: &str| -> Vec<String> {
+                map.get(key)
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                    .unwrap_or_default()
+            };
+            let flag = |key: &str| map.get(key).and_then(Value::as_bool).unwrap_or(false);
+            ServerLine::Room(RoomView {
+                room: s("room")?,
+                topic: s("topic")?,
+                members: list("members"),
+                ops: list("ops"),
+                invite_only: flag("invite_only"),
+                keyed: flag("keyed"),
+            })
+        }
+        "room_left" => ServerLine::RoomLeft {
+            room: s("room")?,
+            reason: s("reason")?,
+        },
+        "room_member" => ServerLine::RoomMember {
+            room: s("room")?,
+            user: s("user")?,
+            joined: map.get("joined").and_then(Value::as_bool).unwrap_or(false),
             text: s("text")?,
         },
         "presence" => ServerLine::Presence {
@@ -635,6 +818,7 @@ mod tests {
     const TS: WallTime = WallTime {
         hour: 14,
         minute: 2,
+        unix_ms: 0,
     };
 
     #[test]

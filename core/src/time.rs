@@ -44,12 +44,15 @@ impl Sub<Duration> for Instant {
     }
 }
 
-/// Local time of day, used only for the `ts` field that LanTalk puts on every
-/// server message (`"HH:MM"`).
+/// The wall clock: the local time of day for the `ts` field that LanTalk puts
+/// on every server message (`"HH:MM"`), and the same moment as milliseconds
+/// since the Unix epoch (UTC), which dates messages in history: a time of day
+/// alone cannot say which day a line from last week was said on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WallTime {
     pub hour: u8,
     pub minute: u8,
+    pub unix_ms: i64,
 }
 
 impl fmt::Display for WallTime {
@@ -80,6 +83,7 @@ impl Now {
             wall: WallTime {
                 hour: ((total_min / 60) % 24) as u8,
                 minute: (total_min % 60) as u8,
+                unix_ms: i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
             },
         }
     }

@@ -252,7 +252,7 @@ impl Harness {
         match protocol::parse_client_line(line) {
             // The server announced it wants to hear from us now and then.
             Ok(ClientLine::Keepalive) => {}
-            Ok(ClientLine::Message(text) | ClientLine::Literal(text)) => {
+            Ok(ClientLine::Message { text, .. }) => {
                 assert!(!text.is_empty(), "step {step}: empty message sent");
                 assert!(
                     text.chars().count() <= MAX_TEXT_CHARS,

@@ -20,10 +20,19 @@ fn one_line(enc: &str) -> &[u8] {
 }
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(ClientLine::Message(text)) = protocol::parse_client_line(data) {
+    if let Ok(ClientLine::Message {
+        text,
+        room: None,
+        literal: false,
+    }) = protocol::parse_client_line(data)
+    {
         let enc = protocol::chat(&text);
         let line = one_line(&enc);
-        let want = Ok(ClientLine::Message(text.clone()));
+        let want = Ok(ClientLine::Message {
+            text: text.clone(),
+            room: None,
+            literal: false,
+        });
         assert_eq!(protocol::parse_client_line(line), want, "chat({text:?})");
         // The framing layer may leave a trailing \r or the \n itself in place.
         assert_eq!(

@@ -105,7 +105,7 @@ impl Client {
             (phase, _) if phase.is_logging_in() => {
                 self.fail("The server did not follow the LanTalk login handshake.")
             }
-            (Phase::Chatting | Phase::Leaving, ServerLine::Message { ts, user, text }) => {
+            (Phase::Chatting | Phase::Leaving, ServerLine::Message { ts, user, text, .. }) => {
                 self.event(ClientEvent::Message { ts, user, text })
             }
             (
@@ -120,7 +120,7 @@ impl Client {
                 from_user,
                 text,
             }),
-            (Phase::Chatting | Phase::Leaving, ServerLine::System { ts, text }) => {
+            (Phase::Chatting | Phase::Leaving, ServerLine::System { ts, text, .. }) => {
                 self.event(ClientEvent::System { ts, text })
             }
             (Phase::Chatting | Phase::Leaving, ServerLine::Presence { user, online }) => {

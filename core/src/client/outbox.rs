@@ -65,7 +65,7 @@ impl Client {
             let (cmd, rest) = protocol::split_word(text);
             match cmd.to_lowercase().as_str() {
                 "/quit" | "/exit" | "/q" => return self.handle_quit(now),
-                "/help" => return self.notice(crate::commands::chat_help(true)),
+                "/help" => return self.notice(crate::commands::chat_help(true, false)),
                 "/clear" => return self.event(ClientEvent::Clear),
                 "/me" if protocol::py_trim(rest).is_empty() => {
                     return self.notice("Usage: /me <action>".to_string())

@@ -237,6 +237,7 @@ mod tests {
     const NOON: WallTime = WallTime {
         hour: 12,
         minute: 0,
+        unix_ms: 0,
     };
 
     /// Records what the host is told.

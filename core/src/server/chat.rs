@@ -10,14 +10,14 @@ impl Server {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        let (text, literal) = match parsed {
-            Ok(ClientLine::Message(text)) => {
+        let (text, _room, literal) = match parsed {
+            Ok(ClientLine::Message {
+                text,
+                room,
+                literal,
+            }) => {
                 c.malformed_in_a_row = 0;
-                (text, false)
-            }
-            Ok(ClientLine::Literal(text)) => {
-                c.malformed_in_a_row = 0;
-                (text, true)
+                (text, room, literal)
             }
             // Input of any kind already counts against the idle timeout.
             Ok(ClientLine::Keepalive) => {
@@ -210,7 +210,7 @@ impl Server {
                 self.broadcast(line, Some(conn));
             }
             "/help" => {
-                let help = crate::commands::chat_help(false);
+                let help = crate::commands::chat_help(false, false);
                 self.send(conn, protocol::system(now.wall, &help));
             }
             _ => self.send(

@@ -38,6 +38,7 @@ pub fn secs(i: Instant) -> f64 {
 pub const NOON: WallTime = WallTime {
     hour: 12,
     minute: 0,
+    unix_ms: 0,
 };
 
 pub fn addr(s: &str) -> SocketAddr {
