@@ -54,7 +54,11 @@ pub const CHAT: &[CommandSpec] = &[
 /// `/help` stays as it was). The server implements those that are not
 /// `local`, in the room the line was said in unless one is named.
 pub const ROOMS: &[CommandSpec] = &[
-    cmd("/join", "<#room> [key]", "join or create a room; speak there"),
+    cmd(
+        "/join",
+        "<#room> [key]",
+        "join or create a room; speak there",
+    ),
     cmd("/part", "[#room]", "leave a room (this one)"),
     CommandSpec {
         local: true,
@@ -64,8 +68,16 @@ pub const ROOMS: &[CommandSpec] = &[
     cmd("/who", "[#room]", "who is in a room"),
     cmd("/topic", "[text]", "show or set the room's topic"),
     cmd("/invite", "<user> [#room]", "invite someone to a room"),
-    cmd("/kick", "<user>", "remove someone from the room (room operators)"),
-    cmd("/key", "<key|off>", "require a key to join (room operators)"),
+    cmd(
+        "/kick",
+        "<user>",
+        "remove someone from the room (room operators)",
+    ),
+    cmd(
+        "/key",
+        "<key|off>",
+        "require a key to join (room operators)",
+    ),
     cmd(
         "/invite-only",
         "<on|off>",
@@ -77,7 +89,11 @@ pub const ROOMS: &[CommandSpec] = &[
 pub const CONSOLE: &[CommandSpec] = &[
     cmd("/users", "", "list connected users"),
     cmd("/stats", "", "connections, bans, messages relayed, uptime"),
-    cmd("/kick", "<user> [#room]", "disconnect a user (or remove from a room)"),
+    cmd(
+        "/kick",
+        "<user> [#room]",
+        "disconnect a user (or remove from a room)",
+    ),
     cmd("/rooms", "", "list every room"),
     cmd(
         "/ban",

@@ -741,7 +741,12 @@ pub fn parse_server_line(line: &[u8]) -> Result<ServerLine, Malformed> {
             let list = |key: &str| -> Vec<String> {
                 map.get(key)
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_string)
+                            .collect()
+                    })
                     .unwrap_or_default()
             };
             let flag = |key: &str| map.get(key).and_then(Value::as_bool).unwrap_or(false);
@@ -898,7 +903,33 @@ mod tests {
         assert_eq!(parse_client_line(b"{"), Err(Malformed("malformed JSON")));
         assert_eq!(
             parse_client_line(br#"{"type": "message", "text": "  hi "}"#),
-            Ok(ClientLine::Message("hi".into()))
+            Ok(ClientLine::Message {
+                text: "hi".into(),
+                room: None,
+                literal: false
+            })
+        );
+        // A client of ours says where; both parsers agree on it.
+        let said = |line: String| parse_client_line(line.as_bytes());
+        assert_eq!(
+            said(chat_in("#team", "hi", false)),
+            Ok(ClientLine::Message {
+                text: "hi".into(),
+                room: Some("#team".into()),
+                literal: false
+            })
+        );
+        assert_eq!(
+            said(chat_in("#team", "/x", true)),
+            Ok(ClientLine::Message {
+                text: "/x".into(),
+                room: Some("#team".into()),
+                literal: true
+            })
+        );
+        assert_eq!(
+            parse_client_line(br#"{"type": "message", "text": "hi", "room": 7}"#),
+            Err(Malformed("room must be a string"))
         );
         assert_eq!(
             parse_client_line(br#"{"type": "ping"}"#),
@@ -908,7 +939,36 @@ mod tests {
             parse_server_line(system(TS, "x").as_bytes()),
             Ok(ServerLine::System {
                 ts: "14:02".into(),
-                text: "x".into()
+                text: "x".into(),
+                room: None,
+            })
+        );
+        let view = RoomView {
+            room: "#team".into(),
+            topic: "ship \"it\"".into(),
+            members: vec!["a".into(), "b".into()],
+            ops: vec!["a".into()],
+            invite_only: true,
+            keyed: false,
+        };
+        assert_eq!(
+            parse_server_line(room_state(TS, &view).as_bytes()),
+            Ok(ServerLine::Room(view))
+        );
+        let stamp = Stamp {
+            room: "#team",
+            id: 42,
+            at_ms: 1_700_000_000_123,
+        };
+        assert_eq!(
+            parse_server_line(message_in(TS, stamp, "a", "hi").as_bytes()),
+            Ok(ServerLine::Message {
+                ts: "14:02".into(),
+                user: "a".into(),
+                text: "hi".into(),
+                room: Some("#team".into()),
+                id: Some(42),
+                at_ms: Some(1_700_000_000_123),
             })
         );
     }

@@ -74,7 +74,14 @@ mod tests {
 
     #[test]
     fn names() {
-        for ok in ["#lobby", "#a", "#team-2", "#x_y", "#Équipe", &format!("#{}", "a".repeat(32))] {
+        for ok in [
+            "#lobby",
+            "#a",
+            "#team-2",
+            "#x_y",
+            "#Équipe",
+            &format!("#{}", "a".repeat(32)),
+        ] {
             assert_eq!(validate_room(ok), Ok(()), "{ok}");
         }
         assert_eq!(validate_room("lobby"), Err(BadRoomName::NoHash));
@@ -84,7 +91,10 @@ mod tests {
             Err(BadRoomName::TooLong)
         );
         assert_eq!(validate_room("#a b"), Err(BadRoomName::Character(' ')));
-        assert_eq!(validate_room("#a\u{1b}"), Err(BadRoomName::Character('\u{1b}')));
+        assert_eq!(
+            validate_room("#a\u{1b}"),
+            Err(BadRoomName::Character('\u{1b}'))
+        );
         assert_eq!(validate_room("##"), Err(BadRoomName::Character('#')));
         assert_eq!(room_key("#Team"), room_key("#team"));
     }
