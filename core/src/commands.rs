@@ -95,6 +95,7 @@ pub const CONSOLE: &[CommandSpec] = &[
         "disconnect a user (or remove from a room)",
     ),
     cmd("/rooms", "", "list every room"),
+    cmd("/topic", "<#room> <text>", "set a room's topic"),
     cmd(
         "/ban",
         "<user|ip>",

@@ -11,33 +11,69 @@ use subtle::ConstantTimeEq;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct CheckId(pub u64);
 
-/// A password to check against the server's hash: Argon2id, tens of
-/// milliseconds and 19 MiB of memory at the recommended cost. The server
-/// hands it out as an action instead of computing it, so the runtime runs
-/// it off its event loop (every other connection keeps being served); the
-/// answer comes back through `Server::handle_password_checked`.
+/// Slow password work the server hands out instead of doing: checking a
+/// password (a login, a room's key) against its Argon2id hash, or hashing a
+/// new room key. Tens of milliseconds and 19 MiB of memory at the
+/// recommended cost, so the runtime runs it off its event loop (every other
+/// connection keeps being served); the answer comes back through
+/// `Server::handle_password_checked`.
 #[derive(Clone, PartialEq, Eq)]
 #[must_use = "a login waits for this check's answer"]
 pub struct PasswordCheck {
     pub id: CheckId,
-    hash: PasswordHash,
-    candidate: String,
+    job: Job,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+enum Job {
+    Verify {
+        hash: PasswordHash,
+        candidate: String,
+    },
+    Hash {
+        secret: String,
+        salt: [u8; 16],
+        params: HashParams,
+    },
 }
 
 impl PasswordCheck {
     pub(crate) fn new(id: CheckId, hash: PasswordHash, candidate: String) -> Self {
         PasswordCheck {
             id,
-            hash,
-            candidate,
+            job: Job::Verify { hash, candidate },
+        }
+    }
+
+    /// Hashing `secret` (a new room key) with `salt` from the server's RNG.
+    pub(crate) fn hash(id: CheckId, secret: String, salt: [u8; 16], params: HashParams) -> Self {
+        PasswordCheck {
+            id,
+            job: Job::Hash {
+                secret,
+                salt,
+                params,
+            },
         }
     }
 
     /// Does the work (slow, on purpose: run it where blocking is fine).
     pub fn run(self) -> PasswordChecked {
-        PasswordChecked {
-            id: self.id,
-            ok: self.hash.verify(&self.candidate),
+        match self.job {
+            Job::Verify { hash, candidate } => PasswordChecked {
+                id: self.id,
+                ok: hash.verify(&candidate),
+                hash: None,
+            },
+            Job::Hash {
+                secret,
+                salt,
+                params,
+            } => PasswordChecked {
+                id: self.id,
+                ok: true,
+                hash: Some(PasswordHash::new(&secret, salt, params)),
+            },
         }
     }
 }
@@ -49,11 +85,13 @@ impl std::fmt::Debug for PasswordCheck {
     }
 }
 
-/// The answer to a [`PasswordCheck`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The answer to a [`PasswordCheck`]: whether the password matched, or the
+/// new hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PasswordChecked {
     pub id: CheckId,
     pub ok: bool,
+    pub hash: Option<PasswordHash>,
 }
 
 /// Cost parameters for Argon2id.

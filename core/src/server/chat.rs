@@ -2,6 +2,7 @@
 //! commands the server answers.
 
 use super::*;
+use crate::rooms::{room_key, LOBBY};
 
 impl Server {
     pub(super) fn handle_chat_line(&mut self, now: Now, conn: ConnId, line: &[u8]) {
@@ -10,7 +11,7 @@ impl Server {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        let (text, _room, literal) = match parsed {
+        let (text, room, literal) = match parsed {
             Ok(ClientLine::Message {
                 text,
                 room,
@@ -78,24 +79,56 @@ impl Server {
             );
             return self.send(conn, protocol::system(now.wall, &notice));
         }
-        // The sender's name is borrowed, not copied, on the way to the
-        // broadcast (commands, rarer, take a copy).
-        let Some(name) = self.conns.get(&conn).and_then(Conn::name) else {
+        let Some(c) = self.conns.get(&conn) else {
             return;
         };
+        let Some(name) = c.name().map(str::to_string) else {
+            return;
+        };
+        // Only clients of ours know rooms; LanTalk 2.0 clients are in the
+        // lobby, whatever a line claims.
+        let ours = c.is_secure();
         if text.starts_with('/') && !literal {
-            let name = name.to_string();
-            return self.handle_client_command(now, conn, &name, &text);
+            let here = match (&room, ours) {
+                (Some(r), true) => Some(room_key(r)),
+                (None, true) => Some(LOBBY.to_string()),
+                (_, false) => None,
+            };
+            return self.handle_client_command(now, conn, &name, &text, here.as_deref());
         }
-        let line = protocol::message(now.wall, name, &text);
-        if self.config.chat_events {
-            let name = name.to_string();
-            let message = format!("<{name}> {text}");
-            let chat = EventDetail::Chat { user: name, text };
-            self.detailed_event(Level::Debug, EventKind::Chat, message, chat);
+        let room = if ours {
+            match self.speaking_room(now, conn, room.as_deref()) {
+                Some(r) => r,
+                None => return,
+            }
+        } else {
+            LOBBY.to_string()
+        };
+        self.chat_event(&room, &name, &text);
+        self.say_in_room(now, &room, conn, &name, &text);
+    }
+
+    /// The operator's view of a message (`#team <alice> hi`; lobby lines as
+    /// LanTalk shows them).
+    fn chat_event(&mut self, room: &str, name: &str, text: &str) {
+        if !self.config.chat_events {
+            return;
         }
-        self.relayed += 1;
-        self.broadcast(line, Some(conn));
+        let shown = self.rooms.get(room).map_or(room, |r| r.name.as_str());
+        let said = match text.strip_prefix("/me ") {
+            Some(action) => format!("* {name} {action}"),
+            None => format!("<{name}> {text}"),
+        };
+        let message = if room == LOBBY {
+            said
+        } else {
+            format!("{shown} {said}")
+        };
+        let chat = EventDetail::Chat {
+            user: name.to_string(),
+            text: text.to_string(),
+        };
+        self.detailed_event(Level::Debug, EventKind::Chat, message, chat);
     }
 
     /// Applies the rate limit; `false` when the line must be dropped.
@@ -137,9 +170,23 @@ impl Server {
         false
     }
 
-    pub(super) fn handle_client_command(&mut self, now: Now, conn: ConnId, name: &str, text: &str) {
+    /// A command from `name`; `here`: the room a client of ours typed it
+    /// in (`None` for LanTalk 2.0 clients, who know no room commands).
+    pub(super) fn handle_client_command(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        name: &str,
+        text: &str,
+        here: Option<&str>,
+    ) {
         let (cmd, rest) = protocol::split_word(text);
         let cmd = cmd.to_lowercase();
+        if let Some(here) = here {
+            if self.handle_room_command(now, conn, &cmd, rest, here) {
+                return;
+            }
+        }
         match cmd.as_str() {
             "/users" => {
                 let list = format!("Online: {}", self.roster().join(", "));
@@ -199,15 +246,16 @@ impl Server {
                 }
                 // Sent on as the command itself: our clients show `* name
                 // action`, LanTalk 2.0 clients show it as a plain line.
-                let chat = EventDetail::Chat {
-                    user: name.to_string(),
-                    text: format!("/me {action}"),
+                let room = match here {
+                    Some(_) => match self.speaking_room(now, conn, here) {
+                        Some(r) => r,
+                        None => return,
+                    },
+                    None => LOBBY.to_string(),
                 };
-                let message = format!("* {name} {action}");
-                self.detailed_event(Level::Debug, EventKind::Chat, message, chat);
-                self.relayed += 1;
-                let line = protocol::message(now.wall, name, &format!("/me {action}"));
-                self.broadcast(line, Some(conn));
+                let text = format!("/me {action}");
+                self.chat_event(&room, name, &text);
+                self.say_in_room(now, &room, conn, name, &text);
             }
             "/help" => {
                 let help = crate::commands::chat_help(false, false);

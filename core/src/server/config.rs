@@ -6,6 +6,8 @@ use crate::password::PasswordHash;
 use crate::ratelimit::Rate;
 use crate::secure::{StaticKey, Suite};
 
+use super::RoomLimits;
+
 /// What the server needs to offer encryption.
 #[derive(Clone, Debug)]
 pub struct SecureConfig {
@@ -95,6 +97,11 @@ pub struct ServerConfig {
     /// every relayed message. Building one costs three allocations per
     /// message; a host that neither logs chat nor shows it turns it off.
     pub chat_events: bool,
+    /// Rooms: how many, how many per person, key hashing.
+    pub rooms: RoomLimits,
+    /// The id of the first message (ids never repeat, also across
+    /// restarts: the history store says where the last run stopped).
+    pub first_message_id: u64,
 }
 
 impl Default for ServerConfig {
@@ -118,6 +125,8 @@ impl Default for ServerConfig {
             max_malformed_in_a_row: 10,
             max_password_checks: 2,
             chat_events: true,
+            rooms: RoomLimits::default(),
+            first_message_id: 1,
         }
     }
 }

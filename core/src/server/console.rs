@@ -63,8 +63,35 @@ impl Server {
                 self.reply(format!("Online: {list}"));
             }
             ("/stats", _) => self.reply(self.stats(now)),
-            ("/kick", "") => self.reply("Usage: /kick <user>"),
-            ("/kick", target) => self.console_kick(now, target),
+            ("/kick", "") => self.reply("Usage: /kick <user> [#room]"),
+            ("/kick", target) => match target.split_once(char::is_whitespace) {
+                Some((user, room)) if crate::rooms::is_room_word(room.trim()) => {
+                    let room = crate::rooms::room_key(room.trim());
+                    if !self.rooms.contains_key(&room) {
+                        return self.reply(format!("No room {}.", room));
+                    }
+                    self.remove_from_room(now, user, &room, "the operator", None);
+                }
+                _ => self.console_kick(now, target),
+            },
+            ("/rooms", _) => self.console_rooms(),
+            ("/topic", arg) => match arg.split_once(char::is_whitespace) {
+                Some((room, text)) if crate::rooms::is_room_word(room) => {
+                    let key = crate::rooms::room_key(room);
+                    if !self.rooms.contains_key(&key) {
+                        return self.reply(format!("No room {room}."));
+                    }
+                    if let Some(bad) = protocol::first_control(text) {
+                        return self.reply(format!(
+                            "Not set: it contains the control character U+{:04X}.",
+                            bad as u32
+                        ));
+                    }
+                    let by = format!("{} (server)", self.config.name);
+                    self.set_topic(now, &key, text.trim(), &by);
+                }
+                _ => self.reply("Usage: /topic <#room> <text>"),
+            },
             ("/ban", "") => self.reply("Usage: /ban <user|ip>"),
             ("/ban", target) => self.console_ban(now, target),
             ("/bans", _) => {

@@ -51,6 +51,8 @@ pub enum EventKind {
     Shutdown,
     /// Approval of connections: questions, answers, trusted peers.
     Approval,
+    /// Rooms created, joined, left; topics and invitations.
+    Rooms,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -27,6 +27,7 @@ impl Server {
         }
         if let Some(name) = c.name() {
             self.users.remove(&name_key(name));
+            self.leave_all_rooms(conn);
         }
         if matches!(c.phase, Phase::Approving { .. }) {
             self.forget_approval(conn);

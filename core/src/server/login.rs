@@ -128,15 +128,25 @@ impl Server {
     /// `max_password_checks` at once); the login resumes in
     /// [`Server::handle_password_checked`].
     fn check_password(&mut self, conn: ConnId, hash: PasswordHash, login: protocol::Login) {
-        let id = CheckId(self.next_check);
-        self.next_check += 1;
+        let id = self.new_check_id();
         if let Some(Phase::LoggingIn { check, .. }) =
             self.conns.get_mut(&conn).map(|c| &mut c.phase)
         {
             *check = Some((id, login.username));
         }
-        self.checks.insert(id, conn);
-        let job = PasswordCheck::new(id, hash, login.password);
+        self.checks.insert(id, Waiter::Login(conn));
+        self.hand_out(PasswordCheck::new(id, hash, login.password));
+    }
+
+    pub(super) fn new_check_id(&mut self) -> CheckId {
+        let id = CheckId(self.next_check);
+        self.next_check += 1;
+        id
+    }
+
+    /// Hands a password job out, or queues it while `max_password_checks`
+    /// are under way (its waiter is already in `checks`).
+    pub(super) fn hand_out(&mut self, job: PasswordCheck) {
         if self.checks.len() - self.checks_waiting.len() <= self.config.max_password_checks.max(1) {
             self.actions.push_back(Action::CheckPassword(Box::new(job)));
         } else {
@@ -148,15 +158,17 @@ impl Server {
     /// that is gone (the peer left, its time ran out) is dropped.
     pub fn handle_password_checked(&mut self, now: Now, answer: PasswordChecked) {
         self.expire(now);
-        if let Some(conn) = self.checks.remove(&answer.id) {
-            self.password_checked(now, conn, answer);
+        match self.checks.remove(&answer.id) {
+            Some(Waiter::Login(conn)) => self.password_checked(now, conn, answer),
+            Some(Waiter::Room(wait)) => self.room_checked(now, wait, answer),
+            None => {}
         }
         // A slot is free: the next waiting check (for a login still there).
         while let Some(job) = self.checks_waiting.pop_front() {
             if self
                 .checks
                 .get(&job.id)
-                .is_some_and(|c| self.conns.contains_key(c))
+                .is_some_and(|w| self.conns.contains_key(&w.conn()))
             {
                 self.actions.push_back(Action::CheckPassword(Box::new(job)));
                 break;
@@ -235,6 +247,7 @@ impl Server {
             protocol::auth_ok(now.wall, &name, &self.config.name)
         };
         self.send(conn, ok);
+        self.enter_lobby(now, conn);
         let message = format!("{name} joined from {ip}{how}");
         self.presence_event(Level::Info, EventKind::Join, message, &name, true);
         // Everyone is told when a member can be read by the whole network.

@@ -22,6 +22,7 @@ mod event;
 mod fanout;
 mod login;
 mod moderation;
+mod rooms;
 mod timers;
 mod wire;
 
@@ -36,6 +37,7 @@ use core::net::{IpAddr, SocketAddr};
 pub use config::{Approval, SecureConfig, ServerConfig, TrustedPeer};
 pub use console::console_help;
 pub use event::{ApprovalRequest, EventDetail, EventKind, Level, ServerEvent};
+pub use rooms::RoomLimits;
 
 use crate::bans::{canonical, BanList};
 use crate::framing::{Frame, LineBuffer};
@@ -48,6 +50,25 @@ use crate::time::{Instant, Now};
 
 use crate::secure::SealFailed;
 use conn::{Conn, Phase, Wire};
+use rooms::{Room, RoomWait};
+
+/// What an off-loop password job's answer is for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Waiter {
+    /// A login on this connection.
+    Login(ConnId),
+    /// A room's key: a join or a new key.
+    Room(RoomWait),
+}
+
+impl Waiter {
+    fn conn(&self) -> ConnId {
+        match self {
+            Waiter::Login(c)
+            | Waiter::Room(RoomWait::Join { conn: c, .. } | RoomWait::SetKey { conn: c, .. }) => *c,
+        }
+    }
+}
 
 /// Identifies one connection for its whole life. Never reused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -173,15 +194,20 @@ pub struct Server {
     /// The open question was closed without an answer (the peer left or its
     /// time ran out): a `y` or `n` typed next is not meant as chat.
     withdrawn: bool,
-    /// Password checks handed out and not answered yet, by id.
-    checks: HashMap<CheckId, ConnId>,
+    /// Password jobs handed out and not answered yet, by id.
+    checks: HashMap<CheckId, Waiter>,
     next_check: u64,
     /// Checks waiting for one of the `max_password_checks` slots.
     checks_waiting: VecDeque<PasswordCheck>,
+    /// Rooms by [`crate::rooms::room_key`]; the lobby always.
+    rooms: BTreeMap<String, Room>,
+    /// The id the next message gets.
+    next_message: u64,
 }
 
 impl Server {
     pub fn new(config: ServerConfig, now: Now, bans: BanList) -> Self {
+        let config_first_message = config.first_message_id.max(1);
         let secure = config.secure.as_ref().map(|sc| {
             let offer = Offer {
                 version: secure::VERSION,
@@ -219,6 +245,11 @@ impl Server {
             checks: HashMap::new(),
             next_check: 0,
             checks_waiting: VecDeque::new(),
+            rooms: BTreeMap::from([(
+                crate::rooms::LOBBY.to_string(),
+                Room::new(crate::rooms::LOBBY),
+            )]),
+            next_message: config_first_message,
         }
     }
 
