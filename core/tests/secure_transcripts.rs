@@ -378,43 +378,18 @@ fn legacy_login_allowed_or_refused() {
 
 #[test]
 fn unencrypted_members_are_marked() {
-    let now = Now::from_secs_f64(0.0);
-    let mut server = Server::new(server_config(None, true), now, Default::default());
-    let a = server.handle_connect(now, "10.0.0.1:1".parse().unwrap());
-    server
-        .handle_input(now, a, b"{\"username\": \"old\", \"password\": \"\"}\n")
-        .unwrap();
-    let b = server.handle_connect(now, "10.0.0.2:1".parse().unwrap());
-    server
-        .handle_input(now, b, b"{\"username\": \"older\", \"password\": \"\"}\n")
-        .unwrap();
-    let mut texts = Vec::new();
-    while let Some(action) = server.poll_action() {
-        if let Action::Send { conn, bytes } = action {
-            if conn == a {
-                texts.push(String::from_utf8_lossy(&bytes).into_owned());
-            }
-        }
+    let mut net = Pair::new(server_config(None, true));
+    let a = net.plain_member("old");
+    let b = net.connect_raw("older", "10.0.0.2:1");
+    net.send_raw(b, b"{\"username\": \"older\", \"password\": \"\"}\n");
+    net.send_raw(a, b"{\"type\": \"message\", \"text\": \"/users\"}\n");
+    let to_a = String::from_utf8_lossy(&net.received(a).collect::<Vec<_>>().concat()).into_owned();
+    for line in [
+        "older joined from 10.0.0.2 (unencrypted).",
+        "Online: old (unencrypted), older (unencrypted)",
+    ] {
+        assert!(to_a.contains(line), "{line} missing:\n{to_a}");
     }
-    assert!(
-        texts
-            .iter()
-            .any(|t| t.contains("older joined from 10.0.0.2 (unencrypted).")),
-        "{texts:?}"
-    );
-    server
-        .handle_input(now, a, b"{\"type\": \"message\", \"text\": \"/users\"}\n")
-        .unwrap();
-    let mut answer = String::new();
-    while let Some(action) = server.poll_action() {
-        if let Action::Send { bytes, .. } = action {
-            answer = String::from_utf8_lossy(&bytes).into_owned();
-        }
-    }
-    assert!(
-        answer.contains("Online: old (unencrypted), older (unencrypted)"),
-        "{answer}"
-    );
 }
 
 #[test]
