@@ -1,22 +1,24 @@
 //! Host mode: the operator approves each connection. The server and real
-//! client state machines talk to each other directly, with fixed keys,
-//! seeded randomness and simulated time, so every transcript (questions,
-//! answers, codes, timeouts) is pinned down byte for byte.
+//! client state machines talk to each other directly (`common::pair`), with
+//! fixed keys, seeded randomness and simulated time, so every transcript
+//! (questions, answers, codes, timeouts) is pinned down byte for byte.
 //!
 //! Encrypted bytes are not shown (they carry nothing a reader could check);
 //! what each side decides is: server events, client events, and closes.
 
 use std::fmt::Write as _;
 
+mod common;
+
+use common::pair::{Closed, Dir, Pair, PeerId, Seen};
 use insta::assert_snapshot;
-use lantalk_core::client::{Client, ClientAction, ClientConfig, ClientEvent, ClientSecure, NewKey};
+use lantalk_core::client::{ClientConfig, ClientEvent, ClientSecure, NewKey};
 use lantalk_core::password::{HashParams, PasswordHash};
 use lantalk_core::secure::StaticKey;
 use lantalk_core::server::{
-    Action, Approval, ApprovalRequest, ConnId, DisconnectCause, EventDetail, SecureConfig,
-    TrustedPeer,
+    Action, Approval, ApprovalRequest, ConnId, EventDetail, SecureConfig, TrustedPeer,
 };
-use lantalk_core::{Now, Server, ServerConfig};
+use lantalk_core::ServerConfig;
 
 fn host_config(max_users: Option<usize>, remember: bool) -> ServerConfig {
     ServerConfig {
@@ -52,323 +54,134 @@ fn client_config(name: &str, seed: u8) -> ClientConfig {
     c
 }
 
-/// One connection to the server: our client, or a raw plaintext peer that
-/// speaks LanTalk 2.0 by hand.
-struct Peer {
-    label: String,
-    conn: ConnId,
-    client: Option<Client>,
-    /// The peer's transport is gone (either side closed it).
-    closed: bool,
-    events: Vec<ClientEvent>,
-    /// What a raw peer received.
-    received: Vec<String>,
-}
-
-/// A server and its peers in simulated time.
-struct Net {
-    server: Server,
-    now: Now,
-    log: String,
-    peers: Vec<Peer>,
-    /// Every question asked of the operator.
-    questions: Vec<ApprovalRequest>,
+/// This file's steps and views of a [`Pair`]: each step writes its heading
+/// (`@<time> what`) before it acts; the log shows what each side decided
+/// (server events, client events, closes), not the encrypted bytes.
+trait Host {
+    fn header(&mut self, what: &str);
+    fn note(&mut self, text: &str);
+    /// Our client `label` connects from `addr` and runs until it waits.
+    fn join(&mut self, label: &str, addr: &str, config: ClientConfig) -> PeerId;
+    /// A raw plaintext peer connects; what it receives is logged as text.
+    fn raw(&mut self, label: &str, addr: &str) -> PeerId;
+    fn raw_send(&mut self, peer: PeerId, line: &str);
+    fn console(&mut self, line: &str);
+    fn answer(&mut self, id: ConnId, approve: bool);
+    fn types(&mut self, peer: PeerId, line: &str);
+    /// The user gives up (Ctrl-C): the client closes at once.
+    fn interrupt(&mut self, peer: PeerId);
+    fn shutdown(&mut self);
+    /// Jumps to the earliest deadline anyone asked for and fires it; a
+    /// deadline may be early (nothing happens then), so this goes on to the
+    /// next one until something does.
+    fn timeout(&mut self);
+    /// The code the client `peer` was shown.
+    fn code_shown(&self, peer: PeerId) -> Option<String>;
+    fn question_about(&self, peer: PeerId) -> Option<&ApprovalRequest>;
+    fn joined(&self, peer: PeerId) -> bool;
+    fn refusal(&self, peer: PeerId) -> Option<String>;
+    fn got_chat_before_joining(&self, peer: PeerId) -> bool;
     /// The last trusted list the server asked to store.
-    persisted: Option<Vec<TrustedPeer>>,
+    fn persisted(&self) -> Option<&[TrustedPeer]>;
+    fn log(&self) -> String;
 }
 
-impl Net {
-    fn new(config: ServerConfig) -> Net {
-        let now = Now::from_secs_f64(0.0);
-        Net {
-            server: Server::new(config, now, Default::default()),
-            now,
-            log: String::new(),
-            peers: Vec::new(),
-            questions: Vec::new(),
-            persisted: None,
-        }
-    }
-
+impl Host for Pair {
     fn header(&mut self, what: &str) {
-        let t = self.now.instant.since_epoch().as_secs_f64();
-        let _ = writeln!(self.log, "@{t:.3} {what}");
+        let t = self.now().instant.since_epoch().as_secs_f64();
+        self.mark(format!("@{t:.3} {what}"));
     }
 
     fn note(&mut self, text: &str) {
-        let _ = writeln!(self.log, "# {text}");
+        self.mark(format!("# {text}"));
     }
 
-    fn at(&mut self, secs: f64) {
-        let next = Now::from_secs_f64(secs);
-        assert!(next.instant >= self.now.instant, "time goes back");
-        self.now = next;
-    }
-
-    /// Our client `label` connects from `addr` and runs until it waits.
-    fn join(&mut self, label: &str, addr: &str, config: ClientConfig) -> usize {
+    fn join(&mut self, label: &str, addr: &str, config: ClientConfig) -> PeerId {
         self.header(&format!("{label} connects from {addr}"));
-        let conn = self.server.handle_connect(self.now, addr.parse().unwrap());
-        self.peers.push(Peer {
-            label: label.to_string(),
-            conn,
-            client: Some(Client::new(config, self.now)),
-            closed: false,
-            events: Vec::new(),
-            received: Vec::new(),
-        });
-        self.pump();
-        self.peers.len() - 1
+        self.connect(label, addr, config)
     }
 
-    /// A raw plaintext peer connects; what it receives is logged as text.
-    fn raw(&mut self, label: &str, addr: &str) -> usize {
+    fn raw(&mut self, label: &str, addr: &str) -> PeerId {
         self.header(&format!("{label} (raw, plaintext) connects from {addr}"));
-        let conn = self.server.handle_connect(self.now, addr.parse().unwrap());
-        self.peers.push(Peer {
-            label: label.to_string(),
-            conn,
-            client: None,
-            closed: false,
-            events: Vec::new(),
-            received: Vec::new(),
-        });
-        self.pump();
-        self.peers.len() - 1
+        self.connect_raw(label, addr)
     }
 
-    fn raw_send(&mut self, i: usize, line: &str) {
-        let label = self.peers[i].label.clone();
+    fn raw_send(&mut self, peer: PeerId, line: &str) {
+        let label = self.label(peer).to_string();
         self.header(&format!("{label} sends {}", line.trim_end()));
-        let conn = self.peers[i].conn;
-        let _ = self.server.handle_input(self.now, conn, line.as_bytes());
-        self.pump();
+        self.send_raw(peer, line.as_bytes());
     }
 
     fn console(&mut self, line: &str) {
         self.header(&format!("console {line:?}"));
-        self.server.handle_console(self.now, line);
-        self.pump();
+        self.with_server(|s, now| s.handle_console(now, line));
     }
 
     fn answer(&mut self, id: ConnId, approve: bool) {
         self.header(&format!("handle_approval {id} {approve}"));
-        self.server.handle_approval(self.now, id, approve);
-        self.pump();
+        self.with_server(|s, now| s.handle_approval(now, id, approve));
     }
 
-    fn types(&mut self, i: usize, line: &str) {
-        let label = self.peers[i].label.clone();
+    fn types(&mut self, peer: PeerId, line: &str) {
+        let label = self.label(peer).to_string();
         self.header(&format!("{label} types {line:?}"));
-        if let Some(c) = self.peers[i].client.as_mut() {
-            c.handle_user_line(self.now, line);
-        }
-        self.pump();
+        self.with_client(peer, |c, now| c.handle_user_line(now, line));
     }
 
-    /// The user gives up (Ctrl-C): the client closes at once.
-    fn interrupt(&mut self, i: usize) {
-        let label = self.peers[i].label.clone();
+    fn interrupt(&mut self, peer: PeerId) {
+        let label = self.label(peer).to_string();
         self.header(&format!("{label} interrupts"));
-        if let Some(c) = self.peers[i].client.as_mut() {
-            c.handle_interrupt(self.now);
-        }
-        self.pump();
+        self.with_client(peer, |c, now| c.handle_interrupt(now));
     }
 
     fn shutdown(&mut self) {
         self.header("host shuts down");
-        self.server.shutdown(self.now);
-        self.pump();
+        self.with_server(|s, now| s.shutdown(now));
     }
 
-    /// Jumps to the earliest deadline anyone asked for and fires it; a
-    /// deadline may be early (nothing happens then), so this goes on to the
-    /// next one until something does.
     fn timeout(&mut self) {
         for _ in 0..20 {
-            let mut next = self.server.poll_timeout();
-            for p in &self.peers {
-                if let Some(t) = p.client.as_ref().and_then(|c| c.poll_timeout()) {
-                    if !p.closed {
-                        next = Some(next.map_or(t, |n| n.min(t)));
-                    }
-                }
-            }
-            let t = next.expect("somebody waits for a deadline");
-            assert!(t >= self.now.instant);
-            self.now = Now::from_secs_f64(t.since_epoch().as_secs_f64());
-            let before = self.log.len();
-            self.header("timeout");
-            let header_end = self.log.len();
-            self.server.handle_timeout(self.now);
-            for p in &mut self.peers {
-                if let (Some(c), false) = (p.client.as_mut(), p.closed) {
-                    c.handle_timeout(self.now);
-                }
-            }
-            self.pump();
-            if self.log.len() > header_end {
+            let t = self.next_timeout().expect("somebody waits for a deadline");
+            let heading = self.trace.len();
+            self.mark(format!("@{:.3} timeout", t.since_epoch().as_secs_f64()));
+            self.time_step();
+            if self.trace[heading + 1..]
+                .iter()
+                .any(|s| show(self, s).is_some())
+            {
                 return;
             }
-            self.log.truncate(before);
+            self.trace.truncate(heading);
         }
-        panic!("no deadline did anything:\n{}", self.log);
+        panic!("no deadline did anything:\n{}", self.log());
     }
 
-    fn peer_of(&self, conn: ConnId) -> Option<usize> {
-        self.peers.iter().position(|p| p.conn == conn)
-    }
-
-    /// Moves bytes until nobody has anything more to do.
-    fn pump(&mut self) {
-        for _ in 0..1000 {
-            let mut moved = false;
-            while let Some(action) = self.server.poll_action() {
-                moved = true;
-                self.server_action(action);
-            }
-            for i in 0..self.peers.len() {
-                let Some(mut client) = self.peers[i].client.take() else {
-                    continue;
-                };
-                while let Some(action) = client.poll_action() {
-                    moved = true;
-                    self.client_action(i, action);
-                }
-                self.peers[i].client = Some(client);
-            }
-            if !moved {
-                return;
-            }
-        }
-        panic!("never settled:\n{}", self.log);
-    }
-
-    fn server_action(&mut self, action: Action) {
-        match action {
-            Action::Send { conn, bytes } => {
-                let Some(i) = self.peer_of(conn) else { return };
-                let now = self.now;
-                let p = &mut self.peers[i];
-                if p.closed {
-                    return;
-                }
-                match p.client.as_mut() {
-                    Some(c) => c.handle_input(now, &bytes),
-                    None => {
-                        let text = String::from_utf8_lossy(&bytes).trim_end().to_string();
-                        let _ = writeln!(self.log, "  {} receives {text}", p.label);
-                        p.received.push(text);
-                    }
-                }
-            }
-            Action::Close { conn, reason } => {
-                let Some(i) = self.peer_of(conn) else { return };
-                let now = self.now;
-                let p = &mut self.peers[i];
-                let _ = writeln!(self.log, "  server closes {} ({reason:?})", p.label);
-                if !p.closed {
-                    p.closed = true;
-                    if let Some(c) = p.client.as_mut() {
-                        c.handle_disconnect(now);
-                    }
-                }
-            }
-            Action::AskOperator(r) => {
-                let _ = writeln!(
-                    self.log,
-                    "  server asks the operator: {r} [ask about {}]",
-                    r.id
-                );
-                self.questions.push(*r);
-            }
-            Action::PersistTrusted(list) => {
-                let names: Vec<&str> = list.iter().map(|t| t.name.as_str()).collect();
-                let _ = writeln!(self.log, "  server persists trusted: {}", names.join(", "));
-                self.persisted = Some(list);
-            }
-            Action::Event(e) => {
-                let _ = write!(self.log, "  server {} {:?}: {}", e.level, e.kind, e.message);
-                match e.detail.as_deref() {
-                    None => {}
-                    Some(EventDetail::Chat { user, text }) => {
-                        let _ = write!(self.log, " [chat {user}: {text}]");
-                    }
-                    Some(EventDetail::Presence { user, online }) => {
-                        let _ = write!(self.log, " [presence {user}: {online}]");
-                    }
-                }
-                self.log.push('\n');
-            }
-            other => {
-                let _ = writeln!(self.log, "  server {other:?}");
-            }
-        }
-    }
-
-    fn client_action(&mut self, i: usize, action: ClientAction) {
-        let now = self.now;
-        let label = self.peers[i].label.clone();
-        match action {
-            ClientAction::Send(bytes) => {
-                let conn = self.peers[i].conn;
-                if !self.peers[i].closed {
-                    let _ = self.server.handle_input(now, conn, &bytes);
-                }
-            }
-            ClientAction::Event(e) => {
-                let shown = match &e {
-                    ClientEvent::Secured { fingerprint, .. } => {
-                        format!("Secured {{ fingerprint: {fingerprint:?} }}")
-                    }
-                    other => format!("{other:?}"),
-                };
-                let _ = writeln!(self.log, "  {label}: {shown}");
-                self.peers[i].events.push(e);
-            }
-            ClientAction::Close => {
-                let _ = writeln!(self.log, "  {label} closes");
-                let conn = self.peers[i].conn;
-                if !self.peers[i].closed {
-                    self.peers[i].closed = true;
-                    let _ = self
-                        .server
-                        .handle_disconnect(now, conn, DisconnectCause::PeerClosed);
-                }
-            }
-        }
-    }
-
-    /// The code the client `i` was shown.
-    fn code_shown(&self, i: usize) -> Option<String> {
-        self.peers[i].events.iter().find_map(|e| match e {
+    fn code_shown(&self, peer: PeerId) -> Option<String> {
+        self.events(peer).find_map(|e| match e {
             ClientEvent::AwaitingApproval { code } => Some(code.clone()),
             _ => None,
         })
     }
 
-    fn question_about(&self, i: usize) -> Option<&ApprovalRequest> {
-        let conn = self.peers[i].conn;
-        self.questions.iter().rev().find(|q| q.id == conn)
+    fn question_about(&self, peer: PeerId) -> Option<&ApprovalRequest> {
+        let conn = self.conn(peer);
+        self.questions().filter(|q| q.id == conn).last()
     }
 
-    fn joined(&self, i: usize) -> bool {
-        self.peers[i]
-            .events
-            .iter()
+    fn joined(&self, peer: PeerId) -> bool {
+        self.events(peer)
             .any(|e| matches!(e, ClientEvent::Joined { .. }))
     }
 
-    fn refusal(&self, i: usize) -> Option<String> {
-        self.peers[i].events.iter().find_map(|e| match e {
+    fn refusal(&self, peer: PeerId) -> Option<String> {
+        self.events(peer).find_map(|e| match e {
             ClientEvent::Refused { reason, .. } => Some(reason.clone()),
             _ => None,
         })
     }
 
-    fn got_chat_before_joining(&self, i: usize) -> bool {
-        for e in &self.peers[i].events {
+    fn got_chat_before_joining(&self, peer: PeerId) -> bool {
+        for e in self.events(peer) {
             match e {
                 ClientEvent::Joined { .. } => return false,
                 ClientEvent::Message { .. } | ClientEvent::Pm { .. } => return true,
@@ -377,24 +190,101 @@ impl Net {
         }
         false
     }
+
+    fn persisted(&self) -> Option<&[TrustedPeer]> {
+        self.server_actions()
+            .filter_map(|a| match a {
+                Action::PersistTrusted(list) => Some(list.as_slice()),
+                _ => None,
+            })
+            .last()
+    }
+
+    fn log(&self) -> String {
+        let mut log = String::new();
+        for line in self.trace.iter().filter_map(|s| show(self, s)) {
+            log.push_str(&line);
+            log.push('\n');
+        }
+        log
+    }
+}
+
+/// One line of the log, if what happened is shown at all.
+fn show(pair: &Pair, seen: &Seen) -> Option<String> {
+    let label = |peer| pair.label(peer).to_string();
+    let line = match seen {
+        Seen::Mark(line) => line.clone(),
+        Seen::Bytes {
+            peer,
+            dir: Dir::ToClient,
+            bytes,
+        } if pair.is_raw(*peer) => {
+            let text = String::from_utf8_lossy(bytes);
+            format!("  {} receives {}", label(*peer), text.trim_end())
+        }
+        Seen::Bytes { .. } => return None,
+        Seen::Server(action) => show_server(pair, action),
+        Seen::Event { peer, event } => {
+            let shown = match event {
+                ClientEvent::Secured { fingerprint, .. } => {
+                    format!("Secured {{ fingerprint: {fingerprint:?} }}")
+                }
+                other => format!("{other:?}"),
+            };
+            format!("  {}: {shown}", label(*peer))
+        }
+        Seen::Closes { peer } => format!("  {} closes", label(*peer)),
+    };
+    Some(line)
+}
+
+fn show_server(pair: &Pair, action: &Action) -> String {
+    match action {
+        Action::Close { conn, reason } => {
+            let peer = pair.peer_of(*conn).expect("a peer's connection");
+            format!("  server closes {} ({reason:?})", pair.label(peer))
+        }
+        Action::AskOperator(r) => {
+            format!("  server asks the operator: {r} [ask about {}]", r.id)
+        }
+        Action::PersistTrusted(list) => {
+            let names: Vec<&str> = list.iter().map(|t| t.name.as_str()).collect();
+            format!("  server persists trusted: {}", names.join(", "))
+        }
+        Action::Event(e) => {
+            let mut line = format!("  server {} {:?}: {}", e.level, e.kind, e.message);
+            match e.detail.as_deref() {
+                None => {}
+                Some(EventDetail::Chat { user, text }) => {
+                    let _ = write!(line, " [chat {user}: {text}]");
+                }
+                Some(EventDetail::Presence { user, online }) => {
+                    let _ = write!(line, " [presence {user}: {online}]");
+                }
+            }
+            line
+        }
+        other => format!("  server {other:?}"),
+    }
 }
 
 /// The codes on both sides are the same, and the question says so.
-fn assert_codes_match(net: &Net, i: usize) {
-    let shown = net.code_shown(i).expect("the client was shown a code");
-    let q = net.question_about(i).expect("the operator was asked");
-    assert_eq!(q.code.as_deref(), Some(shown.as_str()), "{}", net.log);
+fn assert_codes_match(net: &Pair, peer: PeerId) {
+    let shown = net.code_shown(peer).expect("the client was shown a code");
+    let q = net.question_about(peer).expect("the operator was asked");
+    assert_eq!(q.code.as_deref(), Some(shown.as_str()), "{}", net.log());
     assert!(q.fingerprint.is_some());
     assert_eq!(shown.len(), 7, "{shown}");
 }
 
 #[test]
 fn approve() {
-    let mut net = Net::new(host_config(Some(1), false));
+    let mut net = Pair::new(host_config(Some(1), false));
     let bob = net.join("Bob", "192.168.1.23:40000", client_config("Bob", 0x21));
     assert_codes_match(&net, bob);
     assert!(!net.joined(bob));
-    assert_eq!(net.server.pending_approval(), Some(net.peers[bob].conn));
+    assert_eq!(net.server.pending_approval(), Some(net.conn(bob)));
     assert!(net.server.usernames().is_empty(), "not a user yet");
     net.console("maybe");
     net.console("y");
@@ -403,16 +293,16 @@ fn approve() {
     net.types(bob, "hello host");
     net.types(bob, "/me waves");
     net.console("hi Bob");
-    assert!(net.peers[bob].events.iter().any(|e| matches!(
+    assert!(net.events(bob).any(|e| matches!(
         e,
         ClientEvent::Message { user, text, .. } if user == "Hub (server)" && text == "hi Bob"
     )));
-    assert_snapshot!(net.log);
+    assert_snapshot!(net.log());
 }
 
 #[test]
 fn deny() {
-    let mut net = Net::new(host_config(Some(1), false));
+    let mut net = Pair::new(host_config(Some(1), false));
     let bob = net.join("Bob", "192.168.1.23:40000", client_config("Bob", 0x21));
     assert_codes_match(&net, bob);
     net.note("the operator says no");
@@ -421,15 +311,15 @@ fn deny() {
         net.refusal(bob).as_deref(),
         Some("The host did not approve the connection.")
     );
-    assert!(net.peers[bob].client.as_ref().unwrap().is_closed());
+    assert!(net.client(bob).is_closed());
     net.note("no question is open: the console chats again (with nobody, here)");
     net.console("hello?");
-    assert_snapshot!(net.log);
+    assert_snapshot!(net.log());
 }
 
 #[test]
 fn timeout() {
-    let mut net = Net::new(host_config(Some(1), false));
+    let mut net = Pair::new(host_config(Some(1), false));
     let bob = net.join("Bob", "192.168.1.23:40000", client_config("Bob", 0x21));
     assert_codes_match(&net, bob);
     net.note("nobody answers: the host's deadline (60 s) comes before the client's own");
@@ -441,14 +331,14 @@ fn timeout() {
     net.note("the operator answers too late: the answer is not taken as chat");
     net.console("y");
     assert!(!net.joined(bob));
-    assert_snapshot!(net.log);
+    assert_snapshot!(net.log());
 }
 
 #[test]
 fn second_peer_waits_while_one_is_pending() {
-    let mut net = Net::new(host_config(Some(1), false));
+    let mut net = Pair::new(host_config(Some(1), false));
     let bob = net.join("Bob", "192.168.1.23:40000", client_config("Bob", 0x21));
-    net.at(5.0);
+    net.jump_to(5.0);
     let carol = net.join("Carol", "192.168.1.24:40000", client_config("Carol", 0x22));
     assert_codes_match(&net, bob);
     assert!(
@@ -477,12 +367,12 @@ fn second_peer_waits_while_one_is_pending() {
         Some("The host is busy: it chats with one peer at a time.")
     );
     assert!(net.question_about(dave).is_none());
-    assert_snapshot!(net.log);
+    assert_snapshot!(net.log());
 }
 
 #[test]
 fn queued_peers_are_refused_when_the_host_becomes_busy() {
-    let mut net = Net::new(host_config(Some(1), false));
+    let mut net = Pair::new(host_config(Some(1), false));
     let bob = net.join("Bob", "192.168.1.23:40000", client_config("Bob", 0x21));
     let carol = net.join("Carol", "192.168.1.24:40000", client_config("Carol", 0x22));
     net.console("yes");
@@ -491,14 +381,14 @@ fn queued_peers_are_refused_when_the_host_becomes_busy() {
         net.refusal(carol).as_deref(),
         Some("The host is busy: it chats with one peer at a time.")
     );
-    assert_snapshot!(net.log);
+    assert_snapshot!(net.log());
 }
 
 #[test]
 fn each_waiting_peer_has_its_own_deadline() {
-    let mut net = Net::new(host_config(None, false));
+    let mut net = Pair::new(host_config(None, false));
     let bob = net.join("Bob", "192.168.1.23:40000", client_config("Bob", 0x21));
-    net.at(10.0);
+    net.jump_to(10.0);
     let carol = net.join("Carol", "192.168.1.24:40000", client_config("Carol", 0x22));
     net.timeout();
     assert!(net.refusal(bob).is_some());
@@ -508,14 +398,14 @@ fn each_waiting_peer_has_its_own_deadline() {
     );
     net.note("Carol's 60 s ran from when she was ready, not from when she was asked about");
     net.timeout();
-    assert_eq!(net.now.instant.since_epoch().as_secs(), 70);
+    assert_eq!(net.now().instant.since_epoch().as_secs(), 70);
     assert!(net.refusal(carol).is_some());
-    assert_snapshot!(net.log);
+    assert_snapshot!(net.log());
 }
 
 #[test]
 fn peer_leaving_while_pending() {
-    let mut net = Net::new(host_config(Some(1), false));
+    let mut net = Pair::new(host_config(Some(1), false));
     let bob = net.join("Bob", "192.168.1.23:40000", client_config("Bob", 0x21));
     let carol = net.join("Carol", "192.168.1.24:40000", client_config("Carol", 0x22));
     net.note("Bob gives up while the operator is being asked about him");
@@ -528,24 +418,24 @@ fn peer_leaving_while_pending() {
     assert!(net.joined(carol), "the answer was about Carol");
     net.note("Carol leaves the ordinary way");
     net.types(carol, "/quit");
-    assert_snapshot!(net.log);
+    assert_snapshot!(net.log());
 }
 
 #[test]
 fn peer_leaving_while_pending_closes_the_question() {
-    let mut net = Net::new(host_config(Some(1), false));
+    let mut net = Pair::new(host_config(Some(1), false));
     let bob = net.join("Bob", "192.168.1.23:40000", client_config("Bob", 0x21));
     net.interrupt(bob);
     assert_eq!(net.server.pending_approval(), None);
     net.note("the operator's answer comes too late");
     net.console("y");
     net.console("y");
-    assert_snapshot!(net.log);
+    assert_snapshot!(net.log());
 }
 
 #[test]
 fn host_leaving_while_pending() {
-    let mut net = Net::new(host_config(Some(1), false));
+    let mut net = Pair::new(host_config(Some(1), false));
     let bob = net.join("Bob", "192.168.1.23:40000", client_config("Bob", 0x21));
     let carol = net.join("Carol", "192.168.1.24:40000", client_config("Carol", 0x22));
     net.note("quitting is possible while a question is open");
@@ -557,16 +447,16 @@ fn host_leaving_while_pending() {
         );
     }
     assert!(net.server.is_shut_down());
-    assert_snapshot!(net.log);
+    assert_snapshot!(net.log());
 }
 
 #[test]
 fn remembered_peers_are_let_in_without_asking() {
-    let mut net = Net::new(host_config(Some(1), true));
+    let mut net = Pair::new(host_config(Some(1), true));
     let bob = net.join("Bob", "192.168.1.23:40000", client_config("Bob", 0x21));
     net.console("y");
     assert!(net.joined(bob));
-    let stored = net.persisted.clone().expect("the trusted list was stored");
+    let stored = net.persisted().expect("the trusted list was stored");
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].key, client_key(0x21).public().to_vec());
     net.types(bob, "/quit");
@@ -582,7 +472,7 @@ fn remembered_peers_are_let_in_without_asking() {
     net.console("/trusted");
     net.console("/forget nobody");
     net.console("/forget bob");
-    assert_eq!(net.persisted.as_deref(), Some(&[][..]));
+    assert_eq!(net.persisted(), Some(&[][..]));
     let third = net.join(
         "Bob third",
         "192.168.1.23:40001",
@@ -591,7 +481,7 @@ fn remembered_peers_are_let_in_without_asking() {
     assert!(net.question_about(third).is_some(), "asked about again");
     net.console("/trusted");
     net.console("/help");
-    assert_snapshot!(net.log);
+    assert_snapshot!(net.log());
 }
 
 #[test]
@@ -601,16 +491,16 @@ fn trusted_keys_from_the_config_skip_the_question() {
         name: "Bob".into(),
         key: client_key(0x21).public().to_vec(),
     }];
-    let mut net = Net::new(config);
+    let mut net = Pair::new(config);
     let bob = net.join("Bob", "192.168.1.23:40000", client_config("Bob", 0x21));
     assert!(net.joined(bob));
-    assert!(net.questions.is_empty());
+    assert!(net.questions().next().is_none());
     let mallory = net.join("Mallory", "192.168.1.66:40000", client_config("Bob", 0x66));
     assert_eq!(
         net.refusal(mallory).as_deref(),
         Some("Username already taken.")
     );
-    assert_snapshot!(net.log);
+    assert_snapshot!(net.log());
 }
 
 #[test]
@@ -621,7 +511,7 @@ fn password_then_approval() {
         [3; 16],
         HashParams::INSECURE_FAST,
     ));
-    let mut net = Net::new(config);
+    let mut net = Pair::new(config);
     let mut wrong = client_config("Eve", 0x31);
     wrong.password = Some("guess".into());
     let eve = net.join("Eve", "192.168.1.30:40000", wrong);
@@ -634,9 +524,9 @@ fn password_then_approval() {
     right.password = Some("hunter2".into());
     let bob = net.join("Bob", "192.168.1.23:40000", right);
     assert_codes_match(&net, bob);
-    net.answer(net.peers[bob].conn, true);
+    net.answer(net.conn(bob), true);
     assert!(net.joined(bob));
-    assert_snapshot!(net.log);
+    assert_snapshot!(net.log());
 }
 
 #[test]
@@ -644,7 +534,7 @@ fn no_chat_passes_before_approval() {
     // A group server with approval: members chat while a newcomer waits.
     let mut config = host_config(None, false);
     config.allow_plaintext = true;
-    let mut net = Net::new(config);
+    let mut net = Pair::new(config);
     let alice = net.join("Alice", "10.0.0.1:1000", client_config("Alice", 0x41));
     net.console("y");
     assert!(net.joined(alice));
@@ -660,39 +550,36 @@ fn no_chat_passes_before_approval() {
     net.raw_send(old, "{\"username\": \"Old\", \"password\": \"\"}\n");
     net.raw_send(old, "{\"type\": \"message\", \"text\": \"sneaky\"}\n");
     net.types(alice, "more secrets");
-    assert!(!net.got_chat_before_joining(bob), "{}", net.log);
-    assert!(
-        !net.peers[old].received.iter().any(|l| l.contains("secret")),
-        "{}",
-        net.log
-    );
-    assert!(!net.peers[alice]
-        .events
-        .iter()
+    assert!(!net.got_chat_before_joining(bob), "{}", net.log());
+    let received = |net: &Pair| {
+        String::from_utf8_lossy(&net.received(old).collect::<Vec<_>>().concat()).into_owned()
+    };
+    assert!(!received(&net).contains("secret"), "{}", net.log());
+    assert!(!net
+        .events(alice)
         .any(|e| matches!(e, ClientEvent::Message { text, .. } if text == "sneaky" || text == "early words")));
     net.console("y");
     assert!(net.joined(bob));
-    let q = net.questions.last().unwrap();
+    let q = net.questions().last().unwrap();
     assert_eq!((q.fingerprint.as_deref(), q.code.as_deref()), (None, None));
-    net.answer(net.peers[old].conn, false);
-    assert!(net.peers[old].closed);
-    assert!(net.peers[old]
-        .received
-        .iter()
+    net.answer(net.conn(old), false);
+    assert!(matches!(net.closed(old), Some(Closed::ByServer(_))));
+    assert!(received(&net)
+        .lines()
         .any(|l| l.contains("auth_fail") && l.contains("did not approve")));
-    assert_snapshot!(net.log);
+    assert_snapshot!(net.log());
 }
 
 #[test]
 fn answers_about_unknown_or_settled_peers_are_ignored() {
-    let mut net = Net::new(host_config(Some(1), false));
+    let mut net = Pair::new(host_config(Some(1), false));
     let bob = net.join("Bob", "192.168.1.23:40000", client_config("Bob", 0x21));
     net.answer(ConnId(999), true);
     assert!(!net.joined(bob));
-    net.answer(net.peers[bob].conn, true);
+    net.answer(net.conn(bob), true);
     assert!(net.joined(bob));
-    net.answer(net.peers[bob].conn, false);
-    assert!(!net.peers[bob].closed, "a user is not unapproved");
+    net.answer(net.conn(bob), false);
+    assert_eq!(net.closed(bob), None, "a user is not unapproved");
     assert!(matches!(
         net.server
             .config()
@@ -705,7 +592,7 @@ fn answers_about_unknown_or_settled_peers_are_ignored() {
 
 #[test]
 fn signal_while_pending_refuses_with_a_reason() {
-    let mut net = Net::new(host_config(Some(1), false));
+    let mut net = Pair::new(host_config(Some(1), false));
     let bob = net.join("Bob", "192.168.1.23:40000", client_config("Bob", 0x21));
     net.shutdown();
     assert_eq!(

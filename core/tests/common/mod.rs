@@ -1,4 +1,6 @@
-//! Shared harness for the transcript and property tests.
+//! Shared harness for the transcript and property tests: scripts for one
+//! machine at a time here, and in [`pair`] a server and clients of ours
+//! talking to each other.
 //!
 //! A transcript is a script of steps in simulated time. Every step is written
 //! to a readable log together with the actions it produced and the next
@@ -12,6 +14,8 @@
 //!   poll_timeout @15.000
 //! ```
 #![allow(dead_code)]
+
+pub mod pair;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
