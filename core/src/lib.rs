@@ -13,6 +13,7 @@ pub mod commands;
 pub mod discovery;
 pub mod driver;
 pub mod framing;
+pub mod history;
 pub mod json;
 pub mod names;
 pub mod password;

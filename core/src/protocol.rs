@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use crate::history::{Record, Want};
 use crate::json::ObjectWriter;
 use crate::ratelimit::Rate;
 use crate::secure::Offer;
@@ -525,9 +526,24 @@ pub enum ClientLine {
     },
     /// `{"type": "keepalive"}`: the client is alive; nothing to do.
     Keepalive,
+    /// `{"type": "history", ...}` or `{"type": "search", ...}`: earlier
+    /// lines of a room or a private conversation (clients of ours).
+    History { place: Place, want: Want },
     /// A well-formed object of a type clients do not send; ignored.
     Other,
 }
+
+/// Where history is asked about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Place {
+    Room(String),
+    /// The private conversation with this user.
+    Pm(String),
+}
+
+/// Most records one history line carries; a client asking for more gets
+/// this many, and pages on.
+pub const MAX_HISTORY_PAGE: usize = 200;
 
 pub fn parse_client_line(line: &[u8]) -> Result<ClientLine, Malformed> {
     if let Some(parsed) = parse_client_line_fast(line) {
@@ -537,6 +553,9 @@ pub fn parse_client_line(line: &[u8]) -> Result<ClientLine, Malformed> {
     let kind = opt_str(&map, "type")?.ok_or(Malformed("missing type"))?;
     if kind == "keepalive" {
         return Ok(ClientLine::Keepalive);
+    }
+    if kind == "history" || kind == "search" {
+        return parse_history_request(&map, kind == "search");
     }
     if kind != "message" {
         return Ok(ClientLine::Other);
@@ -552,6 +571,153 @@ pub fn parse_client_line(line: &[u8]) -> Result<ClientLine, Malformed> {
         room,
         literal: matches!(map.get("literal"), Some(Value::Bool(true))),
     })
+}
+
+fn parse_history_request(map: &Map<String, Value>, search: bool) -> Result<ClientLine, Malformed> {
+    let place = match (opt_str(map, "room")?, opt_str(map, "with")?) {
+        (Some(room), None) => Place::Room(room.to_string()),
+        (None, Some(user)) => Place::Pm(user.to_string()),
+        _ => return Err(Malformed("history needs a room or a user")),
+    };
+    let id = |key: &str| -> Result<Option<u64>, Malformed> {
+        match map.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .map(Some)
+                .ok_or(Malformed("a message id is a number")),
+        }
+    };
+    let limit = match map.get("limit") {
+        None | Some(Value::Null) => 50,
+        Some(v) => v.as_u64().ok_or(Malformed("limit is a number"))? as usize,
+    }
+    .clamp(1, MAX_HISTORY_PAGE);
+    let want = if search {
+        let text = opt_str(map, "text")?.ok_or(Malformed("search needs text"))?;
+        Want::Search {
+            text: text.to_string(),
+            before: id("before")?,
+            limit,
+        }
+    } else if let Some(after) = id("after")? {
+        Want::After { after, limit }
+    } else {
+        Want::Before {
+            before: id("before")?,
+            limit,
+        }
+    };
+    Ok(ClientLine::History { place, want })
+}
+
+/// Asks for earlier lines: `before` an id (the newest if `None`), or
+/// `after` one (to catch up after a reconnection).
+pub fn history_request(place: &Place, want: &Want) -> String {
+    let mut w = ObjectWriter::new().str(
+        "type",
+        if matches!(want, Want::Search { .. }) {
+            "search"
+        } else {
+            "history"
+        },
+    );
+    w = match place {
+        Place::Room(r) => w.str("room", r),
+        Place::Pm(u) => w.str("with", u),
+    };
+    let opt = |v: Option<u64>| v.map_or("null".to_string(), |v| v.to_string());
+    match want {
+        Want::Before { before, limit } => w
+            .raw("before", &opt(*before))
+            .raw("limit", &limit.to_string()),
+        Want::After { after, limit } => w
+            .raw("after", &after.to_string())
+            .raw("limit", &limit.to_string()),
+        Want::Search {
+            text,
+            before,
+            limit,
+        } => w
+            .str("text", text)
+            .raw("before", &opt(*before))
+            .raw("limit", &limit.to_string()),
+    }
+    .finish_line()
+}
+
+/// Why history is sent: what the client asked, or arriving in a room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HistoryReason {
+    /// Joining a room (the lines before you came).
+    Join,
+    /// `/history`: a page further back.
+    Page,
+    /// Catching up from the last id seen (after a reconnection).
+    Resume,
+    /// `/search`.
+    Search,
+}
+
+impl HistoryReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HistoryReason::Join => "join",
+            HistoryReason::Page => "page",
+            HistoryReason::Resume => "resume",
+            HistoryReason::Search => "search",
+        }
+    }
+
+    fn parse(s: &str) -> HistoryReason {
+        match s {
+            "join" => HistoryReason::Join,
+            "resume" => HistoryReason::Resume,
+            "search" => HistoryReason::Search,
+            _ => HistoryReason::Page,
+        }
+    }
+}
+
+/// Earlier lines of a room or a conversation, oldest first; `more`: older
+/// ones exist (page on with `before` the first id here).
+pub fn history(
+    ts: WallTime,
+    place: &Place,
+    reason: HistoryReason,
+    records: &[Record],
+    more: bool,
+) -> String {
+    let mut list = String::from("[");
+    for (i, r) in records.iter().enumerate() {
+        if i > 0 {
+            list.push_str(", ");
+        }
+        list.push_str(&r.to_json());
+    }
+    list.push(']');
+    let w = ObjectWriter::with_capacity(64 + list.len())
+        .str("type", "history")
+        .str("ts", &ts_str(ts));
+    let w = match place {
+        Place::Room(r) => w.str("room", r),
+        Place::Pm(u) => w.str("with", u),
+    };
+    w.str("reason", reason.as_str())
+        .raw("messages", &list)
+        .bool("more", more)
+        .finish_line()
+}
+
+/// One record of a `history` line, as the client reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PastLine {
+    pub id: u64,
+    pub at_ms: i64,
+    pub user: String,
+    pub text: String,
+    /// `/me`.
+    pub action: bool,
 }
 
 /// The fields a chat line needs, borrowed from the line when they hold no
@@ -608,6 +774,8 @@ fn parse_client_line_fast(line: &[u8]) -> Option<ClientLine> {
             literal: false,
         }),
         (kind, _) if kind == "keepalive" => Some(ClientLine::Keepalive),
+        // Requests with fields of their own: the general path reads them.
+        (kind, _) if kind == "history" || kind == "search" => None,
         (kind, _) if kind != "message" => Some(ClientLine::Other),
         _ => None,
     }
@@ -669,6 +837,12 @@ pub enum ServerLine {
         user: String,
         joined: bool,
         text: String,
+    },
+    History {
+        place: Place,
+        reason: HistoryReason,
+        lines: Vec<PastLine>,
+        more: bool,
     },
     Presence {
         user: String,
@@ -758,6 +932,36 @@ pub fn parse_server_line(line: &[u8]) -> Result<ServerLine, Malformed> {
                 invite_only: flag("invite_only"),
                 keyed: flag("keyed"),
             })
+        }
+        "history" => {
+            let place = match (opt_str(&map, "room")?, opt_str(&map, "with")?) {
+                (Some(r), _) => Place::Room(r.to_string()),
+                (None, Some(u)) => Place::Pm(u.to_string()),
+                (None, None) => return Err(Malformed("history without a room or a user")),
+            };
+            let lines = map
+                .get("messages")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|m| {
+                            Some(PastLine {
+                                id: m.get("id")?.as_u64()?,
+                                at_ms: m.get("at")?.as_i64()?,
+                                user: m.get("user")?.as_str()?.to_string(),
+                                text: m.get("text")?.as_str()?.to_string(),
+                                action: m.get("action").and_then(Value::as_bool).unwrap_or(false),
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            ServerLine::History {
+                place,
+                reason: HistoryReason::parse(opt_str(&map, "reason")?.unwrap_or("")),
+                lines,
+                more: map.get("more").and_then(Value::as_bool).unwrap_or(false),
+            }
         }
         "room_left" => ServerLine::RoomLeft {
             room: s("room")?,

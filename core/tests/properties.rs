@@ -254,7 +254,8 @@ impl Tracker {
                 | Action::PersistTrusted(_)
                 | Action::AskOperator(_)
                 | Action::Event(_)
-                | Action::CheckPassword(_) => {}
+                | Action::CheckPassword(_)
+                | Action::Store(_) => {}
             }
         }
         if let (Some(now), Some(t)) = (now, server.poll_timeout()) {

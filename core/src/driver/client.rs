@@ -110,6 +110,8 @@ impl ClientDriver {
             ClientInput::Command(Command::Trust(yes)) => client.handle_trust(now_full, yes),
             ClientInput::Command(Command::EndOfInput) => client.handle_quit(now_full),
             ClientInput::Command(Command::Shutdown) => client.handle_interrupt(now_full),
+            // Only servers keep history.
+            ClientInput::Command(Command::Stored(_)) => {}
             // The server did not close its side in time after we left.
             ClientInput::Timeout if self.linger.is_some_and(|t| t <= now) => {
                 client.handle_disconnect(now_full)

@@ -42,6 +42,10 @@ pub trait ServerHost: Send + 'static {
     fn ask_operator(&mut self, request: &ApprovalRequest);
     /// Show and/or log an event.
     fn event(&mut self, event: &ServerEvent);
+    /// Keep a record, or run a query off the event loop and deliver its
+    /// answer as [`Command::Stored`] (only asked when the server's
+    /// `HistoryConfig::store` is set).
+    fn store(&mut self, request: crate::history::StoreRequest);
     /// The listener is bound and the server is running; `control` feeds it
     /// console lines and shutdown requests from any thread.
     fn ready(&mut self, local_addr: SocketAddr, control: Control);
@@ -70,6 +74,8 @@ pub enum Command {
     EndOfInput,
     /// Stop: a signal or the user giving up.
     Shutdown,
+    /// The history store's answer to a query (servers only).
+    Stored(Box<crate::history::StoreReply>),
 }
 
 /// A thread-safe way to deliver [`Command`]s to a running loop.

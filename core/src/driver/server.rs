@@ -45,6 +45,7 @@ pub fn feed_server(server: &mut Server, now: Now, input: ServerInput) {
         ServerInput::PasswordChecked(answer) => server.handle_password_checked(now, answer),
         ServerInput::Command(Command::Line(line)) => server.handle_console(now, &line),
         ServerInput::Command(Command::Shutdown) => server.shutdown(now),
+        ServerInput::Command(Command::Stored(reply)) => server.handle_store_reply(now, *reply),
         // What only a client is asked (passwords, trusting keys), and the end
         // of the console's input, which leaves the server running.
         ServerInput::Command(Command::Password(_) | Command::Trust(_) | Command::EndOfInput) => {}
@@ -73,6 +74,7 @@ pub fn dispatch_server(
             Action::PersistBans(bans) => host.persist_bans(&bans),
             Action::PersistTrusted(peers) => host.persist_trusted(&peers),
             Action::AskOperator(request) => host.ask_operator(&request),
+            Action::Store(request) => host.store(*request),
             Action::Event(event) => host.event(&event),
             Action::Shutdown => shut_down = true,
         }

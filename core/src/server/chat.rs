@@ -25,7 +25,14 @@ impl Server {
                 c.malformed_in_a_row = 0;
                 return;
             }
-            Ok(ClientLine::Other) => {
+            Ok(ClientLine::History { place, want }) if c.is_secure() => {
+                c.malformed_in_a_row = 0;
+                if !self.check_rate(now, conn) {
+                    return;
+                }
+                return self.handle_history_request(now, conn, place, want);
+            }
+            Ok(ClientLine::Other | ClientLine::History { .. }) => {
                 c.malformed_in_a_row = 0;
                 let name = c.name().unwrap_or_default().to_string();
                 return self.event(
@@ -208,6 +215,13 @@ impl Server {
                             EventKind::Chat,
                             format!("PM {name} -> {target}"),
                         );
+                        let to_name = self
+                            .conns
+                            .get(&to)
+                            .and_then(Conn::name)
+                            .unwrap_or(target)
+                            .to_string();
+                        self.record_pm(now, name, &to_name, body);
                         self.send(to, protocol::pm(now.wall, name, body));
                         if self.conns.get(&conn).is_some_and(Conn::is_secure) {
                             let to_name = self

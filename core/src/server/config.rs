@@ -6,7 +6,7 @@ use crate::password::PasswordHash;
 use crate::ratelimit::Rate;
 use crate::secure::{StaticKey, Suite};
 
-use super::RoomLimits;
+use super::{HistoryConfig, RoomLimits};
 
 /// What the server needs to offer encryption.
 #[derive(Clone, Debug)]
@@ -99,6 +99,8 @@ pub struct ServerConfig {
     pub chat_events: bool,
     /// Rooms: how many, how many per person, key hashing.
     pub rooms: RoomLimits,
+    /// What is kept of what is said, and shown on joining.
+    pub history: HistoryConfig,
     /// The id of the first message (ids never repeat, also across
     /// restarts: the history store says where the last run stopped).
     pub first_message_id: u64,
@@ -126,6 +128,7 @@ impl Default for ServerConfig {
             max_password_checks: 2,
             chat_events: true,
             rooms: RoomLimits::default(),
+            history: HistoryConfig::default(),
             first_message_id: 1,
         }
     }

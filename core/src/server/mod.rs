@@ -20,6 +20,7 @@ mod conn;
 mod console;
 mod event;
 mod fanout;
+mod history;
 mod login;
 mod moderation;
 mod rooms;
@@ -37,6 +38,7 @@ use core::net::{IpAddr, SocketAddr};
 pub use config::{Approval, SecureConfig, ServerConfig, TrustedPeer};
 pub use console::console_help;
 pub use event::{ApprovalRequest, EventDetail, EventKind, Level, ServerEvent};
+pub use history::HistoryConfig;
 pub use rooms::RoomLimits;
 
 use crate::bans::{canonical, BanList};
@@ -136,6 +138,9 @@ pub enum Action {
     PersistTrusted(Vec<TrustedPeer>),
     /// The ban list changed; store the whole list.
     PersistBans(BanList),
+    /// Keep a record, or answer a query with [`Server::handle_store_reply`]
+    /// (the application's history store; only with `HistoryConfig::store`).
+    Store(Box<crate::history::StoreRequest>),
     /// Tell the operator and/or the log.
     Event(ServerEvent),
     /// The server has shut down: every connection was closed; flush and exit.
@@ -203,6 +208,9 @@ pub struct Server {
     rooms: BTreeMap<String, Room>,
     /// The id the next message gets.
     next_message: u64,
+    /// History queries handed to the store, by id.
+    queries: HashMap<crate::history::QueryId, history::Pending>,
+    next_query: u64,
 }
 
 impl Server {
@@ -250,6 +258,8 @@ impl Server {
                 Room::new(crate::rooms::LOBBY),
             )]),
             next_message: config_first_message,
+            queries: HashMap::new(),
+            next_query: 0,
         }
     }
 

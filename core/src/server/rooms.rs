@@ -12,7 +12,7 @@
 //! their settings, operators and invitations, so nobody can take over a
 //! private room's name (and its history) by waiting for it to empty.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashSet, VecDeque};
 
 use super::*;
 use rand_core::RngCore;
@@ -43,6 +43,8 @@ pub(super) struct Room {
     invite_only: bool,
     /// Client keys invited in (an invitation is for a person, not a name).
     invited: HashSet<Vec<u8>>,
+    /// The newest records said here, oldest first (`HistoryConfig::window`).
+    pub(super) recent: VecDeque<crate::history::Record>,
 }
 
 impl Room {
@@ -56,6 +58,7 @@ impl Room {
             key_pending: false,
             invite_only: false,
             invited: HashSet::new(),
+            recent: VecDeque::new(),
         }
     }
 
@@ -141,8 +144,7 @@ impl Server {
         user: &str,
         text: &str,
     ) {
-        let id = self.next_message;
-        self.next_message += 1;
+        let id = self.record(now, room, user, text);
         self.relayed += 1;
         let Some(r) = self.rooms.get(room) else {
             return;
@@ -228,6 +230,7 @@ impl Server {
             if let Some(view) = self.view(LOBBY) {
                 self.send(conn, protocol::room_state(now.wall, &view));
             }
+            self.history_on_join(now, conn, LOBBY);
         }
     }
 
@@ -295,9 +298,11 @@ impl Server {
 
     fn note(&mut self, now: Now, conn: ConnId, room: Option<&str>, text: &str) {
         let text = crate::text::visible(text);
+        // Shown in the room only to its members: to anyone else it is an
+        // answer, not a line of a room they are not in.
         let line = match room.and_then(|r| self.rooms.get(r)) {
-            Some(r) => protocol::system_in(now.wall, &r.name.clone(), &text),
-            None => protocol::system(now.wall, &text),
+            Some(r) if r.members.contains(&conn) => protocol::system_in(now.wall, &r.name, &text),
+            _ => protocol::system(now.wall, &text),
         };
         self.send(conn, line);
     }
@@ -455,6 +460,7 @@ impl Server {
         if let Some(view) = self.view(room) {
             self.send(conn, protocol::room_state(now.wall, &view));
         }
+        self.history_on_join(now, conn, room);
         self.event(Level::Info, EventKind::Rooms, text);
     }
 

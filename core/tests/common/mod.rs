@@ -16,12 +16,14 @@
 #![allow(dead_code)]
 
 pub mod pair;
+pub mod secure_peer;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use lantalk_core::client::{Client, ClientAction, ClientConfig};
+use lantalk_core::history::StoreRequest;
 use lantalk_core::password::{HashParams, PasswordCheck, PasswordHash};
 use lantalk_core::protocol;
 use lantalk_core::server::{Action, ConnId, DisconnectCause, Error, Server, ServerConfig};
@@ -139,6 +141,18 @@ pub fn show_action(action: &Action) -> String {
         Action::Event(e) => format!("event {} {:?}: {}", e.level, e.kind, show_text(&e.message)),
         Action::Shutdown => "shutdown".to_string(),
         Action::CheckPassword(check) => format!("check-password #{}", check.id.0),
+        Action::Store(request) => match &**request {
+            StoreRequest::Append(r) => format!(
+                "store-append #{} {:?} <{}> {}",
+                r.id,
+                r.scope,
+                r.from,
+                show_text(&r.text)
+            ),
+            StoreRequest::Query { id, scope, want } => {
+                format!("store-query q{} {scope:?} {want:?}", id.0)
+            }
+        },
         Action::AskOperator(r) => format!("ask-operator {}: {}", r.id, show_text(&r.to_string())),
         Action::PersistTrusted(list) => {
             let names: Vec<&str> = list.iter().map(|t| t.name.as_str()).collect();
