@@ -151,7 +151,10 @@ mod tests {
     fn pm_is_one_conversation_whoever_speaks() {
         assert_eq!(Scope::pm("a", "b").key(), Scope::pm("B", "a").key());
         assert_ne!(Scope::pm("a", "b").key(), Scope::pm("a", "c").key());
-        assert_eq!(Scope::Pm("Bob".into(), "alice".into()), Scope::pm("alice", "bob"));
+        assert_eq!(
+            Scope::Pm("Bob".into(), "alice".into()),
+            Scope::pm("alice", "bob")
+        );
     }
 
     #[test]
