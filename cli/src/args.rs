@@ -181,8 +181,65 @@ pub struct ServerArgs {
     #[arg(long, value_name = "LEVEL", env = "LANTALK_LOG_LEVEL", default_value = "info",
           value_parser = parse_level)]
     pub log_level: lantalk_core::server::Level,
+    /// How long history stays on disk (history.db in the data directory):
+    /// like 7d, 12h, 30m, `forever`, or 0 for none on disk (recent lines are
+    /// still shown from memory) [default: 7d; host: 0].
+    #[arg(long, value_name = "AGE|forever|0", value_parser = parse_keep)]
+    pub history_keep: Option<Keep>,
+    /// Keep no history at all, in memory or on disk: people see only what
+    /// is said while they are there.
+    #[arg(long, conflicts_with = "history_keep")]
+    pub no_history: bool,
+    /// Lines of a room's history shown on joining it (0: none).
+    #[arg(long, value_name = "N", default_value = "50", value_parser = parse_history_lines)]
+    pub history_on_join: usize,
     #[command(flatten)]
     pub approval: ApprovalArgs,
+}
+
+/// How long history is kept on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keep {
+    /// Not on disk at all.
+    Nothing,
+    For(Duration),
+    Forever,
+}
+
+/// `7d`, `12h`, `30m`, `90s`, `forever`, or `0`.
+pub fn parse_keep(s: &str) -> Result<Keep, String> {
+    let t = s.trim().to_ascii_lowercase();
+    if t == "forever" {
+        return Ok(Keep::Forever);
+    }
+    if t == "0" {
+        return Ok(Keep::Nothing);
+    }
+    let err = || format!("expected an age like 7d, 12h or 30m, `forever`, or 0, not {s:?}");
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?);
+    let n: u64 = num.parse().map_err(|_| err())?;
+    let secs = match unit {
+        "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
+        "s" => 1,
+        _ => return Err(err()),
+    };
+    match n.checked_mul(secs) {
+        Some(0) => Ok(Keep::Nothing),
+        Some(total) => Ok(Keep::For(Duration::from_secs(total))),
+        None => Err(err()),
+    }
+}
+
+pub fn parse_history_lines(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n <= lantalk_core::protocol::MAX_HISTORY_PAGE => Ok(n),
+        _ => Err(format!(
+            "expected a number of lines from 0 to {}, not {s:?}",
+            lantalk_core::protocol::MAX_HISTORY_PAGE
+        )),
+    }
 }
 
 /// Approval of each connection by the operator (`host`, `server --approve`).
@@ -422,6 +479,24 @@ mod tests {
         let bad = |args: &[&str]| Cli::try_parse_from(args).is_err();
         assert!(bad(&["lantalk", "server", "--max-clients", "0"]));
         assert!(bad(&["lantalk", "server", "--idle-timeout", "0"]));
+        assert_eq!(
+            parse_keep("7d"),
+            Ok(Keep::For(Duration::from_secs(7 * 86_400)))
+        );
+        assert_eq!(parse_keep("0"), Ok(Keep::Nothing));
+        assert_eq!(parse_keep("0h"), Ok(Keep::Nothing));
+        assert_eq!(parse_keep("Forever"), Ok(Keep::Forever));
+        for nonsense in ["", "d", "7", "7w", "-1d", "99999999999999999999d"] {
+            assert!(parse_keep(nonsense).is_err(), "{nonsense:?}");
+        }
+        assert!(bad(&[
+            "lantalk",
+            "server",
+            "--no-history",
+            "--history-keep",
+            "1d"
+        ]));
+        assert!(bad(&["lantalk", "server", "--history-on-join", "999"]));
         let Some(Command::Server(a)) = Cli::parse_from([
             "lantalk",
             "server",

@@ -11,8 +11,10 @@ use std::sync::{Arc, LazyLock};
 
 use lantalk_core::commands;
 use lantalk_core::driver::{Command, Control, Runtime, ServerHost};
+use lantalk_core::history::StoreRequest;
 use lantalk_core::password::{HashParams, PasswordHash};
 use lantalk_core::secure::Suite;
+use lantalk_core::server::HistoryConfig;
 use lantalk_core::server::SecureConfig;
 use lantalk_core::server::{
     ApprovalRequest, EventDetail, EventKind, Level, ServerEvent, TrustedPeer,
@@ -20,10 +22,16 @@ use lantalk_core::server::{
 use lantalk_core::text::is_forbidden;
 use lantalk_core::{BanList, Now, Server, ServerConfig};
 
-use crate::args::ServerArgs;
+/// How long history stays on disk unless `--history-keep` says otherwise.
+const DEFAULT_HISTORY_KEEP: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
+/// Records each room keeps in memory.
+const HISTORY_WINDOW: usize = 512;
+
+use crate::args::{Keep, ServerArgs};
 use crate::discovery::{AnnounceSettings, Announcer};
 use crate::editor::{self, Input, LineEditor, Names};
 use crate::files;
+use crate::history::{self, History};
 use crate::logger::Logger;
 use crate::style::{colour_wanted, lines, Line, Style};
 use crate::term;
@@ -63,6 +71,27 @@ fn start<R: Runtime>(
     let password =
         password.map(|pw| PasswordHash::new(&pw, random_salt(), HashParams::RECOMMENDED));
 
+    // Host mode (one to one) keeps nothing on disk unless asked.
+    let keep = args.history_keep.unwrap_or(if max_peers.is_some() {
+        Keep::Nothing
+    } else {
+        Keep::For(DEFAULT_HISTORY_KEEP)
+    });
+    let history = match (args.no_history, keep) {
+        (true, _) | (false, Keep::Nothing) => None,
+        (false, keep) => Some(History::open(&data_dir, keep)?),
+    };
+    let history_said = match (&history, args.no_history, keep) {
+        (_, true, _) => "none kept (--no-history)".to_string(),
+        (Some(h), _, Keep::For(d)) => {
+            format!("kept {} in {}", history::describe(d), h.path().display())
+        }
+        (Some(h), _, _) => format!("kept forever in {}", h.path().display()),
+        (None, _, _) => {
+            format!("recent lines in memory only ({HISTORY_WINDOW} per room), none on disk")
+        }
+    };
+
     let identity = crate::keys::load_or_create(&data_dir.join("server_key"))?;
     let fingerprint = identity.fingerprint();
     let mut rng_seed = [0u8; 32];
@@ -85,10 +114,25 @@ fn start<R: Runtime>(
         chat_events: args.log_level == Level::Debug || max_peers.is_some(),
         max_users: max_peers,
         approval: approval.as_ref().map(|(a, _)| a.clone()),
+        history: HistoryConfig {
+            enabled: !args.no_history,
+            store: history.is_some(),
+            on_join: args.history_on_join,
+            window: HISTORY_WINDOW,
+        },
+        first_message_id: history.as_ref().map_or(1, History::next_id),
         ..ServerConfig::default()
     };
     let (logger, log_err) = Logger::open(args.log_level, &data_dir.join("lantalk.log"));
-    print_banner(&args, &config, &bans, &data_dir, runtime_name, &fingerprint);
+    print_banner(
+        &args,
+        &config,
+        &bans,
+        &data_dir,
+        runtime_name,
+        &fingerprint,
+        &history_said,
+    );
     if let Some((a, path)) = &approval {
         term::print(&crate::host_cmd::banner(a, max_peers, path));
     }
@@ -145,6 +189,8 @@ fn start<R: Runtime>(
         console: interactive.then_some(console_tx.clone()),
         announce,
         announcer: None,
+        history,
+        control: None,
         approval: approval.map(|(_, trusted_path)| crate::host_cmd::ApprovalConsole {
             trusted_path,
             show_chat: max_peers.is_some(),
@@ -264,6 +310,7 @@ fn print_banner(
     data_dir: &std::path::Path,
     runtime_name: &str,
     fingerprint: &str,
+    history: &str,
 ) {
     let rule = "═".repeat(54);
     let what = if config.max_users.is_some() {
@@ -294,6 +341,7 @@ fn print_banner(
             "OFF"
         }
     ));
+    s.push_str(&format!("  History: {history}\n"));
     if !bans.is_empty() {
         s.push_str(&format!("  Loaded {} persistent ban(s)\n", bans.len()));
     }
@@ -353,6 +401,10 @@ struct CliServerHost {
     /// announcer stops (saying goodbye on mDNS) when the host is dropped.
     announce: Option<StartAnnouncer>,
     announcer: Option<Announcer>,
+    /// The history on disk, if kept there.
+    history: Option<History>,
+    /// Where the store's answers go (known once running).
+    control: Option<Control>,
     /// Questions, trusted peers and (host mode) chat, when connections are
     /// approved.
     approval: Option<crate::host_cmd::ApprovalConsole>,
@@ -413,7 +465,16 @@ impl ServerHost for CliServerHost {
         }
     }
 
+    fn store(&mut self, request: StoreRequest) {
+        // Asked only when a history is kept on disk, and queries only come
+        // from connected clients, after `ready`.
+        if let (Some(history), Some(control)) = (&self.history, &self.control) {
+            history.carry_out(request, control);
+        }
+    }
+
     fn ready(&mut self, local_addr: SocketAddr, control: Control) {
+        self.control = Some(control.clone());
         // Signals first: from the moment the address is printed, a SIGTERM
         // must mean a clean shutdown.
         let on_signal = control.clone();
