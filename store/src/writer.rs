@@ -143,6 +143,8 @@ impl Writer {
         } = self;
         drop(jobs);
         let _ = reader.join();
+        // SQLite's advice before closing: refresh the planner's statistics
+        // where the queries of this run showed them stale.
         let _ = conn.execute_batch("PRAGMA optimize");
     }
 
