@@ -191,7 +191,7 @@ fn record(row: &Row<'_>) -> rusqlite::Result<Record> {
         at_ms: row.get(1)?,
         scope: Scope::from_key(&scope).ok_or_else(|| bad(2, "unknown scope"))?,
         from: row.get(3)?,
-        kind: Kind::from_str(&kind).ok_or_else(|| bad(4, "unknown kind"))?,
+        kind: Kind::from_word(&kind).ok_or_else(|| bad(4, "unknown kind"))?,
         text: row.get(5)?,
     })
 }

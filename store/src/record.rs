@@ -56,7 +56,7 @@ impl Kind {
         }
     }
 
-    pub(crate) fn from_str(word: &str) -> Option<Kind> {
+    pub(crate) fn from_word(word: &str) -> Option<Kind> {
         match word {
             "message" => Some(Kind::Message),
             "action" => Some(Kind::Action),

@@ -268,3 +268,13 @@ fn spawn(
             source,
         })
 }
+
+#[cfg(test)]
+mod tests {
+    /// A runtime shares one store between its threads (the doc promises).
+    #[test]
+    fn store_is_send_and_sync() {
+        fn shared<T: Send + Sync>() {}
+        shared::<super::Store>();
+    }
+}

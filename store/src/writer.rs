@@ -92,7 +92,8 @@ pub(crate) struct Writer {
     /// record arrived.
     due: Option<Instant>,
     next_purge: Option<Instant>,
-    reader: Option<(SyncSender<Job>, JoinHandle<()>)>,
+    /// The reader thread and its queue; the writer outlives it.
+    reader: (SyncSender<Job>, JoinHandle<()>),
 }
 
 impl Writer {
@@ -110,7 +111,7 @@ impl Writer {
             counters,
             pending: Vec::with_capacity(batch),
             due: None,
-            reader: Some(reader),
+            reader,
         }
     }
 
@@ -135,11 +136,16 @@ impl Writer {
             }
         }
         self.commit();
-        if let Some((jobs, reader)) = self.reader.take() {
-            drop(jobs);
-            let _ = reader.join();
-        }
-        let _ = self.conn.execute_batch("PRAGMA optimize");
+        let Writer {
+            conn,
+            reader: (jobs, reader),
+            ..
+        } = self;
+        drop(jobs);
+        let _ = reader.join();
+        // SQLite's advice before closing: refresh the planner's statistics
+        // where the queries of this run showed them stale.
+        let _ = conn.execute_batch("PRAGMA optimize");
     }
 
     fn handle(&mut self, command: Command) {
@@ -155,14 +161,9 @@ impl Writer {
             }
             Command::Query(job) => {
                 self.commit();
-                match &self.reader {
-                    Some((jobs, _)) => {
-                        if let Err(e) = jobs.send(job) {
-                            let (_, reply) = e.0;
-                            reply(Err(QueryError::Closed));
-                        }
-                    }
-                    None => (job.1)(Err(QueryError::Closed)),
+                if let Err(e) = self.reader.0.send(job) {
+                    let (_, reply) = e.0;
+                    reply(Err(QueryError::Closed));
                 }
             }
             Command::Purge(before_ms, reply) => {
