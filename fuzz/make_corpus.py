@@ -467,6 +467,31 @@ def visible_seeds():
     }
 
 
+# ── rooms ───────────────────────────────────────────────────────────────────
+# An op byte, a member (0..2), a length byte, then that many bytes: see
+# fuzz_targets/rooms.rs for the ops.
+
+
+def rooms_op(op, who, payload):
+    data = payload.encode()
+    return bytes([op, who, len(data)]) + data
+
+
+def rooms_seeds():
+    r = rooms_op
+    return {
+        "join_say_page": r(1, 0, "#a") + r(0, 0, "hello") + r(1, 1, "#a")
+        + r(0, 1, "hi") + r(3, 1, "x") + r(5, 0, "zz"),
+        "keys": r(1, 0, "#c k3y") + r(1, 1, "#c k3y") + r(1, 1, "#c wrong")
+        + r(4, 0, "") + r(7, 0, "/rooms"),
+        "raw_history": r(2, 2, '{"type": "history", "room": "#lobby", "after": 1}')
+        + r(5, 0, "abcd"),
+        "invite_only": r(1, 0, "#b-2") + r(1, 0, "on") + r(1, 0, "bo")
+        + r(6, 0, '{"type": "message", "text": "/join #a"}'),
+        "console": r(1, 0, "#a") + r(7, 0, "/kick bo #a") + r(7, 0, "/topic #a hi"),
+    }
+
+
 def write(target, seeds):
     d = os.path.join(CORPUS, target)
     os.makedirs(d, exist_ok=True)
@@ -488,6 +513,7 @@ def main():
     write("bans", bans_seeds())
     write("server_lines", server_lines_seeds())
     write("visible", visible_seeds())
+    write("rooms", rooms_seeds())
 
 
 if __name__ == "__main__":

@@ -55,6 +55,45 @@ pub enum Command {
         (saying why that may be) when none. A listing is only a hint of where to connect: it \
         grants no trust.")]
     Scan(ScanArgs),
+    /// Read the history a server kept (history.db in its data directory).
+    #[command(subcommand)]
+    History(HistoryCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HistoryCommand {
+    /// Write the history as JSON lines (or text) to standard output.
+    #[command(after_help = "Examples:\n  \
+        lantalk-smol history export > all.jsonl\n  \
+        lantalk-smol history export --room '#team' --since 2026-12-01 --text\n\n\
+        Reads while a server runs, without disturbing it. One JSON object per line: \
+        id, at_ms (Unix time in milliseconds), room or pm (the two names), from, kind \
+        (message or action) and text.")]
+    Export(ExportArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ExportArgs {
+    /// Only this room (as #name).
+    #[arg(long, value_name = "#ROOM", conflicts_with = "pm")]
+    pub room: Option<String>,
+    /// Only the private conversation between these two people.
+    #[arg(long, value_name = "NAME", num_args = 2)]
+    pub pm: Vec<String>,
+    /// Only from this day on (YYYY-MM-DD, local time).
+    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    pub since: Option<chrono::NaiveDate>,
+    /// Text for people (`2026-12-04 14:22 #team <bob> hi`) instead of JSON lines.
+    #[arg(long)]
+    pub text: bool,
+    /// The server's data directory [default: the platform's user data directory].
+    #[arg(long, value_name = "DIR", env = "LANTALK_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+pub fn parse_date(s: &str) -> Result<chrono::NaiveDate, String> {
+    chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+        .map_err(|_| format!("expected a date as YYYY-MM-DD, not {s:?}"))
 }
 
 /// `server --help`'s epilogue: examples, then the console's commands from

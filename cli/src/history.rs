@@ -212,3 +212,75 @@ fn to_request(scope: Scope, want: Want) -> (Request, usize) {
         ),
     }
 }
+
+/// `history export`: the records asked for, oldest first, on stdout.
+pub fn export(args: crate::args::ExportArgs) -> std::process::ExitCode {
+    use std::io::Write;
+    use std::process::ExitCode;
+
+    let run = || -> Result<(), String> {
+        let dir = crate::files::data_dir(args.data_dir.as_deref()).map_err(|e| e.to_string())?;
+        let file = path(&dir);
+        if !file.exists() {
+            return Err(format!("no history at {}", file.display()));
+        }
+        let store = lantalk_store::ReadOnly::open(&file).map_err(|e| e.to_string())?;
+        let scope = match (&args.room, args.pm.as_slice()) {
+            (Some(room), _) => {
+                lantalk_core::rooms::validate_room(room)
+                    .map_err(|bad| format!("--room {room}: {bad}"))?;
+                Some(lantalk_store::Scope::room(room))
+            }
+            (None, [a, b]) => Some(lantalk_store::Scope::pm(a, b)),
+            _ => None,
+        };
+        let since_ms = match args.since {
+            Some(day) => day
+                .and_hms_opt(0, 0, 0)
+                .and_then(|t| t.and_local_timezone(chrono::Local).earliest())
+                .map_or(0, |t| t.timestamp_millis()),
+            None => i64::MIN,
+        };
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        for record in store.export(scope, since_ms) {
+            let record = record.map_err(|e| e.to_string())?;
+            let line = if args.text {
+                as_text(&record)
+            } else {
+                record.to_json_line()
+            };
+            if writeln!(out, "{line}").is_err() {
+                // The reader went away (`| head`): not an error of ours.
+                return Ok(());
+            }
+        }
+        out.flush().map_err(|e| e.to_string())
+    };
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            crate::term::eprint(&crate::style::Line::plain(format!("error: {e}")));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `2026-12-04 14:22 #team <bob> hi`, made safe for a terminal.
+fn as_text(r: &lantalk_store::Record) -> String {
+    let when = chrono::DateTime::from_timestamp_millis(r.at_ms)
+        .map(|t| {
+            t.with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M")
+                .to_string()
+        })
+        .unwrap_or_else(|| "?".into());
+    let place = match &r.scope {
+        lantalk_store::Scope::Room(room) => room.clone(),
+        lantalk_store::Scope::Pm(a, b) => format!("pm {a}/{b}"),
+    };
+    let said = match r.kind {
+        Kind::Action => format!("* {} {}", r.from, r.text),
+        Kind::Message | Kind::Notice => format!("<{}> {}", r.from, r.text),
+    };
+    lantalk_core::text::visible(&format!("{when} {place} {said}")).into_owned()
+}

@@ -45,6 +45,7 @@ pub fn main<R: Runtime>(runtime_name: &str) -> ExitCode {
         Some(Command::Client(args)) => client_cmd::run::<R>(args),
         Some(Command::Fingerprint(args)) => fingerprint(args),
         Some(Command::Scan(args)) => scan_cmd::run(args, runtime_name),
+        Some(Command::History(args::HistoryCommand::Export(args))) => history::export(args),
         None => menu::run::<R>(runtime_name),
     }
 }

@@ -292,6 +292,55 @@ pub fn handshake(
     }
 }
 
+/// The client's half of the handshake for programs that speak the protocol
+/// without our [`crate::client::Client`] (the load generator, tests written
+/// by hand, fuzzing): no pause for trust, no password check. Two steps:
+/// [`Initiator::start`] answers the server's offer, [`Initiator::finish`]
+/// reads its reply and gives the session.
+pub struct Initiator {
+    noise: Box<snow::HandshakeState>,
+}
+
+impl Initiator {
+    /// Answers `offer_line` (the server's `auth_request`, with its newline):
+    /// the handshake under way and the bytes to send (the hello and the
+    /// first message).
+    pub fn start(
+        offer_line: &[u8],
+        identity: &StaticKey,
+        seed: [u8; 32],
+        suite: Suite,
+    ) -> Result<(Initiator, Vec<u8>), snow::Error> {
+        let hello = hello_line(suite);
+        let prologue = prologue(offer_line, hello.as_bytes());
+        let mut noise = handshake(true, identity, &prologue, seed, suite)?;
+        let mut buf = [0u8; MAX_HANDSHAKE];
+        let n = noise.write_message(&[], &mut buf)?;
+        let mut out = hello.into_bytes();
+        out.extend_from_slice(&frame(&buf[..n]));
+        Ok((
+            Initiator {
+                noise: Box::new(noise),
+            },
+            out,
+        ))
+    }
+
+    /// Reads the server's message (one frame's payload): our last message,
+    /// framed, to send, and the session; `leftover` as for [`Session::new`].
+    pub fn finish(
+        mut self,
+        server_message: &[u8],
+        leftover: FrameBuffer,
+    ) -> Result<(Vec<u8>, Session), snow::Error> {
+        let mut buf = vec![0u8; MAX_HANDSHAKE.max(server_message.len())];
+        self.noise.read_message(server_message, &mut buf)?;
+        let n = self.noise.write_message(&[], &mut buf)?;
+        let last = frame(&buf[..n]);
+        Ok((last, Session::new(*self.noise, leftover)?))
+    }
+}
+
 /// Prefixes `payload` with its length as a big-endian `u16`.
 pub fn frame(payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + 2);

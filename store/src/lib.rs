@@ -31,5 +31,5 @@ mod writer;
 pub use error::{OpenError, QueryError};
 pub use query::{Reply, Request, MAX_LIMIT};
 pub use record::{Kind, Record, Scope};
-pub use store::{Export, Options, Store};
+pub use store::{Export, Options, ReadOnly, Store};
 pub use writer::Stats;

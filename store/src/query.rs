@@ -70,7 +70,7 @@ pub(crate) fn serve(conn: Connection, jobs: Receiver<Job>) {
 }
 
 /// The SQL for a request.
-fn run(conn: &Connection, request: &Request) -> rusqlite::Result<Vec<Record>> {
+pub(crate) fn run(conn: &Connection, request: &Request) -> rusqlite::Result<Vec<Record>> {
     const COLUMNS: &str = "m.id, m.at_ms, m.scope, m.sender, m.kind, m.text";
     match request {
         Request::Page {

@@ -143,6 +143,19 @@ pub(crate) fn open_reader(path: &Path) -> Result<Connection, OpenError> {
 /// that a refused file's directory is as it was. That is safe: a WAL it
 /// made is empty (it never writes), the `-shm` is only an index rebuilt from
 /// the WAL by the next opener, and we hold the history's lock.
+/// Whether the history at `path` can be read by this version (for
+/// [`crate::ReadOnly`]): written by a LanTalk no newer than this one, and a
+/// history at all.
+pub(crate) fn check_readable(path: &Path) -> Result<(), OpenError> {
+    match inspect(path)? {
+        0 => Err(OpenError::Damaged {
+            path: path.to_path_buf(),
+            detail: "it holds no LanTalk history".into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 fn inspect(path: &Path) -> Result<u32, OpenError> {
     let sidecars = ["-wal", "-shm"].map(|suffix| {
         let mut name = path.as_os_str().to_os_string();

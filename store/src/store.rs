@@ -170,7 +170,7 @@ impl Store {
     /// a large history takes little memory.
     pub fn export(&self, scope: Option<Scope>, since_ms: i64) -> Export<'_> {
         Export {
-            store: self,
+            source: Source::Store(self),
             scope,
             since_ms,
             after: 0,
@@ -211,9 +211,52 @@ impl Drop for Store {
     }
 }
 
+/// A history opened to be read while its server may be running (`history
+/// export`): no lock is taken and nothing is ever written; WAL lets it read
+/// the last commit while the server writes the next.
+pub struct ReadOnly {
+    conn: rusqlite::Connection,
+}
+
+impl ReadOnly {
+    /// Opens the history at `path` to read it. Refuses a missing file, one
+    /// a newer LanTalk wrote, and one that is not a history.
+    pub fn open(path: impl AsRef<Path>) -> Result<ReadOnly, OpenError> {
+        let path = path.as_ref();
+        if !path.exists() {
+            return Err(OpenError::Io {
+                path: path.to_path_buf(),
+                source: std::io::ErrorKind::NotFound.into(),
+            });
+        }
+        schema::check_readable(path)?;
+        Ok(ReadOnly {
+            conn: schema::open_reader(path)?,
+        })
+    }
+
+    /// As [`Store::export`].
+    pub fn export(&self, scope: Option<Scope>, since_ms: i64) -> Export<'_> {
+        Export {
+            source: Source::ReadOnly(&self.conn),
+            scope,
+            since_ms,
+            after: 0,
+            page: Vec::new().into_iter(),
+            done: false,
+        }
+    }
+}
+
+/// Where an export reads: through a store's reader, or its own connection.
+enum Source<'a> {
+    Store(&'a Store),
+    ReadOnly(&'a rusqlite::Connection),
+}
+
 /// The records of an export, a page at a time: see [`Store::export`].
 pub struct Export<'a> {
-    store: &'a Store,
+    source: Source<'a>,
     scope: Option<Scope>,
     since_ms: i64,
     after: u64,
@@ -233,12 +276,16 @@ impl Iterator for Export<'_> {
             if self.done {
                 return None;
             }
-            let page = self.store.query_blocking(Request::Export {
+            let request = Request::Export {
                 scope: self.scope.clone(),
                 since_ms: self.since_ms,
                 after: self.after,
                 limit: query::MAX_LIMIT,
-            });
+            };
+            let page = match self.source {
+                Source::Store(store) => store.query_blocking(request),
+                Source::ReadOnly(conn) => query::run(conn, &request).map_err(QueryError::from),
+            };
             match page {
                 Ok(page) => {
                     self.done = page.len() < query::MAX_LIMIT;

@@ -210,3 +210,34 @@ fn keep_purges_at_open() {
     assert_eq!(all(&store), vec![3, 4]);
     assert_eq!(store.last_id(), 4);
 }
+
+/// `history export` reads while the server runs: no lock, nothing written,
+/// and it sees what the server has committed.
+#[test]
+fn read_only_exports_while_the_store_is_open() {
+    let dir = TempDir::new("read-only");
+    let db = dir.db();
+    assert!(
+        lantalk_store::ReadOnly::open(&db).is_err(),
+        "nothing to read yet"
+    );
+    let store = Store::open(&db, Options::default()).unwrap();
+    for id in 1..=3 {
+        store.append(said(id, &lobby(), "while running"));
+    }
+    store.flush();
+    let reader = lantalk_store::ReadOnly::open(&db).unwrap();
+    let got: Vec<u64> = reader
+        .export(Some(lobby()), i64::MIN)
+        .map(|r| r.unwrap().id)
+        .collect();
+    assert_eq!(got, [1, 2, 3]);
+    // The server keeps writing beside the reader.
+    store.append(said(4, &lobby(), "more"));
+    store.flush();
+    assert_eq!(reader.export(None, i64::MIN).count(), 4);
+    assert!(reader
+        .export(Some(Scope::room("#other")), i64::MIN)
+        .next()
+        .is_none());
+}

@@ -263,6 +263,16 @@ impl Server {
         if !self.conns.contains_key(&p.conn) {
             return;
         }
+        // Left the room while the store looked: no longer theirs to read.
+        if let Scope::Room(key) = &p.scope {
+            if !self
+                .rooms
+                .get(key)
+                .is_some_and(|r| r.members.contains(&p.conn))
+            {
+                return;
+            }
+        }
         if let Some(error) = reply.error {
             self.event(
                 Level::Warning,

@@ -9,7 +9,7 @@
 
 use lantalk_core::framing::{Frame, LineBuffer};
 use lantalk_core::protocol;
-use lantalk_core::secure::{self, FrameBuffer, Session, StaticKey, Suite};
+use lantalk_core::secure::{FrameBuffer, Initiator, Session, StaticKey, Suite};
 
 use super::pair::{Pair, PeerId};
 
@@ -32,16 +32,9 @@ impl SecurePeer {
             .next()
             .expect("the server speaks first")
             .to_vec();
-        let suite = Suite::ChaChaPoly;
-        let hello = secure::hello_line(suite);
-        let prologue = secure::prologue(&offer_line, hello.as_bytes());
         let key = StaticKey::from_private(identity);
-        let mut noise =
-            secure::handshake(true, &key, &prologue, [9; 32], suite).expect("a handshake");
-        let mut buf = vec![0u8; secure::MAX_HANDSHAKE];
-        let n = noise.write_message(&[], &mut buf).expect("message 1");
-        let mut out = hello.into_bytes();
-        out.extend_from_slice(&secure::frame(&buf[..n]));
+        let (initiator, out) =
+            Initiator::start(&offer_line, &key, [9; 32], Suite::ChaChaPoly).expect("a handshake");
         let before = pair.received(peer).count();
         pair.send_raw(peer, &out);
         let reply: Vec<u8> = pair
@@ -56,10 +49,9 @@ impl SecurePeer {
             .next_frame()
             .expect("the server's handshake")
             .to_vec();
-        noise.read_message(&msg2, &mut buf).expect("message 2");
-        let n = noise.write_message(&[], &mut buf).expect("message 3");
-        let mut session = Session::new(noise, FrameBuffer::default()).expect("a session");
-        let mut out = secure::frame(&buf[..n]);
+        let (mut out, mut session) = initiator
+            .finish(&msg2, FrameBuffer::default())
+            .expect("the server's handshake message");
         let login = protocol::secure_login(name, None);
         session
             .seal_into(login.as_bytes(), &mut out)
