@@ -36,7 +36,12 @@ impl OurServer {
     /// `BIN server --bind 127.0.0.1 --no-discovery --port 0 --data-dir DIR
     /// ARGS…`, with no LanTalk variables inherited from the environment.
     pub fn start(bin: &str, args: &[&str]) -> OurServer {
-        let dir = TempDir::new("server");
+        OurServer::start_in(bin, TempDir::new("server"), args)
+    }
+
+    /// [`OurServer::start`] with a data directory given (one a server used
+    /// before, say).
+    pub fn start_in(bin: &str, dir: TempDir, args: &[&str]) -> OurServer {
         let mut cmd = Command::new(bin);
         cmd.args([
             "server",

@@ -50,8 +50,7 @@ impl Server {
     /// Gives a message its id, keeps it in its room's window and hands it
     /// to the store. Returns the id.
     pub(super) fn record(&mut self, now: Now, room: &str, from: &str, text: &str) -> u64 {
-        let id = self.next_message;
-        self.next_message += 1;
+        let id = self.next_id(now);
         if !self.config.history.enabled {
             return id;
         }
@@ -83,11 +82,26 @@ impl Server {
         id
     }
 
+    /// The next message id: one more than the last, and never below the
+    /// time in microseconds-ish (`unix_ms × 1000`). The store commits in
+    /// batches, so after a crash the ids of its last uncommitted second were
+    /// seen by clients but are not on disk; the clock, which moved on while
+    /// the server restarted, keeps them from being given out twice (a client
+    /// resuming "after id N" would otherwise miss what follows). Below 2^53
+    /// until the year 2255, so JavaScript reads them exactly.
+    fn next_id(&mut self, now: Now) -> u64 {
+        let floor = u64::try_from(now.wall.unix_ms)
+            .unwrap_or(0)
+            .saturating_mul(1000);
+        let id = self.next_message.max(floor);
+        self.next_message = id + 1;
+        id
+    }
+
     /// Keeps a private message (no window: a conversation's history comes
     /// from the store alone). Returns its id.
     pub(super) fn record_pm(&mut self, now: Now, from: &str, to: &str, text: &str) -> u64 {
-        let id = self.next_message;
-        self.next_message += 1;
+        let id = self.next_id(now);
         if self.config.history.enabled && self.config.history.store {
             let record = Record {
                 id,
