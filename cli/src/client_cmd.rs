@@ -22,7 +22,7 @@ use lantalk_core::names::validate_username;
 use lantalk_core::text::is_forbidden;
 
 use crate::args::{ClientArgs, DEFAULT_PORT};
-use crate::editor::{Input, LineEditor, Names};
+use crate::editor::{Completions, Input, LineEditor, Names};
 use crate::files;
 use crate::keys::{self, KnownServers};
 use crate::style::{colour_wanted, wants_bell, Line, Style};
@@ -30,7 +30,8 @@ use crate::term;
 
 /// Commands offered by Tab completion.
 /// Commands offered by Tab completion: the chat command table's.
-static COMMANDS: LazyLock<Vec<&'static str>> = LazyLock::new(|| commands::names(&[commands::CHAT]));
+static COMMANDS: LazyLock<Vec<&'static str>> =
+    LazyLock::new(|| commands::names(&[commands::CHAT, commands::ROOMS]));
 
 pub fn run<R: Runtime>(args: ClientArgs) -> ExitCode {
     match start::<R>(args) {
@@ -265,6 +266,7 @@ fn piped_session<R: Runtime>(
         style: Style { colour: false },
         control: None,
         pins,
+        rooms: crate::rooms::Rooms::default(),
     };
     let outcome =
         R::connect(addrs, config, Box::new(host)).map_err(|e| connect_error(server, &e))?;
@@ -290,6 +292,8 @@ struct PipedHost {
     style: Style,
     control: Option<Control>,
     pins: Pins,
+    /// Where lines belong (each room line is prefixed with its room).
+    rooms: crate::rooms::Rooms,
 }
 
 impl ClientHost for PipedHost {
@@ -316,7 +320,21 @@ impl ClientHost for PipedHost {
         {
             term::print(&Line::plain(self.pins.secured(fingerprint, key, *new)));
         }
-        if let Some(line) = self.style.event(event, &crate::clock::hhmm(), &self.me) {
+        self.rooms.observe(event, &self.style);
+        let at = self.rooms.whereabouts(true);
+        if let ClientEvent::History {
+            place,
+            reason,
+            lines,
+            more,
+        } = event
+        {
+            return term::print(&self.style.history(place, *reason, lines, *more, &at));
+        }
+        if let Some(line) = self
+            .style
+            .event(event, &crate::clock::hhmm(), &self.me, &at)
+        {
             term::print(&line);
         }
     }
@@ -389,7 +407,11 @@ fn interactive_session<R: Runtime>(
             }
         };
         let attempt = Arc::new(Attempt::default());
+        // Per connection: a new session starts in the lobby again.
+        let live = crate::rooms::live_prompt();
+        let room_names = Names::default();
         let host = TtyHost {
+            rooms: crate::rooms::Rooms::for_terminal(live.clone(), &name, room_names.clone()),
             me: name.clone(),
             style,
             quiet,
@@ -455,8 +477,19 @@ fn interactive_session<R: Runtime>(
                 for line in unsent.drain(..) {
                     send(&control, Command::Line(line));
                 }
-                let (result, answer) =
-                    chat(&style, &name, &names, &control, &rx, &attempt, &mut unsent);
+                let (result, answer) = chat(
+                    &style,
+                    &name,
+                    Completions {
+                        names: Arc::clone(&names),
+                        rooms: room_names.clone(),
+                    },
+                    live.clone(),
+                    &control,
+                    &rx,
+                    &attempt,
+                    &mut unsent,
+                );
                 (result, answer)
             }
         };
@@ -527,17 +560,19 @@ fn give_up(style: &Style, unsent: &[String]) -> ExitCode {
 
 /// The chat itself: read lines at the prompt until the session ends. When
 /// the connection was lost, also the user's answer to [`RECONNECT_QUESTION`].
+#[allow(clippy::too_many_arguments)]
 fn chat(
     style: &Style,
     name: &str,
-    names: &Names,
+    completions: Completions,
+    live: crate::editor::LivePrompt,
     control: &Option<Control>,
     rx: &Receiver<Ui>,
     attempt: &Attempt,
     unsent: &mut Vec<String>,
 ) -> (std::io::Result<ClientOutcome>, Option<bool>) {
     let prompt = format!("[{name} | lantalk] > ");
-    let mut editor = LineEditor::new(*style, prompt, &COMMANDS, Arc::clone(names));
+    let mut editor = LineEditor::with(*style, prompt, &COMMANDS, completions, Some(live));
     loop {
         let input = editor.readline();
         // The connection may have been lost while the user was typing; the
@@ -642,6 +677,8 @@ struct TtyHost {
     attempt: Arc<Attempt>,
     /// Own lines reported queued and not yet sent.
     queued: usize,
+    /// The rooms, for the prompt, completion and where lines belong.
+    rooms: crate::rooms::Rooms,
 }
 
 /// Whether `name` may be offered for completion: names with control
@@ -696,12 +733,21 @@ impl TtyHost {
                     format!("(queued, goes {when} at the server's pace) {text}"),
                 ))
             }
-            ClientEvent::Sent { text } if self.queued > 0 => {
+            ClientEvent::Sent { text, room } if self.queued > 0 => {
                 self.queued -= 1;
+                let at = self.rooms.whereabouts(false);
+                let room = room.as_deref().filter(|_| at.rooms > 1);
                 Some(
                     self.style
                         .line()
-                        .painted("2", format!("[{}] ", crate::clock::hhmm()))
+                        .painted(
+                            "2",
+                            format!(
+                                "{}[{}] ",
+                                room.map(|r| format!("{r} ")).unwrap_or_default(),
+                                crate::clock::hhmm()
+                            ),
+                        )
                         .name(&self.me)
                         .text(format!(": {text}"))
                         .painted("2", " (sent)"),
@@ -784,7 +830,23 @@ impl ClientHost for TtyHost {
             }
             _ => {}
         }
-        if let Some(line) = self.style.event(event, &crate::clock::hhmm(), &self.me) {
+        if let Some(date) = self.rooms.observe(event, &self.style) {
+            term::print(&date);
+        }
+        let at = self.rooms.whereabouts(false);
+        if let ClientEvent::History {
+            place,
+            reason,
+            lines,
+            more,
+        } = event
+        {
+            return term::print(&self.style.history(place, *reason, lines, *more, &at));
+        }
+        if let Some(line) = self
+            .style
+            .event(event, &crate::clock::hhmm(), &self.me, &at)
+        {
             if !self.quiet && wants_bell(event, &self.me) {
                 term::print_ringing(&line);
             } else {

@@ -21,6 +21,10 @@ use crate::term;
 /// chat.
 pub type Names = Arc<Mutex<BTreeSet<String>>>;
 
+/// A prompt the chat keeps current from another thread (the room spoken in,
+/// unread counts); empty: the editor's own.
+pub type LivePrompt = Arc<Mutex<String>>;
+
 /// What the user did at the prompt.
 pub enum Input {
     Line(String),
@@ -35,6 +39,13 @@ pub struct LineEditor {
     prompt: ChatPrompt,
 }
 
+/// What completes besides commands: people online, and rooms (`#...`).
+#[derive(Clone, Default)]
+pub struct Completions {
+    pub names: Names,
+    pub rooms: Names,
+}
+
 impl LineEditor {
     /// An editor prompting `prompt`, completing `commands` and the names in
     /// `names`. Everything printed through [`term::print`] appears above the
@@ -45,7 +56,38 @@ impl LineEditor {
         commands: &'static [&'static str],
         names: Names,
     ) -> Self {
+        Self::with(
+            style,
+            prompt,
+            commands,
+            Completions {
+                names,
+                rooms: Names::default(),
+            },
+            None,
+        )
+    }
+
+    /// [`LineEditor::new`] with rooms to complete, Alt-1..9 to switch
+    /// between them, and a prompt kept current by the chat (`live`).
+    pub fn with(
+        style: Style,
+        prompt: String,
+        commands: &'static [&'static str],
+        completions: Completions,
+        live: Option<LivePrompt>,
+    ) -> Self {
         let mut keys = default_emacs_keybindings();
+        if live.is_some() {
+            // Alt-N speaks in the N-th room, as `/switch N` would.
+            for n in 1..=9u8 {
+                keys.add_binding(
+                    KeyModifiers::ALT,
+                    KeyCode::Char(char::from(b'0' + n)),
+                    ReedlineEvent::ExecuteHostCommand(format!("/switch {n}")),
+                );
+            }
+        }
         keys.add_binding(
             KeyModifiers::NONE,
             KeyCode::Tab,
@@ -59,7 +101,11 @@ impl LineEditor {
         term::set_printer(Some(printer.sender()));
         let rl = Reedline::create()
             .with_edit_mode(Box::new(Emacs::new(keys)))
-            .with_completer(Box::new(Completion { commands, names }))
+            .with_completer(Box::new(Completion {
+                commands,
+                names: completions.names,
+                rooms: completions.rooms,
+            }))
             .with_menu(ReedlineMenu::EngineCompleter(Box::new(menu)))
             .with_quick_completions(true)
             .with_partial_completions(true)
@@ -70,13 +116,16 @@ impl LineEditor {
             prompt: ChatPrompt {
                 text: prompt,
                 colour: style.colour,
+                live,
             },
         }
     }
 
-    /// Prompts `prompt` from the next [`LineEditor::readline`] on.
+    /// Prompts `prompt` from the next [`LineEditor::readline`] on, whatever
+    /// the live prompt says.
     pub fn set_prompt(&mut self, prompt: String) {
         self.prompt.text = prompt;
+        self.prompt.live = None;
     }
 
     pub fn readline(&mut self) -> Input {
@@ -103,15 +152,32 @@ pub fn restore_terminal() {
 struct ChatPrompt {
     text: String,
     colour: bool,
+    live: Option<LivePrompt>,
+}
+
+impl ChatPrompt {
+    fn current(&self) -> String {
+        let live = self
+            .live
+            .as_ref()
+            .map(|l| l.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .unwrap_or_default();
+        if live.is_empty() {
+            self.text.clone()
+        } else {
+            live
+        }
+    }
 }
 
 impl Prompt for ChatPrompt {
     fn render_prompt_left(&self) -> Cow<'_, str> {
-        let text = visible(&self.text);
+        let current = self.current();
+        let text = visible(&current);
         if self.colour {
             Cow::Owned(format!("\x1b[1;36m{text}\x1b[0m"))
         } else {
-            text
+            Cow::Owned(text.into_owned())
         }
     }
 
@@ -120,7 +186,7 @@ impl Prompt for ChatPrompt {
     /// the *right* prompt plus three, ignoring the left one. Without this a
     /// half-typed line that wraps loses the message printed above it.
     fn render_prompt_right(&self) -> Cow<'_, str> {
-        Cow::Owned(" ".repeat(self.text.chars().count().saturating_sub(3)))
+        Cow::Owned(" ".repeat(self.current().chars().count().saturating_sub(3)))
     }
 
     fn render_prompt_indicator(&self, _mode: PromptEditMode) -> Cow<'_, str> {
@@ -139,6 +205,7 @@ impl Prompt for ChatPrompt {
 struct Completion {
     commands: &'static [&'static str],
     names: Names,
+    rooms: Names,
 }
 
 impl Completer for Completion {
@@ -174,6 +241,14 @@ impl Completion {
         if word.is_empty() {
             return Vec::new();
         }
+        if word.starts_with('#') {
+            let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+            return rooms
+                .iter()
+                .filter(|r| r.to_lowercase().starts_with(&lower))
+                .map(|r| suggest(r.clone()))
+                .collect();
+        }
         let names = self.names.lock().unwrap_or_else(|e| e.into_inner());
         names
             .iter()
@@ -195,8 +270,11 @@ mod tests {
 
     fn completion(names: &[&str]) -> Completion {
         Completion {
-            commands: &["/help", "/pm", "/quit", "/users"],
+            commands: &["/help", "/join", "/pm", "/quit", "/users"],
             names: Arc::new(Mutex::new(names.iter().map(|s| s.to_string()).collect())),
+            rooms: Arc::new(Mutex::new(
+                ["#lobby", "#Team", "#tea"].map(String::from).into(),
+            )),
         }
     }
 
@@ -218,5 +296,7 @@ mod tests {
         assert_eq!(c.complete("/pm al", 6)[0].span, Span::new(4, 6));
         assert_eq!(values(c.complete("bo", 2)), ["Bob:"]);
         assert!(c.complete("", 0).is_empty());
+        assert_eq!(values(c.complete("/join #te", 9)), ["#Team", "#tea"]);
+        assert_eq!(values(c.complete("/join #LO", 9)), ["#lobby"]);
     }
 }

@@ -116,8 +116,11 @@ impl ApprovalConsole {
                     ts: now.clone(),
                     user: user.clone(),
                     text: text.clone(),
+                    room: None,
+                    at_ms: None,
                 };
-                if let Some(line) = self.style.event(&message, &now, "") {
+                let at = crate::style::Whereabouts::default();
+                if let Some(line) = self.style.event(&message, &now, "", &at) {
                     term::print(&line);
                 }
                 logger.log_to_file(event.level, &event.message);

@@ -14,6 +14,7 @@ mod keys;
 mod logger;
 mod menu;
 mod password;
+mod rooms;
 mod scan_cmd;
 mod server_cmd;
 mod style;

@@ -81,7 +81,15 @@ fn start<R: Runtime>(
         (true, _) | (false, Keep::Nothing) => None,
         (false, keep) => Some(History::open(&data_dir, keep)?),
     };
-    let history_said = match (&history, args.no_history, keep) {
+    // A host's chats are one to one: the next peer must not read the last
+    // one's conversation, so a host keeps none unless told to.
+    let host_private = max_peers.is_some() && args.history_keep.is_none();
+    let no_history = args.no_history || host_private;
+    let history_said = match (&history, no_history, keep) {
+        (_, true, _) if host_private => {
+            "none kept (host mode: each peer sees only its own chat; --history-keep keeps it)"
+                .to_string()
+        }
         (_, true, _) => "none kept (--no-history)".to_string(),
         (Some(h), _, Keep::For(d)) => {
             format!("kept {} in {}", history::describe(d), h.path().display())
@@ -115,7 +123,7 @@ fn start<R: Runtime>(
         max_users: max_peers,
         approval: approval.as_ref().map(|(a, _)| a.clone()),
         history: HistoryConfig {
-            enabled: !args.no_history,
+            enabled: !no_history,
             store: history.is_some(),
             on_join: args.history_on_join,
             window: HISTORY_WINDOW,

@@ -2,7 +2,7 @@
 //! the coloured form for terminals. Both carry the same words, so a script
 //! written against the plain form reads the same things a person sees.
 
-use lantalk_core::client::ClientEvent;
+use lantalk_core::client::{ClientEvent, HistoryReason, PastLine, Place};
 use lantalk_core::text::visible;
 
 /// Whether to colour output: only on a terminal, and never with `NO_COLOR`
@@ -101,6 +101,25 @@ pub struct Style {
     pub colour: bool,
 }
 
+/// Where the user is, so a line can say which room it belongs to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Whereabouts {
+    /// The room typed lines go to (servers of ours).
+    pub current: Option<String>,
+    /// How many rooms the user is in.
+    pub rooms: usize,
+    /// Piped output: every room line starts with its room, for scripts.
+    pub piped: bool,
+}
+
+impl Whereabouts {
+    /// Whether a line of `room` starts with the room's name: always when
+    /// piped, on a terminal once there is more than one room to tell apart.
+    fn names(&self, room: Option<&str>) -> bool {
+        room.is_some() && (self.piped || self.rooms > 1)
+    }
+}
+
 /// Colours for user names: distinct, readable on dark and light backgrounds.
 const NAME_COLOURS: [&str; 10] = ["31", "32", "33", "34", "35", "36", "91", "92", "94", "95"];
 
@@ -117,18 +136,84 @@ impl Style {
         self.line().painted("2", format!("[{ts}]"))
     }
 
+    /// A line that starts with `room` (as [`Whereabouts`] says), then `ts`:
+    /// the room in bold when it is where the user speaks, dim otherwise.
+    fn start(&self, room: Option<&str>, ts: &str, at: &Whereabouts) -> Line {
+        let line = match room {
+            Some(room) if at.names(Some(room)) => {
+                let here = at
+                    .current
+                    .as_deref()
+                    .is_some_and(|c| c.eq_ignore_ascii_case(room));
+                self.line()
+                    .painted(if here { "1" } else { "2" }, room)
+                    .text(" ")
+            }
+            _ => self.line(),
+        };
+        if ts.is_empty() {
+            line
+        } else {
+            line.painted("2", format!("[{ts}]")).text(" ")
+        }
+    }
+
     /// One line for `event`, or `None` for events that are not shown as chat
-    /// lines (login progress, the end of the session).
-    pub fn event(&self, event: &ClientEvent, now: &str, me: &str) -> Option<Line> {
+    /// lines (login progress, the end of the session, earlier lines, which
+    /// [`Style::history`] shows).
+    pub fn event(
+        &self,
+        event: &ClientEvent,
+        now: &str,
+        me: &str,
+        at: &Whereabouts,
+    ) -> Option<Line> {
         Some(match event {
-            ClientEvent::Message { ts, user, text } => match text.strip_prefix("/me ") {
-                Some(action) => self
-                    .ts(ts)
-                    .text(" * ")
-                    .name(user)
-                    .text(format!(" {action}")),
-                None => self.ts(ts).text(" ").name(user).text(format!(": {text}")),
-            },
+            ClientEvent::Message {
+                ts,
+                user,
+                text,
+                room,
+                ..
+            } => {
+                let line = self.start(room.as_deref(), ts, at);
+                match text.strip_prefix("/me ") {
+                    Some(action) => line.text("* ").name(user).text(format!(" {action}")),
+                    None => line.name(user).text(format!(": {text}")),
+                }
+            }
+            ClientEvent::System { ts, text, room } if room.is_some() => self
+                .start(room.as_deref(), ts, at)
+                .painted("32", format!("*** {text} ***")),
+            ClientEvent::RoomMember { room, text, .. } => self
+                .start(Some(room), now, at)
+                .painted("32", format!("*** {text} ***")),
+            ClientEvent::RoomLeft { room, reason } => self
+                .start(Some(room), now, at)
+                .painted("32", format!("*** {reason} ***")),
+            // The lobby at login goes without saying.
+            ClientEvent::RoomEntered(view) if view.room != lantalk_core::rooms::LOBBY => {
+                let mut text = format!(
+                    "You are in {} ({} {}",
+                    view.room,
+                    view.members.len(),
+                    if view.members.len() == 1 {
+                        "member"
+                    } else {
+                        "members"
+                    }
+                );
+                if !view.topic.is_empty() {
+                    text.push_str(&format!("; topic: {}", view.topic));
+                }
+                text.push_str("). ");
+                text.push_str(if at.piped {
+                    "Lines go to the room they were typed in; /switch changes it."
+                } else {
+                    "/switch or Alt-1..9 moves between rooms."
+                });
+                self.start(Some(&view.room), now, at).painted("36", text)
+            }
             ClientEvent::Pm {
                 ts,
                 from_user,
@@ -141,19 +226,21 @@ impl Style {
                 .ts(now)
                 .text(" ")
                 .painted("33", format!("PM to {to}: {text}")),
-            ClientEvent::System { ts, text } if ts.is_empty() => {
+            ClientEvent::System { ts, text, .. } if ts.is_empty() => {
                 self.line().painted("32", format!("*** {text} ***"))
             }
-            ClientEvent::System { ts, text } => self
+            ClientEvent::System { ts, text, .. } => self
                 .ts(ts)
                 .text(" ")
                 .painted("32", format!("*** {text} ***")),
             ClientEvent::Notice(text) => {
                 self.ts(now).text(" ").painted("1;31", format!("! {text}"))
             }
-            ClientEvent::ActionSent { text } => {
-                self.ts(now).text(" * ").name(me).text(format!(" {text}"))
-            }
+            ClientEvent::ActionSent { text, room } => self
+                .start(room.as_deref(), now, at)
+                .text("* ")
+                .name(me)
+                .text(format!(" {text}")),
             ClientEvent::AwaitingApproval { code } => {
                 self.info(format!("Waiting for the host to approve... code {code}"))
             }
@@ -167,8 +254,66 @@ impl Style {
             | ClientEvent::Clear
             | ClientEvent::PasswordRequired
             | ClientEvent::Refused { .. }
-            | ClientEvent::Disconnected { .. } => return None,
+            | ClientEvent::Disconnected { .. }
+            | ClientEvent::RoomEntered(_)
+            | ClientEvent::RoomUpdated(_)
+            | ClientEvent::Switched { .. }
+            | ClientEvent::History { .. } => return None,
         })
+    }
+
+    /// Earlier lines, told apart from live ones: a heading, then each line
+    /// dimmed with its date and time. `day` gives a date as people read it.
+    pub fn history(
+        &self,
+        place: &Place,
+        reason: HistoryReason,
+        lines: &[PastLine],
+        more: bool,
+        at: &Whereabouts,
+    ) -> Vec<Line> {
+        let (room, shown) = match place {
+            Place::Room(r) => (Some(r.as_str()), r.clone()),
+            Place::Pm(u) => (None, format!("your conversation with {u}")),
+        };
+        let n = lines.len();
+        let plural = if n == 1 { "" } else { "s" };
+        let heading = match reason {
+            HistoryReason::Search if n == 0 => format!("No matches in {shown}."),
+            HistoryReason::Search => format!(
+                "{n} match{} in {shown}, oldest first",
+                if n == 1 { "" } else { "es" }
+            ),
+            _ if n == 0 => format!("Nothing earlier in {shown}."),
+            HistoryReason::Resume => {
+                format!("{n} line{plural} said in {shown} while you were away")
+            }
+            _ => format!("{n} earlier line{plural} of {shown}"),
+        };
+        let more_hint = if more && reason != HistoryReason::Search {
+            " (/history for more)"
+        } else {
+            ""
+        };
+        let mut out = vec![self
+            .start(room, "", at)
+            .painted("2", format!("── {heading}{more_hint} ──"))];
+        for l in lines {
+            let when = chrono::DateTime::from_timestamp_millis(l.at_ms)
+                .map(|t| {
+                    t.with_timezone(&chrono::Local)
+                        .format("%Y-%m-%d %H:%M")
+                        .to_string()
+                })
+                .unwrap_or_default();
+            let line = self.start(room, "", at).painted("2", format!("[{when}] "));
+            out.push(if l.action {
+                line.painted("2", format!("* {} {}", l.user, l.text))
+            } else {
+                line.painted("2", format!("{}: {}", l.user, l.text))
+            });
+        }
+        out
     }
 
     pub fn info(&self, text: impl Into<String>) -> Line {
@@ -201,6 +346,17 @@ mod tests {
             ts: "14:22".into(),
             user: user.into(),
             text: text.into(),
+            room: None,
+            at_ms: None,
+        }
+    }
+
+    /// Piped, in `room` and one more.
+    fn piped(room: &str) -> Whereabouts {
+        Whereabouts {
+            current: Some(room.into()),
+            rooms: 2,
+            piped: true,
         }
     }
 
@@ -212,11 +368,16 @@ mod tests {
     fn plain_lines() {
         let s = Style { colour: false };
         assert_eq!(
-            plain(s.event(&msg("Alice", "hi"), "x", "me")),
+            plain(s.event(&msg("Alice", "hi"), "x", "me", &Whereabouts::default())),
             "[14:22] Alice: hi"
         );
         assert_eq!(
-            plain(s.event(&msg("Alice", "/me waves"), "x", "me")),
+            plain(s.event(
+                &msg("Alice", "/me waves"),
+                "x",
+                "me",
+                &Whereabouts::default()
+            )),
             "[14:22] * Alice waves"
         );
         let pm = ClientEvent::Pm {
@@ -225,18 +386,75 @@ mod tests {
             text: "psst".into(),
         };
         assert_eq!(
-            plain(s.event(&pm, "x", "me")),
+            plain(s.event(&pm, "x", "me", &Whereabouts::default())),
             "[14:22] PM from Alice: psst"
         );
         let sys = ClientEvent::System {
             ts: "14:22".into(),
             text: "Bob joined from 10.0.0.2.".into(),
+            room: None,
         };
         assert_eq!(
-            plain(s.event(&sys, "x", "me")),
+            plain(s.event(&sys, "x", "me", &Whereabouts::default())),
             "[14:22] *** Bob joined from 10.0.0.2. ***"
         );
-        assert!(!plain(s.event(&sys, "x", "me")).contains('\x1b'));
+        assert!(!plain(s.event(&sys, "x", "me", &Whereabouts::default())).contains('\x1b'));
+    }
+
+    /// Piped, every room line starts with its room (`#team [14:22] Bob:
+    /// hi`); on a terminal, only once there are rooms to tell apart.
+    #[test]
+    fn room_lines_say_their_room() {
+        let s = Style { colour: false };
+        let said = ClientEvent::Message {
+            ts: "14:22".into(),
+            user: "Bob".into(),
+            text: "hi".into(),
+            room: Some("#team".into()),
+            at_ms: None,
+        };
+        assert_eq!(
+            plain(s.event(&said, "x", "me", &piped("#lobby"))),
+            "#team [14:22] Bob: hi"
+        );
+        let alone = Whereabouts {
+            current: Some("#team".into()),
+            rooms: 1,
+            piped: false,
+        };
+        assert_eq!(plain(s.event(&said, "x", "me", &alone)), "[14:22] Bob: hi");
+        let past = PastLine {
+            id: 1,
+            at_ms: 0,
+            user: "Ann".into(),
+            text: "earlier".into(),
+            action: false,
+        };
+        let shown = s.history(
+            &Place::Room("#team".into()),
+            HistoryReason::Join,
+            &[past],
+            true,
+            &piped("#team"),
+        );
+        assert_eq!(shown.len(), 2);
+        assert!(
+            shown[0]
+                .render()
+                .starts_with("#team ── 1 earlier line of #team (/history for more)"),
+            "{}",
+            shown[0].render()
+        );
+        assert!(
+            shown[1].render().starts_with("#team ["),
+            "{}",
+            shown[1].render()
+        );
+        assert!(
+            shown[1].render().ends_with("] Ann: earlier"),
+            "{}",
+            shown[1].render()
+        );
     }
 
     #[test]
@@ -258,25 +476,53 @@ mod tests {
                 ts: h(),
                 user: h(),
                 text: h(),
+                room: Some(h()),
+                at_ms: None,
             },
             ClientEvent::Message {
                 ts: h(),
                 user: h(),
                 text: format!("/me {HOSTILE}"),
+                room: None,
+                at_ms: None,
             },
+            ClientEvent::RoomMember {
+                room: h(),
+                user: h(),
+                joined: true,
+                text: h(),
+            },
+            ClientEvent::RoomLeft {
+                room: h(),
+                reason: h(),
+            },
+            ClientEvent::RoomEntered(lantalk_core::client::RoomView {
+                room: h(),
+                topic: h(),
+                members: vec![h()],
+                ..Default::default()
+            }),
             ClientEvent::Pm {
                 ts: h(),
                 from_user: h(),
                 text: h(),
             },
             ClientEvent::PmSent { to: h(), text: h() },
-            ClientEvent::System { ts: h(), text: h() },
+            ClientEvent::System {
+                ts: h(),
+                text: h(),
+                room: Some(h()),
+            },
             ClientEvent::System {
                 ts: String::new(),
                 text: h(),
+                room: None,
             },
             ClientEvent::Notice(h()),
-            ClientEvent::ActionSent { text: h() },
+            ClientEvent::ActionSent {
+                text: h(),
+                room: Some(h()),
+            },
             ClientEvent::AwaitingApproval { code: h() },
         ]
     }
@@ -306,7 +552,7 @@ mod tests {
         for colour in [false, true] {
             let s = Style { colour };
             for event in hostile_events() {
-                let out = plain(s.event(&event, HOSTILE, HOSTILE));
+                let out = plain(s.event(&event, HOSTILE, HOSTILE, &piped(HOSTILE)));
                 assert!(!has_raw_control(&out), "{event:?} -> {out:?}");
                 for c in ['\r', '\n', '\u{202e}', '\u{9b}', '\x07', '\x7f', '\t'] {
                     assert!(!out.contains(c), "{c:?} in {out:?}");

@@ -616,5 +616,5 @@ fn a_double_slash_sends_a_literal_line() {
     assert!(link
         .client_events()
         .iter()
-        .any(|e| e == "Sent { text: \"/usr/bin/env\" }"));
+        .any(|e| e == "Sent { text: \"/usr/bin/env\", room: Some(\"#lobby\") }"));
 }

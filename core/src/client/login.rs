@@ -105,9 +105,50 @@ impl Client {
             (phase, _) if phase.is_logging_in() => {
                 self.fail("The server did not follow the LanTalk login handshake.")
             }
-            (Phase::Chatting | Phase::Leaving, ServerLine::Message { ts, user, text, .. }) => {
-                self.event(ClientEvent::Message { ts, user, text })
+            (
+                Phase::Chatting | Phase::Leaving,
+                ServerLine::Message {
+                    ts,
+                    user,
+                    text,
+                    room,
+                    id,
+                    at_ms,
+                },
+            ) => {
+                if let Some(room) = &room {
+                    self.room_message(room, id);
+                }
+                self.event(ClientEvent::Message {
+                    ts,
+                    user,
+                    text,
+                    room,
+                    at_ms,
+                })
             }
+            (Phase::Chatting | Phase::Leaving, ServerLine::Room(view)) => self.room_state(view),
+            (Phase::Chatting | Phase::Leaving, ServerLine::RoomLeft { room, reason }) => {
+                self.room_left(room, reason)
+            }
+            (
+                Phase::Chatting | Phase::Leaving,
+                ServerLine::RoomMember {
+                    room,
+                    user,
+                    joined,
+                    text,
+                },
+            ) => self.room_member(room, user, joined, text),
+            (
+                Phase::Chatting | Phase::Leaving,
+                ServerLine::History {
+                    place,
+                    reason,
+                    lines,
+                    more,
+                },
+            ) => self.history(place, reason, lines, more),
             (
                 Phase::Chatting | Phase::Leaving,
                 ServerLine::Pm {
@@ -120,10 +161,13 @@ impl Client {
                 from_user,
                 text,
             }),
-            (Phase::Chatting | Phase::Leaving, ServerLine::System { ts, text, .. }) => {
-                self.event(ClientEvent::System { ts, text })
+            (Phase::Chatting | Phase::Leaving, ServerLine::System { ts, text, room }) => {
+                self.event(ClientEvent::System { ts, text, room })
             }
             (Phase::Chatting | Phase::Leaving, ServerLine::Presence { user, online }) => {
+                if !online {
+                    self.gone_from_rooms(&user);
+                }
                 self.event(ClientEvent::Presence { user, online })
             }
             (Phase::Chatting | Phase::Leaving, ServerLine::PmSent { to_user, text, .. }) => {
@@ -133,6 +177,7 @@ impl Client {
                 self.event(ClientEvent::System {
                     ts: String::new(),
                     text: reason,
+                    room: None,
                 })
             }
             // Chatting, leaving or closed: other lines are ignored (the

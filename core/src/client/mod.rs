@@ -23,10 +23,13 @@ use crate::time::{Instant, Now};
 
 mod login;
 mod outbox;
+mod rooms;
 mod wire;
 
+pub use crate::protocol::{HistoryReason, PastLine, Place, RoomView};
 pub use outbox::paced;
 use outbox::Outgoing;
+pub use rooms::RoomState;
 
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
@@ -98,9 +101,7 @@ pub enum ClientEvent {
     PasswordRequired,
     /// The server's key is new: show its fingerprint and answer with
     /// [`Client::handle_trust`].
-    ConfirmServerKey {
-        fingerprint: String,
-    },
+    ConfirmServerKey { fingerprint: String },
     /// The session is encrypted with the server whose key this is. `new`
     /// when it was not pinned before: the user interface pins it now.
     Secured {
@@ -111,9 +112,7 @@ pub enum ClientEvent {
     /// The host approves each connection and has been asked about this one.
     /// The same code is shown to the host: compare them (by voice, say).
     /// `Joined` or `Refused` follows.
-    AwaitingApproval {
-        code: String,
-    },
+    AwaitingApproval { code: String },
     /// Logged in.
     Joined {
         username: String,
@@ -121,14 +120,15 @@ pub enum ClientEvent {
     },
     /// The server refused the login; the connection closes. `why` is the
     /// reason as a value, for a program to act on.
-    Refused {
-        reason: String,
-        why: Refusal,
-    },
+    Refused { reason: String, why: Refusal },
     Message {
         ts: String,
         user: String,
         text: String,
+        /// The room it was said in (servers of ours).
+        room: Option<String>,
+        /// When, in milliseconds since the Unix epoch (servers of ours).
+        at_ms: Option<i64>,
     },
     Pm {
         ts: String,
@@ -137,49 +137,62 @@ pub enum ClientEvent {
     },
     /// Who is online, as the server said at login (servers of ours only;
     /// [`ClientEvent::Presence`] keeps it current).
-    Roster {
-        users: Vec<String>,
-    },
+    Roster { users: Vec<String> },
     /// Someone joined (`online`) or left, as a typed fact; the sentence
     /// everyone sees arrives as a [`ClientEvent::System`] line too.
-    Presence {
-        user: String,
-        online: bool,
-    },
+    Presence { user: String, online: bool },
     /// The user's own chat message went to the server now (the server does
     /// not echo it). Lines held back by pacing are reported as
     /// [`ClientEvent::Queued`] first.
     Sent {
         text: String,
+        /// Where it was said (servers of ours).
+        room: Option<String>,
     },
     /// The user's line waits for the rate limit: `ahead` lines go first.
-    Queued {
-        text: String,
-        ahead: usize,
-    },
+    Queued { text: String, ahead: usize },
     /// The user's own private message was delivered (a server of ours
     /// confirms it; to a LanTalk 2.0 server, it was sent).
-    PmSent {
-        to: String,
-        text: String,
-    },
+    PmSent { to: String, text: String },
     /// The user's own `/me` action went to the server now.
-    ActionSent {
-        text: String,
-    },
+    ActionSent { text: String, room: Option<String> },
     /// The user asked to clear the screen (`/clear`); nothing is sent.
     Clear,
     System {
         ts: String,
         text: String,
+        /// The room it is about; `None`: the whole server.
+        room: Option<String>,
+    },
+    /// We are in a room we were not in (joined, invited in, or the lobby
+    /// at login): its whole state.
+    RoomEntered(RoomView),
+    /// A room we are in changed (topic, key, invite-only, operators).
+    RoomUpdated(RoomView),
+    /// We are no longer in `room`; `reason` says why, for people.
+    RoomLeft { room: String, reason: String },
+    /// Someone entered or left a room we are in.
+    RoomMember {
+        room: String,
+        user: String,
+        joined: bool,
+        text: String,
+    },
+    /// Typed lines go to `room` now.
+    Switched { room: String },
+    /// Earlier lines, oldest first: on joining a room, a page of
+    /// `/history`, the answer to `/search`, or what was said while we were
+    /// away. `more`: there are older ones.
+    History {
+        place: Place,
+        reason: HistoryReason,
+        lines: Vec<PastLine>,
+        more: bool,
     },
     /// Something local the user should know (e.g. a line not sent).
     Notice(String),
     /// The connection is over. `expected` is true when the user asked for it.
-    Disconnected {
-        reason: String,
-        expected: bool,
-    },
+    Disconnected { reason: String, expected: bool },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -267,6 +280,10 @@ pub struct Client {
     leaving: bool,
     /// ... and not to wait for a login under way.
     abandon_login: bool,
+    /// Rooms (servers of ours).
+    rooms: rooms::Rooms,
+    /// The room a `/join` asked for, to switch to when the server says so.
+    join_asked: Option<String>,
     actions: VecDeque<ClientAction>,
 }
 
@@ -295,6 +312,8 @@ impl Client {
             last_sent: now.instant,
             leaving: false,
             abandon_login: false,
+            rooms: rooms::Rooms::default(),
+            join_asked: None,
             actions: VecDeque::new(),
         }
     }

@@ -9,6 +9,9 @@ pub(super) struct Outgoing {
     /// The message text as the server gets it.
     pub(super) text: String,
     pub(super) kind: OutKind,
+    /// The room it was typed in (servers of ours): a line held back by
+    /// pacing still goes where it was typed, whatever the user did since.
+    pub(super) room: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +28,8 @@ pub(super) enum OutKind {
     },
     /// Any other command: its answer is the server's.
     Command,
+    /// A protocol line of ours (`/history`, `/search`), sent as it is.
+    Request,
 }
 
 /// The pace the client keeps for a server limit of `rate`: one line fewer
@@ -65,7 +70,16 @@ impl Client {
             let (cmd, rest) = protocol::split_word(text);
             match cmd.to_lowercase().as_str() {
                 "/quit" | "/exit" | "/q" => return self.handle_quit(now),
-                "/help" => return self.notice(crate::commands::chat_help(true, false)),
+                "/help" => {
+                    let ours = !self.rooms.list.is_empty();
+                    return self.notice(crate::commands::chat_help(true, ours));
+                }
+                "/switch" if !self.rooms.list.is_empty() => return self.switch_command(rest),
+                "/join" if !self.rooms.list.is_empty() && self.join_command(rest) => return,
+                "/history" if !self.rooms.list.is_empty() => {
+                    return self.history_command(now, rest)
+                }
+                "/search" if !self.rooms.list.is_empty() => return self.search_command(now, rest),
                 "/clear" => return self.event(ClientEvent::Clear),
                 "/me" if protocol::py_trim(rest).is_empty() => {
                     return self.notice("Usage: /me <action>".to_string())
@@ -89,10 +103,11 @@ impl Client {
 
     /// Puts a line in the outbox; says so if pacing holds it back.
     pub(super) fn queue(&mut self, now: Now, text: String, kind: OutKind) {
-        self.outbox.push_back(Outgoing { text, kind });
+        let room = self.speaking_in();
+        self.outbox.push_back(Outgoing { text, kind, room });
         self.flush(now);
         if self.phase == Phase::Chatting {
-            if let Some(held) = self.outbox.back() {
+            if let Some(held) = self.outbox.back().filter(|o| o.kind != OutKind::Request) {
                 let (text, ahead) = (held.text.clone(), self.outbox.len() - 1);
                 self.event(ClientEvent::Queued { text, ahead });
             }
@@ -102,19 +117,26 @@ impl Client {
     /// Sends a typed line, and reports it as sent.
     pub(super) fn send_outgoing(&mut self, out: Outgoing) {
         let secure = matches!(self.wire, Wire::Secure(_));
-        let line = match out.kind {
+        let literal = out.kind == OutKind::Literal;
+        let line = match (&out.kind, &out.room) {
+            (OutKind::Request, _) => out.text.clone(),
+            (_, Some(room)) => protocol::chat_in(room, &out.text, literal),
             // A server of ours relays it as text; LanTalk 2.0 has no way to.
-            OutKind::Literal if secure => protocol::chat_literal(&out.text),
+            _ if literal && secure => protocol::chat_literal(&out.text),
             _ => protocol::chat(&out.text),
         };
         self.send_line(line);
+        let room = out.room;
         match out.kind {
-            OutKind::Chat | OutKind::Literal => self.event(ClientEvent::Sent { text: out.text }),
-            OutKind::Action(text) => self.event(ClientEvent::ActionSent { text }),
+            OutKind::Chat | OutKind::Literal => self.event(ClientEvent::Sent {
+                text: out.text,
+                room,
+            }),
+            OutKind::Action(text) => self.event(ClientEvent::ActionSent { text, room }),
             // A server of ours confirms delivery (or says there is no such
             // user); LanTalk 2.0 says nothing on success.
             OutKind::Pm { to, text } if !secure => self.event(ClientEvent::PmSent { to, text }),
-            OutKind::Pm { .. } | OutKind::Command => {}
+            OutKind::Pm { .. } | OutKind::Command | OutKind::Request => {}
         }
     }
 

@@ -1,0 +1,264 @@
+//! The rooms the user is in, the one they speak in, and what they have not
+//! read yet; and earlier lines (history) as the server sends them.
+//!
+//! Only with a server of ours: LanTalk 2.0 servers know no rooms, and then
+//! the client speaks in the one room there is, as it always did.
+
+use super::*;
+use crate::history::Want;
+use crate::protocol::{HistoryReason, PastLine, Place, RoomView};
+
+use crate::rooms::{room_key, LOBBY};
+use outbox::OutKind;
+
+/// A room the user is in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoomState {
+    pub view: RoomView,
+    /// Messages said there since the user last spoke in it.
+    pub unread: usize,
+    /// The oldest and newest message ids seen there: `/history` pages back
+    /// from the oldest; a reconnection resumes after the newest.
+    pub oldest: Option<u64>,
+    pub newest: Option<u64>,
+}
+
+/// The rooms the user is in, in the order they joined them.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Rooms {
+    pub(super) list: Vec<RoomState>,
+    /// Index into `list` of the room typed lines go to.
+    pub(super) current: usize,
+}
+
+impl Rooms {
+    fn find(&self, room: &str) -> Option<usize> {
+        let key = room_key(room);
+        self.list.iter().position(|r| room_key(&r.view.room) == key)
+    }
+
+    fn current_name(&self) -> Option<&str> {
+        self.list.get(self.current).map(|r| r.view.room.as_str())
+    }
+
+    fn note_id(&mut self, room: &str, id: u64) {
+        if let Some(i) = self.find(room) {
+            let r = &mut self.list[i];
+            r.oldest = Some(r.oldest.map_or(id, |o| o.min(id)));
+            r.newest = Some(r.newest.map_or(id, |n| n.max(id)));
+        }
+    }
+}
+
+impl Client {
+    /// The rooms the user is in (servers of ours; empty otherwise).
+    pub fn rooms(&self) -> &[RoomState] {
+        &self.rooms.list
+    }
+
+    /// The room typed lines go to, with a server of ours.
+    pub fn current_room(&self) -> Option<&str> {
+        self.rooms.current_name()
+    }
+
+    /// The room a line typed now is said in (`None`: a LanTalk 2.0 server).
+    pub(super) fn speaking_in(&self) -> Option<String> {
+        self.rooms.current_name().map(str::to_string)
+    }
+
+    /// The server's word that we are in `view.room` (joined, or its state
+    /// changed). A room newly entered becomes the one we speak in, except
+    /// the lobby at login when another room is already current.
+    pub(super) fn room_state(&mut self, view: RoomView) {
+        if let Some(i) = self.rooms.find(&view.room) {
+            self.rooms.list[i].view = view.clone();
+            // `/join` of a room we are in is answered with its state: the
+            // user wanted to speak there.
+            if self.rooms.current != i
+                && self.join_asked.as_deref().map(room_key) == Some(room_key(&view.room))
+            {
+                self.join_asked = None;
+                return self.switch_to(i);
+            }
+            return self.event(ClientEvent::RoomUpdated(view));
+        }
+        let lobby = room_key(&view.room) == LOBBY;
+        self.rooms.list.push(RoomState {
+            view: view.clone(),
+            unread: 0,
+            oldest: None,
+            newest: None,
+        });
+        let i = self.rooms.list.len() - 1;
+        self.event(ClientEvent::RoomEntered(view));
+        if !(lobby && i > 0) {
+            self.join_asked = None;
+            self.switch_to(i);
+        }
+    }
+
+    pub(super) fn room_left(&mut self, room: String, reason: String) {
+        let Some(i) = self.rooms.find(&room) else {
+            return;
+        };
+        self.rooms.list.remove(i);
+        self.event(ClientEvent::RoomLeft { room, reason });
+        if self.rooms.list.is_empty() {
+            self.rooms.current = 0;
+            return;
+        }
+        if self.rooms.current == i {
+            // Back to the room joined just before it.
+            self.switch_to(i.saturating_sub(1).min(self.rooms.list.len() - 1));
+        } else if self.rooms.current > i {
+            self.rooms.current -= 1;
+        }
+    }
+
+    pub(super) fn room_member(&mut self, room: String, user: String, joined: bool, text: String) {
+        if let Some(i) = self.rooms.find(&room) {
+            let members = &mut self.rooms.list[i].view.members;
+            members.retain(|m| !m.eq_ignore_ascii_case(&user));
+            if joined {
+                members.push(user.clone());
+            }
+        }
+        self.event(ClientEvent::RoomMember {
+            room,
+            user,
+            joined,
+            text,
+        });
+    }
+
+    /// Someone left the server: out of every room's list too.
+    pub(super) fn gone_from_rooms(&mut self, user: &str) {
+        for r in &mut self.rooms.list {
+            r.view.members.retain(|m| !m.eq_ignore_ascii_case(user));
+        }
+    }
+
+    /// A message of `room` arrived: unread if it is not where we speak.
+    pub(super) fn room_message(&mut self, room: &str, id: Option<u64>) {
+        if let Some(id) = id {
+            self.rooms.note_id(room, id);
+        }
+        if let Some(i) = self.rooms.find(room) {
+            if i != self.rooms.current {
+                self.rooms.list[i].unread += 1;
+            }
+        }
+    }
+
+    fn switch_to(&mut self, i: usize) {
+        self.rooms.current = i;
+        if let Some(r) = self.rooms.list.get_mut(i) {
+            r.unread = 0;
+            let room = r.view.room.clone();
+            self.event(ClientEvent::Switched { room });
+        }
+    }
+
+    /// `/switch #room` or `/switch N`.
+    pub(super) fn switch_command(&mut self, arg: &str) {
+        let arg = arg.trim();
+        let by_number = arg
+            .parse::<usize>()
+            .ok()
+            .and_then(|n| n.checked_sub(1))
+            .filter(|&i| i < self.rooms.list.len());
+        match by_number.or_else(|| self.rooms.find(arg)) {
+            Some(i) => self.switch_to(i),
+            None if arg.is_empty() => self.notice("Usage: /switch <#room|n>".to_string()),
+            None => self.notice(format!("You are not in {arg} (/join it first).")),
+        }
+    }
+
+    /// `/join #room` of a room we are in switches to it at once; any other
+    /// goes to the server, and its answer switches.
+    pub(super) fn join_command(&mut self, rest: &str) -> bool {
+        let (room, _) = protocol::split_word(rest);
+        if let Some(i) = self.rooms.find(room) {
+            self.switch_to(i);
+            return true;
+        }
+        self.join_asked = Some(room.to_string());
+        false
+    }
+
+    /// `/history [n]`: `n` lines from before the oldest one seen here.
+    pub(super) fn history_command(&mut self, now: Now, rest: &str) {
+        let Some(room) = self.speaking_in() else {
+            return self.notice("This server keeps no history (LanTalk 2.0).".to_string());
+        };
+        let limit = match rest.trim() {
+            "" => 20,
+            n => match n.parse::<usize>() {
+                Ok(n) if n > 0 => n.min(protocol::MAX_HISTORY_PAGE),
+                _ => return self.notice("Usage: /history [n]".to_string()),
+            },
+        };
+        let before = self
+            .rooms
+            .find(&room)
+            .and_then(|i| self.rooms.list[i].oldest);
+        let line = protocol::history_request(&Place::Room(room), &Want::Before { before, limit });
+        self.queue(now, line, OutKind::Request);
+    }
+
+    /// `/search <words>`: this room's history, newest first.
+    pub(super) fn search_command(&mut self, now: Now, rest: &str) {
+        let Some(room) = self.speaking_in() else {
+            return self.notice("This server keeps no history (LanTalk 2.0).".to_string());
+        };
+        let text = protocol::py_trim(rest);
+        if text.is_empty() {
+            return self.notice("Usage: /search <words>".to_string());
+        }
+        let want = Want::Search {
+            text: text.to_string(),
+            before: None,
+            limit: 20,
+        };
+        let line = protocol::history_request(&Place::Room(room), &want);
+        self.queue(now, line, OutKind::Request);
+    }
+
+    /// Earlier lines from the server. Lines of a room already shown (by id)
+    /// are left out, so a page that overlaps what is on screen, or a join's
+    /// history after a reconnection, shows nothing twice.
+    pub(super) fn history(
+        &mut self,
+        place: Place,
+        reason: HistoryReason,
+        lines: Vec<PastLine>,
+        more: bool,
+    ) {
+        let lines = match &place {
+            Place::Room(room) if reason != HistoryReason::Search => {
+                let seen = self.rooms.find(room).map(|i| {
+                    let r = &self.rooms.list[i];
+                    (r.oldest, r.newest)
+                });
+                let fresh: Vec<PastLine> = lines
+                    .into_iter()
+                    .filter(|l| match seen {
+                        Some((Some(oldest), Some(newest))) => l.id < oldest || l.id > newest,
+                        _ => true,
+                    })
+                    .collect();
+                for l in &fresh {
+                    self.rooms.note_id(room, l.id);
+                }
+                fresh
+            }
+            _ => lines,
+        };
+        self.event(ClientEvent::History {
+            place,
+            reason,
+            lines,
+            more,
+        });
+    }
+}
