@@ -130,7 +130,9 @@ impl LineEditor {
 
     pub fn readline(&mut self) -> Input {
         match self.rl.read_line(&self.prompt) {
-            Ok(Signal::Success(line)) => Input::Line(line),
+            // Alt-N: the `/switch N` it stands for; what was being typed
+            // stays in the editor for the next read.
+            Ok(Signal::Success(line) | Signal::HostCommand(line)) => Input::Line(line),
             Ok(Signal::CtrlC) => Input::Interrupt,
             Ok(_) | Err(_) => Input::End,
         }
