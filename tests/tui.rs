@@ -66,8 +66,9 @@ macro_rules! tui_tests {
                     one row too high (print_external_message counts bytes, not columns)"]
                 long_wide_half_line_survives_incoming_message,
                 console_help_stays_on_screen,
+                rooms_on_a_terminal,
                 hostile_server_text_shows_visibly,
-                lost_connection_asks_once_and_keeps_the_line,
+                lost_connection_reconnects_by_itself,
                 slow_trust_answer_still_joins,
                 pasted_block_is_delivered_whole,
                 names_of_those_already_online_complete,
@@ -710,8 +711,10 @@ fn joined_row(screen: &Screen, name: &str) -> Option<usize> {
     screen.find(|l| is_join_notice(l, name))
 }
 
+/// The prompt with a server of ours: the room typed lines go to (the
+/// lobby, until the user joins another).
 fn chat_prompt(name: &str) -> String {
-    format!("[{name} | lantalk] > ")
+    format!("[{name} | #lobby] > ")
 }
 
 /// Starts `BIN client SERVER --name NAME` in a terminal and waits for the
@@ -1058,7 +1061,9 @@ fn colour_on_a_terminal(bin: &str) {
     styled("the welcome line", &|l| l.starts_with("Connected to "));
     styled("the join notice", &|l| is_join_notice(l, "Bob"));
     styled("the message", &|l| is_stamped(l, "Bob: in colour?"));
-    styled("the prompt", &|l| l.starts_with("[Alice | lantalk] >"));
+    styled("the prompt", &|l| {
+        l.starts_with(&chat_prompt("Alice").trim_end().to_string())
+    });
 }
 
 /// With `NO_COLOR` set, nothing on the terminal is coloured.
@@ -1458,6 +1463,33 @@ fn hostile_server(lines: Vec<Value>) -> u16 {
     port
 }
 
+/// Rooms on a terminal: the prompt says where typed lines go and what waits
+/// unread elsewhere; lines of another room say their room; Alt-1 goes back
+/// to the first room; Tab completes room names.
+fn rooms_on_a_terminal(bin: &str) {
+    let server = Server::start(bin, &[], &[]);
+    let ann = join_in_terminal(bin, &server, "Ann", &[]);
+    let bob = join_in_terminal(bin, &server, "Bob", &[]);
+    ann.enter("/join #team");
+    ann.wait_prompt("[Ann | #team] > ");
+    bob.enter("/join #team");
+    bob.wait_prompt("[Bob | #team] > ");
+    ann.enter("in the team room");
+    bob.wait("Ann's line, with its room", |s| {
+        s.find(|l| l.starts_with("#team [") && l.ends_with("] Ann: in the team room"))
+            .is_some()
+    });
+    bob.press("M-1");
+    bob.wait_prompt("[Bob | #lobby] > ");
+    ann.enter("while you are away");
+    bob.wait_prompt("[Bob | #lobby · unread: #team 1] > ");
+    bob.type_text("/switch #te");
+    bob.press("Tab");
+    bob.wait_prompt("[Bob | #lobby · unread: #team 1] > /switch #team ");
+    bob.press("Enter");
+    bob.wait_prompt("[Bob | #team] > ");
+}
+
 /// The issue's attack: a peer (here a hostile server, which no server-side
 /// filter stops) sends a screen clear, a window title, a carriage return
 /// and a newline. The terminal shows them as visible characters on one row,
@@ -1495,30 +1527,23 @@ fn hostile_server_text_shows_visibly(bin: &str) {
     );
 }
 
-/// The connection is lost while chatting: one question, answered at the
-/// prompt; a line typed then is not taken as the answer, nor lost: it is sent
-/// once reconnected, after `y`.
-fn lost_connection_asks_once_and_keeps_the_line(bin: &str) {
+/// The connection is lost while chatting: the client says so and reconnects
+/// by itself with back-off, back into the room the user spoke in; a line
+/// half typed then is not lost: it is sent once reconnected.
+fn lost_connection_reconnects_by_itself(bin: &str) {
     let mut server = Server::start(bin, &[], &[]);
     let term = join_in_terminal(bin, &server, "Alice", &[]);
-    let prompt = chat_prompt("Alice");
+    term.enter("/join #team");
+    term.wait_prompt("[Alice | #team] > ");
+    term.type_text("hello again");
+    term.wait_prompt("[Alice | #team] > hello again");
     server.kill();
-    let screen = term.wait_text("Connection lost:");
-    let row = screen.find(|l| l.contains("Connection lost:")).unwrap();
-    assert!(
-        screen.lines[row].ends_with("Reconnect? [Y/n]"),
-        "{}",
-        screen.dump()
-    );
-    term.wait_prompt(&prompt);
-
-    term.enter("hello again");
-    term.wait_text("that line is kept and sent once reconnected");
-    term.wait_prompt("Reconnect? [Y/n] ");
+    term.wait_text("Reconnecting by itself in 1 s; Ctrl-C stops.");
+    term.wait_text("(kept, sent once reconnected) hello again");
+    term.wait_text("trying again in");
 
     let server = server.restart(bin);
     let mut bob = server.join("Bob");
-    term.enter("y");
     term.wait("Alice connected a second time", |s| {
         s.lines
             .iter()
@@ -1526,13 +1551,16 @@ fn lost_connection_asks_once_and_keeps_the_line(bin: &str) {
             .count()
             == 2
     });
-    term.wait_prompt(&prompt);
+    // Back in the room she spoke in; the half-typed line was not lost.
+    term.wait_prompt("[Alice | #team] > ");
     bob.expect_message("Alice", "hello again");
 
     let history = term.history();
     assert_eq!(history.matches("Connection lost:").count(), 1, "{history}");
-    assert!(!history.contains("Press Enter"), "{history}");
-    assert!(!history.contains("Disconnected:"), "{history}");
+    assert!(
+        !history.contains("Reconnect? [Y/n]"),
+        "no question: {history}"
+    );
     // Asked when first joining only: the key is pinned since.
     assert_eq!(
         history.matches(TRUST_QUESTION.trim_end()).count(),

@@ -370,11 +370,13 @@ enum Ui {
 struct Attempt {
     /// The connection is over (refused, or closed by either side).
     closed: AtomicBool,
-    /// It was lost after joining, and the user was asked whether to reconnect.
+    /// It was lost after joining: the chat reconnects by itself.
     lost: AtomicBool,
+    /// Tells the line editor to let go of the prompt (set with `lost`).
+    stop_editing: Arc<AtomicBool>,
 }
 
-/// The question after a lost connection, answered at the chat prompt.
+/// The question after a connection was lost before the chat began.
 const RECONNECT_QUESTION: &str = "Reconnect? [Y/n] ";
 
 fn interactive_session<R: Runtime>(
@@ -397,21 +399,28 @@ fn interactive_session<R: Runtime>(
     // Whether this connection is the one made by itself because the server
     // gave up while a question was open (only one such reconnection).
     let mut reconnected_by_itself = false;
+    // After a lost connection: the rooms to go back into, where to resume,
+    // and how many attempts in a row have failed (for the back-off).
+    let mut rejoin: Vec<lantalk_core::client::Rejoin> = Vec::new();
+    let mut tries: u32 = 0;
     loop {
         let (tx, rx) = channel();
-        let (config, pins) = match trust.config(&name, password.clone(), true) {
+        let (mut config, pins) = match trust.config(&name, password.clone(), true) {
             Ok(c) => c,
             Err(e) => {
                 term::eprint(&Line::plain(format!("error: {e}")));
                 return ExitCode::FAILURE;
             }
         };
+        config.rejoin = rejoin.clone();
         let attempt = Arc::new(Attempt::default());
         // Per connection: a new session starts in the lobby again.
         let live = crate::rooms::live_prompt();
         let room_names = Names::default();
         let host = TtyHost {
             rooms: crate::rooms::Rooms::for_terminal(live.clone(), &name, room_names.clone()),
+            ours: false,
+            prompt_waits: false,
             me: name.clone(),
             style,
             quiet,
@@ -469,34 +478,40 @@ fn interactive_session<R: Runtime>(
                     Err(_) => return ExitCode::FAILURE,
                 }
             };
-        let (outcome, reconnect) = match outcome {
-            Some(result) => (result, None),
+        let (outcome, lost) = match outcome {
+            Some(result) => (result, false),
             None => {
                 reconnected_by_itself = false;
                 trusted_late = None;
                 for line in unsent.drain(..) {
                     send(&control, Command::Line(line));
                 }
-                let (result, answer) = chat(
-                    &style,
-                    &name,
-                    Completions {
+                tries = 0;
+                let editing = Editing {
+                    completions: Completions {
                         names: Arc::clone(&names),
                         rooms: room_names.clone(),
                     },
-                    live.clone(),
-                    &control,
-                    &rx,
-                    &attempt,
-                    &mut unsent,
-                );
-                (result, answer)
+                    live: live.clone(),
+                };
+                chat(&style, &name, editing, &control, &rx, &attempt, &mut unsent)
             }
         };
 
         // The session is over: say why, and offer what can be done about it.
         let outcome = match outcome {
             Ok(outcome) => outcome,
+            // Reconnecting by itself: the server may take a while to be back.
+            Err(e) if !rejoin.is_empty() || tries > 0 => {
+                let wait = backoff(tries);
+                tries += 1;
+                term::eprint(&style.error(format!(
+                    "Still cannot reach {server} ({e}); trying again in {} s (Ctrl-C stops).",
+                    wait.as_secs()
+                )));
+                std::thread::sleep(wait);
+                continue;
+            }
             Err(e) => {
                 term::eprint(&style.error(connect_error(server, &e)));
                 if ask_yes("Try again? [y/N] ") {
@@ -512,12 +527,19 @@ fn interactive_session<R: Runtime>(
                 give_up(&style, &unsent)
             };
         }
-        // Lost while chatting: the question was asked and answered there.
-        if let Some(again) = reconnect {
-            if again {
-                continue;
-            }
-            return give_up(&style, &unsent);
+        // Lost while chatting: back by itself, into the same rooms, caught
+        // up from the last line seen.
+        if lost {
+            rejoin = outcome.rejoin.clone();
+            let wait = backoff(tries);
+            tries += 1;
+            term::print(&style.error(format!(
+                "Connection lost: {} Reconnecting by itself in {} s; Ctrl-C stops.",
+                outcome.reason,
+                wait.as_secs()
+            )));
+            std::thread::sleep(wait);
+            continue;
         }
         if answered_too_late && !reconnected_by_itself {
             reconnected_by_itself = true;
@@ -558,32 +580,51 @@ fn give_up(style: &Style, unsent: &[String]) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// The chat itself: read lines at the prompt until the session ends. When
-/// the connection was lost, also the user's answer to [`RECONNECT_QUESTION`].
-#[allow(clippy::too_many_arguments)]
+/// The chat itself: read lines at the prompt until the session ends.
+/// Returns the session's end and whether it was lost while chatting (then
+/// the caller reconnects by itself); a line half typed then is kept in
+/// `unsent`, to be sent once reconnected.
 fn chat(
     style: &Style,
     name: &str,
-    completions: Completions,
-    live: crate::editor::LivePrompt,
+    editing: Editing,
     control: &Option<Control>,
     rx: &Receiver<Ui>,
     attempt: &Attempt,
     unsent: &mut Vec<String>,
-) -> (std::io::Result<ClientOutcome>, Option<bool>) {
+) -> (std::io::Result<ClientOutcome>, bool) {
     let prompt = format!("[{name} | lantalk] > ");
-    let mut editor = LineEditor::with(*style, prompt, &COMMANDS, completions, Some(live));
+    let mut editor = LineEditor::with(
+        *style,
+        prompt,
+        &COMMANDS,
+        editing.completions,
+        Some(editing.live),
+        Some(Arc::clone(&attempt.stop_editing)),
+    );
     loop {
         let input = editor.readline();
-        // The connection may have been lost while the user was typing; the
-        // session asked above the prompt whether to reconnect.
+        // Lost while the user was typing: what they typed is kept.
         if attempt.lost.load(Ordering::SeqCst) {
-            let again = answer_reconnect(style, &mut editor, input, unsent);
             drop(editor);
-            return (wait_for_end(rx), Some(again));
+            // The editor let go in the middle of the prompt's row.
+            term::print(&Line::plain(""));
+            match input {
+                Input::Line(line) | Input::Break(line) if !line.trim().is_empty() => {
+                    term::print(
+                        &style
+                            .line()
+                            .painted("2", "(kept, sent once reconnected) ")
+                            .text(line.clone()),
+                    );
+                    unsent.push(line)
+                }
+                _ => {}
+            }
+            return (wait_for_end(rx), true);
         }
         if let Ok(Ui::Ended(result)) = rx.try_recv() {
-            return (result, None);
+            return (result, false);
         }
         match input {
             Input::Line(line) => {
@@ -594,48 +635,31 @@ fn chat(
                 send(control, Command::Line(line));
                 if quitting {
                     drop(editor);
-                    return (wait_for_end(rx), None);
+                    return (wait_for_end(rx), false);
                 }
             }
+            // Only the loss of the connection breaks the editor.
+            Input::Break(_) => {}
             Input::Interrupt | Input::End => {
                 send(control, Command::Shutdown);
                 drop(editor);
-                return (wait_for_end(rx), None);
+                return (wait_for_end(rx), false);
             }
         }
     }
 }
 
-/// The answer to [`RECONNECT_QUESTION`], starting from `input`, the first
-/// thing typed after it was asked: `y` or `yes` (or Enter alone, the default)
-/// reconnects; `n`, `no`, `/quit`, Ctrl-C or Ctrl-D leaves. Any other line
-/// is not taken as an answer: it is kept, to be sent once reconnected (and
-/// shown as not sent if the user leaves), and the question is asked again,
-/// as the prompt.
-fn answer_reconnect(
-    style: &Style,
-    editor: &mut LineEditor,
-    mut input: Input,
-    unsent: &mut Vec<String>,
-) -> bool {
-    loop {
-        match input {
-            Input::Line(line) => match line.trim().to_ascii_lowercase().as_str() {
-                "" | "y" | "yes" => return true,
-                "n" | "no" | "/quit" | "/exit" | "/q" => return false,
-                _ => {
-                    term::print(&style.error(
-                        "Not connected; that line is kept and sent once reconnected. \
-                         Please answer y or n.",
-                    ));
-                    unsent.push(line);
-                }
-            },
-            Input::Interrupt | Input::End => return false,
-        }
-        editor.set_prompt(RECONNECT_QUESTION.to_string());
-        input = editor.readline();
-    }
+/// What the chat's line editor completes and shows, kept current by the
+/// session's host.
+struct Editing {
+    completions: Completions,
+    live: crate::editor::LivePrompt,
+}
+
+/// How long to wait before the `n`-th attempt to reconnect: 1, 2, 4, 8,
+/// 16, then 30 s.
+fn backoff(n: u32) -> std::time::Duration {
+    std::time::Duration::from_secs((1u64 << n.min(5)).min(30))
 }
 
 fn wait_for_end(rx: &Receiver<Ui>) -> std::io::Result<ClientOutcome> {
@@ -679,6 +703,10 @@ struct TtyHost {
     queued: usize,
     /// The rooms, for the prompt, completion and where lines belong.
     rooms: crate::rooms::Rooms,
+    /// The server is one of ours (it sent a roster).
+    ours: bool,
+    /// Logged in; the prompt is shown once the first room is known.
+    prompt_waits: bool,
 }
 
 /// Whether `name` may be offered for completion: names with control
@@ -802,6 +830,20 @@ impl ClientHost for TtyHost {
                     "Connected to {server_name} as {username}. /help lists the commands, \
                      Tab completes them and names."
                 )));
+                // A server of ours (it sent the roster first) says which room
+                // we are in next: the prompt waits for it, not to show a
+                // room-less prompt for an instant.
+                if self.ours {
+                    self.prompt_waits = true;
+                } else {
+                    let _ = self.ui.send(Ui::Joined);
+                }
+                return;
+            }
+            ClientEvent::Roster { .. } => self.ours = true,
+            ClientEvent::Switched { .. } if self.prompt_waits => {
+                self.rooms.observe(event, &self.style);
+                self.prompt_waits = false;
                 let _ = self.ui.send(Ui::Joined);
                 return;
             }
@@ -813,18 +855,13 @@ impl ClientHost for TtyHost {
                 self.attempt.closed.store(true, Ordering::SeqCst);
                 return;
             }
-            ClientEvent::Disconnected { reason, expected } => {
+            ClientEvent::Disconnected { expected, .. } => {
                 self.attempt.closed.store(true, Ordering::SeqCst);
                 if !*expected && self.joined {
-                    // Set before the question shows, so that the answer,
-                    // however quick, is taken as one.
+                    // The editor lets go; the chat says why and reconnects
+                    // by itself.
                     self.attempt.lost.store(true, Ordering::SeqCst);
-                    term::print(
-                        &self
-                            .style
-                            .error(format!("Connection lost: {reason} "))
-                            .text(RECONNECT_QUESTION.trim_end()),
-                    );
+                    self.attempt.stop_editing.store(true, Ordering::SeqCst);
                 }
                 return;
             }

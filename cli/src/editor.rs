@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use reedline::{
@@ -32,6 +33,9 @@ pub enum Input {
     Interrupt,
     /// Ctrl-D on an empty line: end of input.
     End,
+    /// The chat asked the editor to let go (the connection was lost), with
+    /// what was half typed.
+    Break(String),
 }
 
 pub struct LineEditor {
@@ -65,6 +69,7 @@ impl LineEditor {
                 rooms: Names::default(),
             },
             None,
+            None,
         )
     }
 
@@ -76,6 +81,7 @@ impl LineEditor {
         commands: &'static [&'static str],
         completions: Completions,
         live: Option<LivePrompt>,
+        stop: Option<Arc<AtomicBool>>,
     ) -> Self {
         let mut keys = default_emacs_keybindings();
         if live.is_some() {
@@ -99,7 +105,11 @@ impl LineEditor {
         let menu = ColumnarMenu::default().with_name("completion");
         let printer = ExternalPrinter::new(4096);
         term::set_printer(Some(printer.sender()));
-        let rl = Reedline::create()
+        let mut rl = Reedline::create();
+        if let Some(stop) = stop {
+            rl = rl.with_break_signal(stop);
+        }
+        let rl = rl
             .with_edit_mode(Box::new(Emacs::new(keys)))
             .with_completer(Box::new(Completion {
                 commands,
@@ -121,19 +131,13 @@ impl LineEditor {
         }
     }
 
-    /// Prompts `prompt` from the next [`LineEditor::readline`] on, whatever
-    /// the live prompt says.
-    pub fn set_prompt(&mut self, prompt: String) {
-        self.prompt.text = prompt;
-        self.prompt.live = None;
-    }
-
     pub fn readline(&mut self) -> Input {
         match self.rl.read_line(&self.prompt) {
             // Alt-N: the `/switch N` it stands for; what was being typed
             // stays in the editor for the next read.
             Ok(Signal::Success(line) | Signal::HostCommand(line)) => Input::Line(line),
             Ok(Signal::CtrlC) => Input::Interrupt,
+            Ok(Signal::ExternalBreak(half)) => Input::Break(half),
             Ok(_) | Err(_) => Input::End,
         }
     }

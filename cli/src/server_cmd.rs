@@ -264,6 +264,8 @@ fn start<R: Runtime>(
                 term::print("Console closed; the server keeps running. Ctrl-C stops it.\n");
                 break;
             }
+            // The console's editor is never told to let go.
+            Input::Break(_) => {}
         }
     }
     EDITING.store(false, Ordering::SeqCst);

@@ -113,10 +113,17 @@ pub struct Whereabouts {
 }
 
 impl Whereabouts {
-    /// Whether a line of `room` starts with the room's name: always when
-    /// piped, on a terminal once there is more than one room to tell apart.
+    /// Whether a line of `room` starts with the room's name. Piped: every
+    /// room but the lobby, so that a line without a room is the lobby's, as
+    /// every line was before rooms (and is with a LanTalk 2.0 server), and
+    /// scripts written then keep working. On a terminal: once there is more
+    /// than one room to tell apart.
     fn names(&self, room: Option<&str>) -> bool {
-        room.is_some() && (self.piped || self.rooms > 1)
+        match room {
+            None => false,
+            Some(room) if self.piped => !room.eq_ignore_ascii_case(lantalk_core::rooms::LOBBY),
+            Some(_) => self.rooms > 1,
+        }
     }
 }
 

@@ -84,10 +84,9 @@ impl Client {
                 if !username.is_empty() {
                     self.config.username = username;
                 }
-                self.event(ClientEvent::Joined {
-                    username: self.config.username.clone(),
-                    server_name,
-                });
+                // The roster first: a user interface learns from it that the
+                // server is one of ours (rooms follow) before it is told the
+                // login is through.
                 if let Some(session) = session {
                     // The server's own limits replace our guesses.
                     self.pacing = session.rate_limit.map(|r| Window::new(paced(r)));
@@ -98,6 +97,10 @@ impl Client {
                         users: session.users,
                     });
                 }
+                self.event(ClientEvent::Joined {
+                    username: self.config.username.clone(),
+                    server_name,
+                });
                 // Lines typed while logging in go out now, before anything
                 // that follows in the same read.
                 self.flush(now);
@@ -127,7 +130,9 @@ impl Client {
                     at_ms,
                 })
             }
-            (Phase::Chatting | Phase::Leaving, ServerLine::Room(view)) => self.room_state(view),
+            (Phase::Chatting | Phase::Leaving, ServerLine::Room(view)) => {
+                self.room_state(now, view)
+            }
             (Phase::Chatting | Phase::Leaving, ServerLine::RoomLeft { room, reason }) => {
                 self.room_left(room, reason)
             }
@@ -148,7 +153,7 @@ impl Client {
                     lines,
                     more,
                 },
-            ) => self.history(place, reason, lines, more),
+            ) => self.history(now, place, reason, lines, more),
             (
                 Phase::Chatting | Phase::Leaving,
                 ServerLine::Pm {

@@ -29,7 +29,7 @@ mod wire;
 pub use crate::protocol::{HistoryReason, PastLine, Place, RoomView};
 pub use outbox::paced;
 use outbox::Outgoing;
-pub use rooms::RoomState;
+pub use rooms::{Rejoin, RoomState};
 
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
@@ -52,6 +52,9 @@ pub struct ClientConfig {
     pub secure: Option<ClientSecure>,
     /// Whether to log in without encryption when the server offers none.
     pub allow_plaintext: bool,
+    /// After a reconnection: the rooms to go back into, and where to resume
+    /// (servers of ours).
+    pub rejoin: Vec<Rejoin>,
 }
 
 /// What the client needs to encrypt and to recognise the server.
@@ -89,6 +92,7 @@ impl ClientConfig {
             send_rate: Some(Rate::new(10, Duration::from_secs(5))),
             secure: None,
             allow_plaintext: true,
+            rejoin: Vec::new(),
         }
     }
 }

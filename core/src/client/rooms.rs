@@ -11,6 +11,19 @@ use crate::protocol::{HistoryReason, PastLine, Place, RoomView};
 use crate::rooms::{room_key, LOBBY};
 use outbox::OutKind;
 
+/// A room to go back into after a reconnection, and the last message id
+/// seen there: what was said since is asked for, so nothing is missed and
+/// nothing shown twice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejoin {
+    pub room: String,
+    /// The key it was joined with, if it needed one (kept in memory only).
+    pub key: Option<String>,
+    pub after: Option<u64>,
+    /// It was the room the user spoke in.
+    pub current: bool,
+}
+
 /// A room the user is in.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RoomState {
@@ -21,6 +34,8 @@ pub struct RoomState {
     /// from the oldest; a reconnection resumes after the newest.
     pub oldest: Option<u64>,
     pub newest: Option<u64>,
+    /// The key the user joined it with, to join again after a reconnection.
+    pub key: Option<String>,
 }
 
 /// The rooms the user is in, in the order they joined them.
@@ -29,6 +44,11 @@ pub(super) struct Rooms {
     pub(super) list: Vec<RoomState>,
     /// Index into `list` of the room typed lines go to.
     pub(super) current: usize,
+    /// Rooms (by key) being caught up after a reconnection, from this id:
+    /// their join history is left out for the `after` answers.
+    pub(super) resuming: std::collections::HashMap<String, u64>,
+    /// The key typed with the last `/join`, for the room it named.
+    pub(super) join_key: Option<(String, String)>,
 }
 
 impl Rooms {
@@ -61,6 +81,22 @@ impl Client {
         self.rooms.current_name()
     }
 
+    /// Where to pick up again after a reconnection: the rooms we are in and
+    /// the newest id seen in each.
+    pub fn rejoin_points(&self) -> Vec<Rejoin> {
+        self.rooms
+            .list
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Rejoin {
+                room: r.view.room.clone(),
+                key: r.key.clone(),
+                after: r.newest,
+                current: i == self.rooms.current,
+            })
+            .collect()
+    }
+
     /// The room a line typed now is said in (`None`: a LanTalk 2.0 server).
     pub(super) fn speaking_in(&self) -> Option<String> {
         self.rooms.current_name().map(str::to_string)
@@ -69,7 +105,7 @@ impl Client {
     /// The server's word that we are in `view.room` (joined, or its state
     /// changed). A room newly entered becomes the one we speak in, except
     /// the lobby at login when another room is already current.
-    pub(super) fn room_state(&mut self, view: RoomView) {
+    pub(super) fn room_state(&mut self, now: Now, view: RoomView) {
         if let Some(i) = self.rooms.find(&view.room) {
             self.rooms.list[i].view = view.clone();
             // `/join` of a room we are in is answered with its state: the
@@ -83,18 +119,68 @@ impl Client {
             return self.event(ClientEvent::RoomUpdated(view));
         }
         let lobby = room_key(&view.room) == LOBBY;
+        let key = match self.rooms.join_key.take() {
+            Some((room, key)) if room_key(&room) == room_key(&view.room) => Some(key),
+            other => {
+                self.rooms.join_key = other;
+                None
+            }
+        };
+        let room = view.room.clone();
         self.rooms.list.push(RoomState {
             view: view.clone(),
             unread: 0,
             oldest: None,
             newest: None,
+            key,
         });
         let i = self.rooms.list.len() - 1;
         self.event(ClientEvent::RoomEntered(view));
-        if !(lobby && i > 0) {
+        let first = i == 0;
+        let back_into = self
+            .config
+            .rejoin
+            .iter()
+            .position(|r| room_key(&r.room) == room_key(&room));
+        let mut was_current = false;
+        if let Some(at) = back_into {
+            let again = self.config.rejoin.remove(at);
+            was_current = again.current;
+            if let Some(after) = again.after {
+                self.rooms.resuming.insert(room_key(&room), after);
+                self.ask_after(now, &room, after);
+            }
+            if again.key.is_some() {
+                self.rooms.list[i].key = again.key;
+            }
+        }
+        if first {
+            // Logged in again after a reconnection: back into the rooms we
+            // were in (the lobby is where everyone starts).
+            for r in self.config.rejoin.clone() {
+                let line = match &r.key {
+                    Some(key) => format!("/join {} {key}", r.room),
+                    None => format!("/join {}", r.room),
+                };
+                self.queue(now, line, OutKind::Command);
+            }
+        }
+        // A room joined on request is where the user speaks next; the
+        // lobby at login too; rooms rejoined after a reconnection are not.
+        if first || was_current || (!lobby && back_into.is_none()) {
             self.join_asked = None;
             self.switch_to(i);
         }
+    }
+
+    /// Asks what was said in `room` after id `after`.
+    fn ask_after(&mut self, now: Now, room: &str, after: u64) {
+        let want = Want::After {
+            after,
+            limit: protocol::MAX_HISTORY_PAGE,
+        };
+        let line = protocol::history_request(&Place::Room(room.to_string()), &want);
+        self.queue(now, line, OutKind::Request);
     }
 
     pub(super) fn room_left(&mut self, room: String, reason: String) {
@@ -177,12 +263,14 @@ impl Client {
     /// `/join #room` of a room we are in switches to it at once; any other
     /// goes to the server, and its answer switches.
     pub(super) fn join_command(&mut self, rest: &str) -> bool {
-        let (room, _) = protocol::split_word(rest);
+        let (room, key) = protocol::split_word(rest);
         if let Some(i) = self.rooms.find(room) {
             self.switch_to(i);
             return true;
         }
         self.join_asked = Some(room.to_string());
+        let key = protocol::py_trim(key);
+        self.rooms.join_key = (!key.is_empty()).then(|| (room.to_string(), key.to_string()));
         false
     }
 
@@ -229,11 +317,30 @@ impl Client {
     /// history after a reconnection, shows nothing twice.
     pub(super) fn history(
         &mut self,
+        now: Now,
         place: Place,
         reason: HistoryReason,
         lines: Vec<PastLine>,
         more: bool,
     ) {
+        if let Place::Room(room) = &place {
+            let key = room_key(room);
+            match reason {
+                // Caught up by `after` instead: the join's page could leave
+                // a gap (more was said than it holds).
+                HistoryReason::Join if self.rooms.resuming.contains_key(&key) => return,
+                HistoryReason::Resume if more => {
+                    if let Some(last) = lines.last().map(|l| l.id) {
+                        self.rooms.resuming.insert(key, last);
+                        self.ask_after(now, room, last);
+                    }
+                }
+                HistoryReason::Resume => {
+                    self.rooms.resuming.remove(&key);
+                }
+                _ => {}
+            }
+        }
         let lines = match &place {
             Place::Room(room) if reason != HistoryReason::Search => {
                 let seen = self.rooms.find(room).map(|i| {

@@ -143,7 +143,12 @@ impl ClientDriver {
                 refused: false,
                 reason: "Connection closed.".to_string(),
                 why: None,
+                rejoin: Vec::new(),
             });
+            let outcome = ClientOutcome {
+                rejoin: self.client.rejoin_points(),
+                ..outcome
+            };
             return Some(ClientOutput::Done(outcome));
         }
         None
@@ -203,6 +208,7 @@ pub fn dispatch_client(
                             expected: false,
                             refused: true,
                             reason: reason.clone(),
+                            rejoin: Vec::new(),
                             why: Some(*why),
                         })
                     }
@@ -212,6 +218,7 @@ pub fn dispatch_client(
                             expected: *expected,
                             refused: false,
                             reason: reason.clone(),
+                            rejoin: Vec::new(),
                             why: None,
                         });
                     }
@@ -355,6 +362,7 @@ mod tests {
             expected: true,
             refused: false,
             reason: "You left.".into(),
+            rejoin: Vec::new(),
             why: None,
         };
         assert_eq!(out, [ClientOutput::Done(outcome)]);
@@ -397,6 +405,7 @@ mod tests {
                 expected: true,
                 refused: false,
                 reason: "You left.".into(),
+                rejoin: Vec::new(),
                 why: None,
             })]
         );
@@ -412,6 +421,7 @@ mod tests {
             expected: false,
             refused: true,
             reason: "Name taken.".into(),
+            rejoin: Vec::new(),
             why: Some(Refusal::Other),
         };
         assert_eq!(out, [ClientOutput::HalfClose, ClientOutput::Done(outcome)]);
@@ -450,6 +460,7 @@ mod tests {
                 expected: false,
                 refused: false,
                 reason: "Connection closed by the server.".into(),
+                rejoin: Vec::new(),
                 why: None,
             })]
         );

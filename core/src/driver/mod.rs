@@ -91,6 +91,9 @@ pub struct ClientOutcome {
     pub reason: String,
     /// Why it was refused, as a value (what to ask the user next).
     pub why: Option<Refusal>,
+    /// Where to pick up again if the user reconnects: the rooms and the
+    /// last message seen in each (servers of ours).
+    pub rejoin: Vec<crate::client::Rejoin>,
 }
 
 /// One way of running the core on real sockets.
