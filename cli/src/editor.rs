@@ -24,7 +24,31 @@ pub type Names = Arc<Mutex<BTreeSet<String>>>;
 
 /// A prompt the chat keeps current from another thread (the room spoken in,
 /// unread counts); empty: the editor's own.
-pub type LivePrompt = Arc<Mutex<String>>;
+pub type LivePrompt = Arc<Mutex<LiveText>>;
+
+/// The text of a [`LivePrompt`], and how to have the editor redraw it in
+/// place (the half-typed line stays as it is).
+#[derive(Default)]
+pub struct LiveText {
+    text: String,
+    repaint: Option<Box<dyn Fn() + Send>>,
+}
+
+impl LiveText {
+    /// Shows `text` as the prompt from now on.
+    pub fn set(&mut self, text: String) {
+        if text != self.text {
+            self.text = text;
+            if let Some(repaint) = &self.repaint {
+                repaint();
+            }
+        }
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
 
 /// What the user did at the prompt.
 pub enum Input {
@@ -109,6 +133,11 @@ impl LineEditor {
         if let Some(stop) = stop {
             rl = rl.with_break_signal(stop);
         }
+        if let Some(live) = &live {
+            let signal = rl.repaint_signal();
+            live.lock().unwrap_or_else(|e| e.into_inner()).repaint =
+                Some(Box::new(move || signal.request_repaint()));
+        }
         let rl = rl
             .with_edit_mode(Box::new(Emacs::new(keys)))
             .with_completer(Box::new(Completion {
@@ -145,6 +174,9 @@ impl LineEditor {
 
 impl Drop for LineEditor {
     fn drop(&mut self) {
+        if let Some(live) = &self.prompt.live {
+            live.lock().unwrap_or_else(|e| e.into_inner()).repaint = None;
+        }
         term::set_printer(None);
     }
 }
@@ -166,7 +198,12 @@ impl ChatPrompt {
         let live = self
             .live
             .as_ref()
-            .map(|l| l.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .map(|l| {
+                l.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .text()
+                    .to_string()
+            })
             .unwrap_or_default();
         if live.is_empty() {
             self.text.clone()

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{Local, NaiveDate, TimeZone};
 use lantalk_core::client::ClientEvent;
 
-use crate::editor::{LivePrompt, Names};
+use crate::editor::{LivePrompt, LiveText, Names};
 use crate::style::{Line, Style, Whereabouts};
 
 /// The rooms the user is in, as the events told.
@@ -127,7 +127,7 @@ impl Rooms {
             }
             text.push_str("] > ");
         }
-        *prompt.lock().unwrap_or_else(|e| e.into_inner()) = text;
+        prompt.lock().unwrap_or_else(|e| e.into_inner()).set(text);
     }
 }
 
@@ -140,7 +140,7 @@ fn local_day(at_ms: i64) -> Option<NaiveDate> {
 
 /// A new, empty live prompt.
 pub fn live_prompt() -> LivePrompt {
-    Arc::new(Mutex::new(String::new()))
+    Arc::new(Mutex::new(LiveText::default()))
 }
 
 #[cfg(test)]
@@ -188,7 +188,7 @@ mod tests {
             rooms.observe(&e, &style);
         }
         assert_eq!(
-            *prompt.lock().unwrap(),
+            prompt.lock().unwrap().text(),
             "[ann | #team · unread: #lobby 2] > "
         );
         rooms.observe(
@@ -197,7 +197,7 @@ mod tests {
             },
             &style,
         );
-        assert_eq!(*prompt.lock().unwrap(), "[ann | #LOBBY] > ");
+        assert_eq!(prompt.lock().unwrap().text(), "[ann | #LOBBY] > ");
         assert_eq!(names.lock().unwrap().len(), 2, "both rooms complete");
         let w = rooms.whereabouts(true);
         assert_eq!((w.rooms, w.piped), (2, true));

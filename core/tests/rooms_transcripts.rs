@@ -432,3 +432,132 @@ fn last_query(pair: &Pair) -> (QueryId, Scope) {
         .last()
         .expect("a query")
 }
+
+/// Our client and the server together: a room joined, lines said in the
+/// room they were typed in, unread counts, and a reconnection that goes back
+/// into the room and shows exactly what was missed.
+#[test]
+fn our_client_in_rooms_and_back_after_a_reconnection() {
+    use lantalk_core::client::{ClientConfig, ClientEvent, ClientSecure, HistoryReason, NewKey};
+
+    fn ours(name: &str, key: u8) -> ClientConfig {
+        let mut c = ClientConfig::new(name, None);
+        c.allow_plaintext = false;
+        c.send_rate = None;
+        c.secure = Some(ClientSecure {
+            identity: StaticKey::from_private([key; 32]),
+            rng_seed: [key; 32],
+            pinned: None,
+            on_new_key: NewKey::Accept,
+        });
+        c
+    }
+    let typed = |pair: &mut Pair, peer: PeerId, line: &str| {
+        let line = line.to_string();
+        pair.with_client(peer, move |c, now| c.handle_user_line(now, &line));
+    };
+
+    let mut pair = Pair::new(config());
+    let ann = pair.connect("ann", "10.0.0.1:1", ours("ann", 0x31));
+    let bob = pair.connect("bob", "10.0.0.2:1", ours("bob", 0x32));
+    typed(&mut pair, ann, "/join #team");
+    typed(&mut pair, bob, "/join #team");
+    assert_eq!(pair.client(bob).current_room(), Some("#team"));
+    typed(&mut pair, ann, "first");
+    typed(&mut pair, bob, "/switch #lobby");
+    typed(&mut pair, ann, "second");
+    let unread: Vec<(String, usize)> = pair
+        .client(bob)
+        .rooms()
+        .iter()
+        .map(|r| (r.view.room.clone(), r.unread))
+        .collect();
+    assert_eq!(unread, [("#lobby".into(), 0), ("#team".into(), 1)]);
+    // A line typed in the lobby is said there, not in the room spoken in before.
+    typed(&mut pair, bob, "lobby line");
+    let said_in = |pair: &Pair, peer: PeerId, text: &str| {
+        pair.events(peer).find_map(|e| match e {
+            ClientEvent::Message { text: t, room, .. } if t == text => room.clone(),
+            _ => None,
+        })
+    };
+    assert_eq!(said_in(&pair, ann, "lobby line").as_deref(), Some("#lobby"));
+    assert_eq!(said_in(&pair, bob, "second").as_deref(), Some("#team"));
+
+    // bob's connection drops; ann goes on talking; bob comes back.
+    typed(&mut pair, bob, "/switch #team");
+    let rejoin = pair.client(bob).rejoin_points();
+    pair.hang_up(bob);
+    typed(&mut pair, ann, "while you were away 1");
+    typed(&mut pair, ann, "while you were away 2");
+    let mut again = ours("bob", 0x32);
+    again.rejoin = rejoin;
+    let bob2 = pair.connect("bob", "10.0.0.2:2", again);
+    assert_eq!(
+        pair.client(bob2).current_room(),
+        Some("#team"),
+        "back where he spoke"
+    );
+    let caught_up: Vec<(HistoryReason, Vec<String>)> = pair
+        .events(bob2)
+        .filter_map(|e| match e {
+            ClientEvent::History {
+                reason,
+                lines,
+                place: lantalk_core::client::Place::Room(r),
+                ..
+            } if r == "#team" => Some((*reason, lines.iter().map(|l| l.text.clone()).collect())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        caught_up,
+        [(
+            HistoryReason::Resume,
+            vec![
+                "while you were away 1".to_string(),
+                "while you were away 2".to_string()
+            ]
+        )],
+        "exactly what was missed: no join page, nothing twice"
+    );
+}
+
+/// Once the store has said a room has nothing older than what it sent, the
+/// room's history lives in memory: the next joins do not ask the store.
+#[test]
+fn the_store_is_asked_once_per_room() {
+    let mut hub = Hub::new(ServerConfig {
+        history: HistoryConfig {
+            store: true,
+            on_join: 5,
+            window: 8,
+            ..HistoryConfig::default()
+        },
+        ..config()
+    });
+    let queries = |pair: &Pair| {
+        pair.server_actions()
+            .filter(|a| matches!(a, Action::Store(r) if matches!(**r, StoreRequest::Query { .. })))
+            .count()
+    };
+    hub.join("alice", 0x21);
+    assert_eq!(queries(&hub.pair), 1, "the lobby's history, asked once");
+    let (id, _) = last_query(&hub.pair);
+    hub.pair.with_server(|s, now| {
+        s.handle_store_reply(
+            now,
+            StoreReply {
+                id,
+                records: Vec::new(),
+                more: false,
+                error: None,
+            },
+        )
+    });
+    hub.say("alice", "#lobby", "hello");
+    hub.join("bob", 0x22);
+    hub.join("carol", 0x23);
+    assert_eq!(queries(&hub.pair), 1, "answered from memory since");
+    assert!(hub.log.contains("bob <- {\"type\": \"history\", \"room\": \"#lobby\", \"reason\": \"join\", \"messages\": [{\"id\": 1"), "{}", hub.log);
+}

@@ -72,8 +72,11 @@ impl Server {
         if self.config.history.window > 0 {
             if r.recent.len() >= self.config.history.window {
                 r.recent.pop_front();
+                r.complete = false;
             }
             r.recent.push_back(record.clone());
+        } else {
+            r.complete = false;
         }
         if self.config.history.store {
             self.actions
@@ -238,7 +241,12 @@ impl Server {
         let Scope::Room(key) = scope else {
             return None;
         };
-        let recent = &self.rooms.get(key)?.recent;
+        let room = self.rooms.get(key)?;
+        if room.complete && !matches!(want, Want::Search { .. }) {
+            // Memory holds the room's whole history: it is the answer.
+            return Some(self.window_part(scope, want));
+        }
+        let recent = &room.recent;
         match want {
             // Enough records below `before` in memory: those are the newest.
             Want::Before { before, limit } => {
@@ -248,10 +256,11 @@ impl Server {
                     .count();
                 (below > *limit).then(|| self.window_part(scope, want))
             }
-            // Caught up from an id the window still holds (or just past it).
+            // Caught up from an id the window still holds: all that
+            // followed it is there too.
             Want::After { after, .. } => {
                 let oldest = recent.front()?.id;
-                (oldest <= after + 1).then(|| self.window_part(scope, want))
+                (oldest <= *after).then(|| self.window_part(scope, want))
             }
             Want::Search { .. } => None,
         }
@@ -309,10 +318,30 @@ impl Server {
                 (picked, reply.more || more_here)
             }
         };
-        // A conversation's records name the recipient as their place; the
-        // asker's view does not need it, and its scope was checked.
         records.retain(|r| r.scope == p.scope);
+        // The newest page, and nothing older: now memory knows the room's
+        // whole history, and the next joins need not ask the store.
+        if let (Scope::Room(key), Want::Before { before: None, .. }, false) =
+            (&p.scope, &p.want, more)
+        {
+            self.prime(key, &records);
+        }
         self.send_history(now, p.conn, &p.place, p.reason, &records, more);
+    }
+
+    /// Fills the window of `room` from `records` (all there is besides what
+    /// memory has), so that it holds the room's whole history if it fits.
+    fn prime(&mut self, room: &str, records: &[Record]) {
+        let window = self.config.history.window;
+        let Some(r) = self.rooms.get_mut(room) else {
+            return;
+        };
+        let mut all: Vec<Record> = records.iter().cloned().chain(r.recent.drain(..)).collect();
+        all.sort_by_key(|r| r.id);
+        all.dedup_by_key(|r| r.id);
+        r.complete = all.len() <= window;
+        let skip = all.len().saturating_sub(window);
+        r.recent = all.into_iter().skip(skip).collect();
     }
 
     /// One `history` line; none on arriving in a room with nothing said yet

@@ -216,6 +216,7 @@ pub struct Server {
 impl Server {
     pub fn new(config: ServerConfig, now: Now, bans: BanList) -> Self {
         let config_first_message = config.first_message_id.max(1);
+        let lobby = Room::new(crate::rooms::LOBBY, !config.history.store);
         let secure = config.secure.as_ref().map(|sc| {
             let offer = Offer {
                 version: secure::VERSION,
@@ -253,10 +254,7 @@ impl Server {
             checks: HashMap::new(),
             next_check: 0,
             checks_waiting: VecDeque::new(),
-            rooms: BTreeMap::from([(
-                crate::rooms::LOBBY.to_string(),
-                Room::new(crate::rooms::LOBBY),
-            )]),
+            rooms: BTreeMap::from([(crate::rooms::LOBBY.to_string(), lobby)]),
             next_message: config_first_message,
             queries: HashMap::new(),
             next_query: 0,

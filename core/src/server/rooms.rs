@@ -45,10 +45,15 @@ pub(super) struct Room {
     invited: HashSet<Vec<u8>>,
     /// The newest records said here, oldest first (`HistoryConfig::window`).
     pub(super) recent: VecDeque<crate::history::Record>,
+    /// `recent` is the room's whole history (nothing pushed out, nothing
+    /// older in the store): history is answered from memory alone.
+    pub(super) complete: bool,
 }
 
 impl Room {
-    pub(super) fn new(name: &str) -> Self {
+    /// `complete`: nothing said here is kept elsewhere (no store), so what
+    /// memory will hold is all there is.
+    pub(super) fn new(name: &str, complete: bool) -> Self {
         Room {
             name: name.to_string(),
             topic: String::new(),
@@ -59,6 +64,7 @@ impl Room {
             invite_only: false,
             invited: HashSet::new(),
             recent: VecDeque::new(),
+            complete,
         }
     }
 
@@ -414,7 +420,7 @@ impl Server {
                 &format!("Cannot create {name}: you are in {max} rooms already (/part one first)."),
             );
         }
-        let mut r = Room::new(name);
+        let mut r = Room::new(name, !self.config.history.store);
         if let (Some(k), Some(user)) = (client, self.conns.get(&conn).and_then(Conn::name)) {
             r.ops.push(Op {
                 name: user.to_string(),
