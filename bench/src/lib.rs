@@ -11,4 +11,4 @@ pub mod procstats;
 pub mod servers;
 
 pub use load::{run, Latency, Report, Scenario, SideLogins, Wire};
-pub use servers::{Launch, ServerProc, Target};
+pub use servers::{History, Launch, ServerProc, Target};

@@ -83,6 +83,16 @@ pub struct Scenario {
     /// second, on a thread of their own, during the second half of the
     /// message phase (see [`SideLogins`]).
     pub password_logins: Option<f64>,
+    /// Rooms (encrypted only): after logging in, client `i` joins room
+    /// `#r{i % rooms}` ([`room_of`]); senders speak in their room, and a
+    /// message is expected by the other members of that room only.
+    pub rooms: Option<usize>,
+    /// Joining a room with history (encrypted only): client 0 joins this
+    /// room and says `expect_history` lines in it; then every other client
+    /// joins it at once and waits for its `history` line. No chat phase.
+    pub join_room: Option<String>,
+    /// With `join_room`: lines of history seeded, and expected by each joiner.
+    pub expect_history: usize,
 }
 
 impl Default for Scenario {
@@ -100,8 +110,59 @@ impl Default for Scenario {
             password: None,
             rate: None,
             password_logins: None,
+            rooms: None,
+            join_room: None,
+            expect_history: 50,
         }
     }
+}
+
+impl Scenario {
+    /// What this scenario cannot do, said before anything starts.
+    pub fn check(&self) -> Result<(), String> {
+        let rooms = self.rooms.is_some() || self.join_room.is_some();
+        if rooms && self.wire != Wire::Encrypted {
+            return Err("rooms are for clients of ours: add --encrypted".into());
+        }
+        if self.rooms == Some(0) {
+            return Err("--rooms: at least one room".into());
+        }
+        if let Some(room) = &self.join_room {
+            if lantalk_core::rooms::validate_room(room).is_err() {
+                return Err(format!("--join-room: `{room}` is not a room name"));
+            }
+            if self.clients < 2 {
+                return Err("--join-room needs a seeding client and at least one joiner".into());
+            }
+            if self.rooms.is_some() || self.idle {
+                return Err("--join-room is a mode of its own (no --rooms, no --idle)".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The room client `i` joins with `rooms` rooms: round robin.
+pub fn room_of(i: usize, rooms: usize) -> u32 {
+    (i % rooms) as u32
+}
+
+/// Messages each receiver expects: every message of every sender in its
+/// room but its own. `rooms[c]` is receiver `c`'s room (`None`: everyone is
+/// in one room, the lobby), `senders` the receivers that send, each
+/// `messages` times.
+pub fn expected_deliveries(rooms: &[Option<u32>], senders: &[usize], messages: usize) -> Vec<u64> {
+    rooms
+        .iter()
+        .enumerate()
+        .map(|(c, room)| {
+            let heard = senders
+                .iter()
+                .filter(|&&s| s != c && rooms[s] == *room)
+                .count();
+            (heard * messages) as u64
+        })
+        .collect()
 }
 
 /// Logins in flight at once unless `connect_burst`.
@@ -183,12 +244,32 @@ pub struct Report {
     /// The generator's own CPU during the message phase.
     pub generator_cpu_ms: Option<f64>,
     pub timed_out: bool,
+    /// `--rooms`: how many rooms the clients were spread over.
+    pub rooms: Option<usize>,
+    /// With rooms: from the first `/join` sent to the last client in its
+    /// room (its `room` line received).
+    pub rooms_ms: Option<f64>,
+    /// Messages a receiver got from a room it is not in (must be 0).
+    pub misrouted: u64,
+    /// `--join-room`: from the first joiner's `/join` to the last joiner's
+    /// `room` line.
+    pub room_join_ms: Option<f64>,
+    /// `--join-room`: from the first joiner's `/join` to the last joiner's
+    /// `history` line with at least `expect_history` records.
+    pub history_ms: Option<f64>,
+    /// `--join-room`: joiners that got their whole history.
+    pub histories: usize,
+    /// `--join-room`: lines of history each joiner waited for.
+    pub expect_history: usize,
 }
 
 impl Report {
     /// Every expected message arrived and every client joined.
     pub fn complete(&self) -> bool {
-        self.joined == self.clients && self.delivered == self.expected && !self.timed_out
+        self.joined == self.clients
+            && self.delivered == self.expected
+            && self.misrouted == 0
+            && !self.timed_out
     }
 }
 
@@ -219,6 +300,12 @@ struct Conn {
     expect: u64,
     /// Per sender: one more than the last sequence number seen.
     next_seq: Vec<u32>,
+    /// With rooms: the room (`#r<n>`) this client joins and speaks in.
+    room: Option<u32>,
+    /// `room` lines received for that room (or for `--join-room`'s).
+    room_lines: u32,
+    /// `--join-room`: its history line arrived, whole.
+    history_ok: bool,
 }
 
 /// Bytes a sender encodes ahead of what its socket has taken.
@@ -262,6 +349,15 @@ struct Gen<'a> {
     lost: usize,
     last_delivery: Instant,
     last_activity: Instant,
+    /// With rooms: clients in their room, and when the last one got there.
+    in_rooms: usize,
+    last_in_room: Instant,
+    /// Per sender: its room (with rooms).
+    sender_rooms: Vec<Option<u32>>,
+    misrouted: u64,
+    /// `--join-room`: joiners with their whole history, the last one's time.
+    histories: usize,
+    last_history: Instant,
 }
 
 /// Runs `sc` against the server at `addr`; `pid`, if known, is sampled for
@@ -272,6 +368,7 @@ pub fn run(
     pid: Option<u32>,
     sc: &Scenario,
 ) -> Result<Report, String> {
+    sc.check()?;
     let want_fds = sc.clients as u64 + 256;
     if let Some(limit) = procstats::raise_fd_limit(want_fds) {
         if limit < want_fds {
@@ -316,6 +413,12 @@ pub fn run(
         lost: 0,
         last_delivery: now,
         last_activity: now,
+        in_rooms: 0,
+        last_in_room: now,
+        sender_rooms: Vec::new(),
+        misrouted: 0,
+        histories: 0,
+        last_history: now,
     };
     let mem_start = pid.and_then(procstats::memory);
 
@@ -361,7 +464,10 @@ pub fn run(
     let settle_start = Instant::now();
     let j = g.joined as u64;
     let want_notices = j * j.saturating_sub(1) / 2;
-    while !timed_out && g.join_notices < want_notices {
+    // With rooms, also every client in its room.
+    while !timed_out
+        && (g.join_notices < want_notices || (sc.rooms.is_some() && g.in_rooms < g.alive()))
+    {
         if settle_start.elapsed() > sc.timeout {
             timed_out = true;
             break;
@@ -424,6 +530,15 @@ pub fn run(
         server_threads: threads,
         generator_cpu_ms: None,
         timed_out,
+        rooms: sc.rooms,
+        rooms_ms: sc
+            .rooms
+            .map(|_| ms(g.last_in_room.saturating_duration_since(join_start))),
+        misrouted: 0,
+        room_join_ms: None,
+        history_ms: None,
+        histories: 0,
+        expect_history: 0,
     };
 
     if sc.idle {
@@ -434,28 +549,40 @@ pub fn run(
         report.server_peak_rss = pid.and_then(procstats::memory).map(|m| m.peak);
         return Ok(report);
     }
+    let joined: Vec<usize> = (0..sc.clients)
+        .filter(|&i| matches!(&g.conns[i], Some(c) if c.phase == Phase::Joined))
+        .collect();
+    if let Some(room) = &sc.join_room {
+        g.join_room(room, &joined, pid, &mut report);
+        report.server_peak_rss = pid.and_then(procstats::memory).map(|m| m.peak);
+        return Ok(report);
+    }
 
     // ── Messages ──
-    let senders: Vec<usize> = (0..sc.clients)
-        .filter(|&i| matches!(&g.conns[i], Some(c) if c.phase == Phase::Joined))
-        .take(sc.senders)
-        .collect();
+    // The senders are the first clients to have joined.
+    let senders: Vec<usize> = joined.iter().copied().take(sc.senders).collect();
     let n_senders = senders.len();
-    let mut expected = 0;
     for (k, &i) in senders.iter().enumerate() {
         if let Some(c) = g.conns[i].as_mut() {
             c.sender = Some(k as u32);
         }
     }
-    for c in g.conns.iter_mut().flatten() {
-        if c.phase != Phase::Joined {
+    let room = |g: &Gen, i: usize| g.conns[i].as_ref().and_then(|c| c.room);
+    g.sender_rooms = senders.iter().map(|&i| room(&g, i)).collect();
+    let rooms: Vec<Option<u32>> = joined.iter().map(|&i| room(&g, i)).collect();
+    let sender_at: Vec<usize> = (0..n_senders).collect();
+    let mut expected = 0;
+    for (&i, expect) in joined
+        .iter()
+        .zip(expected_deliveries(&rooms, &sender_at, sc.messages))
+    {
+        let Some(c) = g.conns[i].as_mut() else {
             continue;
-        }
-        let own = if c.sender.is_some() { 1 } else { 0 };
-        c.expect = ((n_senders - own) * sc.messages) as u64;
+        };
+        c.expect = expect;
         c.next_seq = vec![0; n_senders];
-        expected += c.expect;
-        if c.expect == 0 {
+        expected += expect;
+        if expect == 0 {
             g.receivers_done += 1;
         }
     }
@@ -516,6 +643,7 @@ pub fn run(
 
     report.delivered = g.delivered;
     report.out_of_order = g.out_of_order;
+    report.misrouted = g.misrouted;
     report.lost_clients = g.lost;
     report.completion_ms = ms(elapsed);
     report.deliveries_per_sec = g.delivered as f64 / elapsed.as_secs_f64().max(1e-9);
@@ -640,6 +768,107 @@ impl Gen<'_> {
         self.t0.elapsed().as_nanos() as u64
     }
 
+    /// Clients logged in and still connected.
+    fn alive(&self) -> usize {
+        self.conns
+            .iter()
+            .flatten()
+            .filter(|c| c.phase == Phase::Joined)
+            .count()
+    }
+
+    /// Client `i` says `text` in `room` (a chat line of ours, sealed).
+    fn say(&mut self, i: usize, room: &str, text: &str) {
+        let Some(c) = self.conns[i].as_mut() else {
+            return;
+        };
+        seal(
+            c,
+            lantalk_core::protocol::chat_in(room, text, false).as_bytes(),
+        );
+        self.pump(i);
+    }
+
+    /// Turns the poller until `done` or the phase's timeout; false on timeout.
+    fn turn_until(&mut self, done: impl Fn(&Self) -> bool) -> bool {
+        let start = Instant::now();
+        while !done(self) {
+            if start.elapsed() > self.sc.timeout {
+                return false;
+            }
+            self.turn(Duration::from_millis(20));
+        }
+        true
+    }
+
+    /// `--join-room`: the first of `joined` joins `room` and says
+    /// `expect_history` lines in it; then every other one joins it at once,
+    /// and the time until each has its `room` and whole `history` line is
+    /// measured.
+    fn join_room(&mut self, room: &str, joined: &[usize], pid: Option<u32>, report: &mut Report) {
+        let want = self.sc.expect_history;
+        report.mode = "join-room";
+        report.expect_history = want;
+        let Some((&seeder, joiners)) = joined.split_first() else {
+            report.timed_out = true;
+            return;
+        };
+        report.senders = 1;
+        report.messages = want;
+        report.expected = joiners.len() as u64;
+        let lines = |g: &Self| g.conns[seeder].as_ref().map_or(u32::MAX, |c| c.room_lines);
+        // Seeding. A `/join` of a room one is in is answered with its state
+        // again, after the lines sent before it: then they are recorded.
+        self.say(seeder, lantalk_core::rooms::LOBBY, &format!("/join {room}"));
+        let mut ok = self.turn_until(|g| lines(g) >= 1);
+        if ok {
+            for k in 0..want {
+                let mut text = format!("seed {k} ");
+                while text.len() < self.sc.size {
+                    text.push('x');
+                }
+                self.say(seeder, room, &text);
+            }
+            self.say(seeder, room, &format!("/join {room}"));
+            ok = self.turn_until(|g| lines(g) >= 2);
+        }
+        if !ok {
+            report.timed_out = true;
+            report
+                .first_failure
+                .get_or_insert("seeding the room timed out".into());
+            return;
+        }
+        // Quiet again before the measurement.
+        let quiet_deadline = Instant::now() + Duration::from_secs(3);
+        self.last_activity = Instant::now();
+        while self.last_activity.elapsed() < Duration::from_millis(100)
+            && Instant::now() < quiet_deadline
+        {
+            self.turn(Duration::from_millis(20));
+        }
+
+        let cpu0 = pid.and_then(CpuSample::take);
+        self.in_rooms = 0;
+        self.histories = 0;
+        let start = Instant::now();
+        for &i in joiners {
+            self.say(i, lantalk_core::rooms::LOBBY, &format!("/join {room}"));
+        }
+        let n = joiners.len();
+        // Done when every joiner has its history or is gone.
+        let ok = self.turn_until(|g| g.histories + (n + 1).saturating_sub(g.alive()) >= n);
+        if let (Some(a), Some(b)) = (cpu0, pid.and_then(CpuSample::take)) {
+            report.server_cpu_ms = Some(ms(a.until(&b)));
+        }
+        report.timed_out = !ok;
+        report.delivered = self.histories as u64;
+        report.histories = self.histories;
+        report.lost_clients = (n + 1).saturating_sub(self.alive());
+        report.room_join_ms = Some(ms(self.last_in_room.saturating_duration_since(start)));
+        report.history_ms = Some(ms(self.last_history.saturating_duration_since(start)));
+    }
+
     fn start_connect(&mut self) {
         let i = self.started;
         self.started += 1;
@@ -663,6 +892,9 @@ impl Gen<'_> {
                     got: 0,
                     expect: 0,
                     next_seq: Vec::new(),
+                    room: self.sc.rooms.map(|n| room_of(i, n)),
+                    room_lines: 0,
+                    history_ok: false,
                 });
             }
             Err(e) => self.fail_join(format!("connect: {e}")),
@@ -868,6 +1100,12 @@ impl Gen<'_> {
                     let Some((seq, sender, sent)) = parse_stamp(text) else {
                         return;
                     };
+                    if let Some(&from) = self.sender_rooms.get(sender as usize) {
+                        if from != c.room {
+                            self.misrouted += 1;
+                            return;
+                        }
+                    }
                     if let Some(next) = c.next_seq.get_mut(sender as usize) {
                         if seq < *next {
                             self.out_of_order += 1;
@@ -886,6 +1124,27 @@ impl Gen<'_> {
                     }
                 } else if line.starts_with(b"{\"type\": \"system\"") && !self.messaging {
                     self.join_notices += 1;
+                } else if line.starts_with(b"{\"type\": \"room\"") {
+                    let Some(room) = wanted_room(self.sc, c) else {
+                        return;
+                    };
+                    if memchr::memmem::find(line, format!("\"room\": \"{room}\"").as_bytes())
+                        .is_some()
+                    {
+                        c.room_lines += 1;
+                        if c.room_lines == 1 {
+                            self.in_rooms += 1;
+                            self.last_in_room = Instant::now();
+                        }
+                    }
+                } else if line.starts_with(b"{\"type\": \"history\"")
+                    && self.sc.join_room.is_some()
+                    && !c.history_ok
+                    && history_records(line) >= self.sc.expect_history
+                {
+                    c.history_ok = true;
+                    self.histories += 1;
+                    self.last_history = Instant::now();
                 }
             }
             Phase::AwaitRequest => {
@@ -917,6 +1176,9 @@ impl Gen<'_> {
                     self.joined += 1;
                     self.in_flight -= 1;
                     self.last_join = Instant::now();
+                    if let Some(k) = c.room {
+                        self.say(i, lantalk_core::rooms::LOBBY, &format!("/join #r{k}"));
+                    }
                 } else if line.starts_with(b"{\"type\": \"auth_fail\"") {
                     let why = String::from_utf8_lossy(line).into_owned();
                     self.kill(i, why);
@@ -952,10 +1214,11 @@ impl Gen<'_> {
                             if matches!(c.session, Session::Secure { .. }) {
                                 // One frame per line, as our client sends.
                                 let mut line = Vec::with_capacity(size + 64);
-                                encode_message(&mut line, c.produced as u32, k, now, size);
+                                let room = c.room;
+                                encode_message(&mut line, c.produced as u32, k, now, size, room);
                                 seal(c, &line);
                             } else {
-                                encode_message(&mut c.out, c.produced as u32, k, now, size);
+                                encode_message(&mut c.out, c.produced as u32, k, now, size, None);
                             }
                             c.produced += 1;
                         }
@@ -990,6 +1253,15 @@ impl Gen<'_> {
             Phase::Dead => {}
         }
         c.phase = Phase::Dead;
+    }
+}
+
+/// The room whose `room` lines `c` counts.
+fn wanted_room(sc: &Scenario, c: &Conn) -> Option<String> {
+    match (&sc.join_room, c.room) {
+        (Some(room), _) => Some(room.clone()),
+        (None, Some(k)) => Some(format!("#r{k}")),
+        (None, None) => None,
     }
 }
 
@@ -1162,15 +1434,34 @@ fn seal(c: &mut Conn, line: &[u8]) {
 }
 
 /// `{"type": "message", "text": "<seq> <sender> <nanos> xxxx…"}\n`, the text
-/// padded to `size` bytes.
-fn encode_message(out: &mut Vec<u8>, seq: u32, sender: u32, nanos: u64, size: usize) {
+/// padded to `size` bytes; with a room, `"room": "#r<room>"` after the text
+/// (as `protocol::chat_in` writes it).
+fn encode_message(
+    out: &mut Vec<u8>,
+    seq: u32,
+    sender: u32,
+    nanos: u64,
+    size: usize,
+    room: Option<u32>,
+) {
     out.extend_from_slice(b"{\"type\": \"message\", \"text\": \"");
     let start = out.len();
     let _ = write!(out, "{seq} {sender} {nanos} ");
     while out.len() - start < size {
         out.push(b'x');
     }
-    out.extend_from_slice(b"\"}\n");
+    match room {
+        Some(k) => {
+            let _ = writeln!(out, "\", \"room\": \"#r{k}\"}}");
+        }
+        None => out.extend_from_slice(b"\"}\n"),
+    }
+}
+
+/// The records in a `history` line (each is an object that starts with its
+/// id).
+fn history_records(line: &[u8]) -> usize {
+    memchr::memmem::find_iter(line, b"{\"id\": ").count()
 }
 
 /// The raw `text` of a chat message line, or `None` for any other line.
@@ -1220,7 +1511,7 @@ mod tests {
     #[test]
     fn finds_the_stamp_in_both_servers_lines() {
         let mut out = Vec::new();
-        encode_message(&mut out, 7, 3, 123_456, 32);
+        encode_message(&mut out, 7, 3, 123_456, 32, None);
         let sent = String::from_utf8(out).unwrap();
         let v: serde_json::Value = serde_json::from_str(&sent).unwrap();
         let text = v["text"].as_str().unwrap();
@@ -1287,6 +1578,64 @@ mod tests {
         );
         let v: serde_json::Value = serde_json::from_str(&login_line("u2", None)).unwrap();
         assert_eq!(v["password"].as_str(), Some(""));
+    }
+
+    #[test]
+    fn room_deliveries_count_the_senders_room_only() {
+        // 6 clients in 3 rooms (round robin: 0 3 | 1 4 | 2 5), senders 0, 1
+        // and 3, 10 messages each.
+        let rooms: Vec<Option<u32>> = (0..6).map(|i| Some(room_of(i, 3))).collect();
+        assert_eq!(rooms[3], Some(0));
+        let got = expected_deliveries(&rooms, &[0, 1, 3], 10);
+        // #r0: 0 hears 3, 3 hears 0; #r1: 4 hears 1, 1 hears nobody; #r2: nobody.
+        assert_eq!(got, vec![10, 0, 0, 10, 10, 0]);
+        // One room, or none: everyone hears every sender but themselves.
+        let one: Vec<Option<u32>> = (0..4).map(|i| Some(room_of(i, 1))).collect();
+        assert_eq!(expected_deliveries(&one, &[0, 1], 5), vec![5, 5, 10, 10]);
+        assert_eq!(
+            expected_deliveries(&[None; 4], &[0, 1], 5),
+            vec![5, 5, 10, 10]
+        );
+        // 1000 clients, 10 senders (the first 10): 10 rooms of 100 against one of 1000.
+        let total = |n: usize| -> u64 {
+            let rooms: Vec<Option<u32>> = (0..1000).map(|i| Some(room_of(i, n))).collect();
+            let senders: Vec<usize> = (0..10).collect();
+            expected_deliveries(&rooms, &senders, 200).iter().sum()
+        };
+        assert_eq!(total(10), 10 * 200 * 99);
+        assert_eq!(total(1), 10 * 200 * 999);
+    }
+
+    #[test]
+    fn room_messages_carry_their_room() {
+        let mut out = Vec::new();
+        encode_message(&mut out, 1, 2, 3, 16, Some(7));
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["room"].as_str(), Some("#r7"));
+        let ours = lantalk_core::protocol::chat_in("#r7", v["text"].as_str().unwrap(), false);
+        assert_eq!(String::from_utf8(out).unwrap(), ours);
+        let line = br##"{"type": "history", "room": "#r", "reason": "join", "messages": [{"id": 1, "at": 2, "user": "a", "text": "x"}, {"id": 2, "at": 3, "user": "a", "text": "y"}], "more": false}"##;
+        assert_eq!(history_records(line), 2);
+    }
+
+    #[test]
+    fn rooms_need_our_clients() {
+        let sc = Scenario {
+            rooms: Some(10),
+            ..Scenario::default()
+        };
+        assert!(sc.check().is_err());
+        let sc = Scenario {
+            wire: Wire::Encrypted,
+            ..sc
+        };
+        assert!(sc.check().is_ok());
+        let sc = Scenario {
+            rooms: None,
+            join_room: Some("not a room".into()),
+            ..sc
+        };
+        assert!(sc.check().is_err());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use lantalk_bench::{load, Launch, Report, Scenario, ServerProc, Target, Wire};
+use lantalk_bench::{load, History, Launch, Report, Scenario, ServerProc, Target, Wire};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -105,13 +105,43 @@ struct Args {
     /// Name of this build (--bin-dir) in the tables.
     #[arg(long, default_value = "current")]
     label: String,
+    /// Rooms (with --encrypted): after logging in, client i joins #r<i mod N>,
+    /// senders speak in their room, and each message is expected by the
+    /// other members of that room only. Several values (--rooms 10,1) measure
+    /// each in turn, run by run, with ratios against the last.
+    #[arg(long, value_name = "N", value_delimiter = ',')]
+    rooms: Vec<usize>,
+    /// How our servers keep history: store (SQLite in the server's own fresh
+    /// data directory, the default), memory (--history-keep 0) or none
+    /// (--no-history). Several values (--history store,none) measure each in
+    /// turn, run by run, with ratios against the last.
+    #[arg(
+        long,
+        value_name = "MODE",
+        value_delimiter = ',',
+        default_value = "store"
+    )]
+    history: Vec<History>,
+    /// Joining a room with history (with --encrypted): the first client joins
+    /// ROOM and says --expect-history lines in it; then every other client
+    /// joins ROOM at once; reports the time until the last has its `room` and
+    /// its whole `history` line, against the same run's login time.
+    #[arg(long, value_name = "ROOM")]
+    join_room: Option<String>,
+    /// With --join-room: lines of history seeded and waited for.
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    expect_history: usize,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     let result = if args.suite {
         suite(&args)
-    } else if args.against.is_some() || args.password_logins_per_sec.is_some() {
+    } else if args.against.is_some()
+        || args.password_logins_per_sec.is_some()
+        || args.rooms.len() > 1
+        || args.history.len() > 1
+    {
         compare(&args)
     } else {
         single(&args)
@@ -130,6 +160,7 @@ fn launch(args: &Args, sc: &Scenario) -> Launch {
     let mut l = Launch::from_workspace(sc.clients + 16);
     l.plaintext = sc.wire == Wire::Plain;
     l.password = sc.password.clone();
+    l.history = args.history.first().copied().unwrap_or_default();
     if let Some(d) = &args.bin_dir {
         l.bin_dir = d.clone();
     }
@@ -162,6 +193,9 @@ fn scenario(args: &Args) -> Scenario {
             .rate
             .or_else(|| args.password_logins_per_sec.map(|_| 20.0)),
         password_logins: args.password_logins_per_sec,
+        rooms: args.rooms.first().copied(),
+        join_room: args.join_room.clone(),
+        expect_history: args.expect_history,
     }
 }
 
@@ -181,6 +215,8 @@ fn measure(args: &Args, target: &Target, sc: &Scenario) -> Result<Report, String
     let key = |r: &Report| {
         if sc.idle {
             r.rss_per_client.unwrap_or(0.0)
+        } else if sc.join_room.is_some() {
+            r.history_ms.unwrap_or(f64::INFINITY)
         } else {
             r.deliveries_per_sec
         }
@@ -192,6 +228,7 @@ fn measure(args: &Args, target: &Target, sc: &Scenario) -> Result<Report, String
 
 fn single(args: &Args) -> Result<bool, String> {
     let sc = scenario(args);
+    sc.check()?;
     let mut reports = Vec::new();
     for s in &args.server {
         let target = Target::parse(s, args.pid)?;
@@ -320,13 +357,20 @@ fn label(server: String, wire: Wire) -> String {
 fn title(sc: &Scenario) -> String {
     if sc.idle {
         format!("{} idle clients", sc.clients)
+    } else if let Some(room) = &sc.join_room {
+        join_room_title(sc.clients, room, sc.expect_history)
     } else {
         format!(
-            "{} clients, {} senders × {} messages of {} B{}",
+            "{} clients, {} senders × {} messages of {} B{}{}",
             sc.clients,
             sc.senders,
             sc.messages,
             sc.size,
+            match sc.rooms {
+                Some(1) => ", in one room".to_string(),
+                Some(n) => format!(", in {n} rooms"),
+                None => String::new(),
+            },
             if sc.connect_burst {
                 ", all connecting at once"
             } else {
@@ -334,6 +378,13 @@ fn title(sc: &Scenario) -> String {
             }
         )
     }
+}
+
+fn join_room_title(clients: usize, room: &str, lines: usize) -> String {
+    format!(
+        "{} clients joining {room}, which has {lines} lines of history ({clients} logged in first)",
+        clients.saturating_sub(1)
+    )
 }
 
 fn mib(b: u64) -> String {
@@ -353,7 +404,20 @@ fn lat_ms(us: f64) -> String {
 }
 
 fn one_line(r: &Report) -> String {
-    if r.mode == "idle" {
+    if r.mode == "join-room" {
+        format!(
+            "logged in {}/{} in {:.0} ms; {}/{} joined the room in {} and had their history in {} ({} login time), server CPU {}",
+            r.joined,
+            r.clients,
+            r.join_ms,
+            r.histories,
+            r.expected,
+            opt(r.room_join_ms, |m| format!("{m:.0} ms")),
+            opt(r.history_ms, |m| format!("{m:.0} ms")),
+            opt(r.history_ms.map(|h| h / r.join_ms.max(1e-9)), ratio),
+            opt(r.server_cpu_ms, |m| format!("{m:.0} ms")),
+        )
+    } else if r.mode == "idle" {
         format!(
             "joined {}/{} in {:.0} ms, rss {} ({} per client)",
             r.joined,
@@ -392,6 +456,21 @@ fn summary(r: &Report) -> String {
             r.first_failure.as_deref().unwrap_or("?")
         ));
     }
+    if r.mode == "join-room" {
+        s.push_str(&format!(
+            "  room joins       {}/{} with {} lines of history: in the room after {}, history after {}\n  \
+             vs login time    {}\n  server CPU       {}\n  server peak RSS  {}\n",
+            r.histories,
+            r.expected,
+            r.expect_history,
+            opt(r.room_join_ms, |m| format!("{m:.1} ms")),
+            opt(r.history_ms, |m| format!("{m:.1} ms")),
+            opt(r.history_ms.map(|h| h / r.join_ms.max(1e-9)), ratio),
+            opt(r.server_cpu_ms, |m| format!("{m:.1} ms")),
+            opt(r.server_peak_rss, mib),
+        ));
+        return s;
+    }
     if r.mode == "idle" {
         s.push_str(&format!(
             "  server memory    {} before, {} with everyone joined ({} per client), peak {}\n",
@@ -407,7 +486,7 @@ fn summary(r: &Report) -> String {
         return s;
     }
     s.push_str(&format!(
-        "  delivered        {}/{}{}{}\n",
+        "  delivered        {}/{}{}{}{}\n",
         r.delivered,
         r.expected,
         if r.timed_out { " (TIMED OUT)" } else { "" },
@@ -415,8 +494,18 @@ fn summary(r: &Report) -> String {
             format!(", {} out of order", r.out_of_order)
         } else {
             String::new()
+        },
+        if r.misrouted > 0 {
+            format!(", {} from a room the receiver is not in", r.misrouted)
+        } else {
+            String::new()
         }
     ));
+    if let (Some(n), Some(t)) = (r.rooms, r.rooms_ms) {
+        s.push_str(&format!(
+            "  rooms            {n}; every client in its room {t:.1} ms after the first connect\n"
+        ));
+    }
     if r.lost_clients > 0 {
         s.push_str(&format!(
             "  lost clients     {} disconnected by the server\n",
@@ -446,7 +535,11 @@ fn summary(r: &Report) -> String {
 }
 
 fn title_of(r: &Report) -> String {
+    if r.mode == "join-room" {
+        return join_room_title(r.clients, "the room", r.expect_history);
+    }
     title(&Scenario {
+        rooms: r.rooms,
         clients: r.clients,
         senders: r.senders,
         messages: r.messages,
@@ -473,6 +566,29 @@ fn table(heading: &str, reports: &[Report]) -> String {
     };
     let vs = if encrypted { "plaintext" } else { "python" };
     let mut s = format!("\n### {heading}\n\n");
+    if reports.iter().all(|r| r.mode == "join-room") {
+        s.push_str(
+            "| server | logged in | login time | joiners with history | every joiner in the room | \
+             every joiner with its history | history / login | server CPU |\n\
+             |---|---|---|---|---|---|---|---|\n",
+        );
+        for r in reports {
+            s.push_str(&format!(
+                "| {} | {}/{} | {:.0} ms | {}/{} | {} | {} | {} | {} |\n",
+                label(r.server.clone(), r.wire),
+                r.joined,
+                r.clients,
+                r.join_ms,
+                r.histories,
+                r.expected,
+                opt(r.room_join_ms, |m| format!("{m:.0} ms")),
+                opt(r.history_ms, |m| format!("{m:.0} ms")),
+                opt(r.history_ms.map(|h| h / r.join_ms.max(1e-9)), ratio),
+                opt(r.server_cpu_ms, |m| format!("{m:.0} ms")),
+            ));
+        }
+        return s;
+    }
     if reports.iter().all(|r| r.mode == "idle") {
         s.push_str(
             "| server | joined | join time | RSS before | RSS joined | per client | peak RSS | threads |\n\
@@ -556,9 +672,63 @@ fn spread(v: &[f64], f: impl Fn(f64) -> String) -> String {
     format!("{} [{}–{}]", f(median), f(v[0]), f(v[n - 1]))
 }
 
+/// One of the things [`compare`] measures in turn: a build, a number of
+/// rooms, a way of keeping history.
+struct Variant {
+    label: String,
+    bin_dir: Option<PathBuf>,
+    rooms: Option<usize>,
+    history: History,
+}
+
+/// Every combination of the builds, room counts and history modes asked
+/// for; the last is the baseline. Labels name only what varies.
+fn variants(args: &Args) -> Vec<Variant> {
+    let mut builds: Vec<(String, Option<PathBuf>)> =
+        vec![(args.label.clone(), args.bin_dir.clone())];
+    if let Some(dir) = &args.against {
+        builds.push((args.against_label.clone(), Some(dir.clone())));
+    }
+    let rooms: Vec<Option<usize>> = if args.rooms.is_empty() {
+        vec![None]
+    } else {
+        args.rooms.iter().map(|&n| Some(n)).collect()
+    };
+    let mut out = Vec::new();
+    for (label, dir) in &builds {
+        for &r in &rooms {
+            for &h in &args.history {
+                let mut parts = Vec::new();
+                if builds.len() > 1 || (rooms.len() == 1 && args.history.len() == 1) {
+                    parts.push(label.clone());
+                }
+                if rooms.len() > 1 {
+                    parts.push(match r {
+                        Some(1) => "1 room".to_string(),
+                        Some(n) => format!("{n} rooms"),
+                        None => "no rooms".to_string(),
+                    });
+                }
+                if args.history.len() > 1 {
+                    parts.push(format!("history {}", h.name()));
+                }
+                out.push(Variant {
+                    label: parts.join(", "),
+                    bin_dir: dir.clone(),
+                    rooms: r,
+                    history: h,
+                });
+            }
+        }
+    }
+    out
+}
+
 /// Runs the scenario against this build and, with `--against`, another
-/// build's servers, alternating run by run, and tabulates ratios measured
-/// within one run (logins / no logins) or run by run (this build / that one).
+/// build's servers (or with several `--rooms` or `--history`, each of them),
+/// alternating run by run, and tabulates ratios measured within one run
+/// (logins / no logins, room joins / logins) or run by run (this variant /
+/// the last one).
 fn compare(args: &Args) -> Result<bool, String> {
     let sc = scenario(args);
     if sc.password_logins.is_some() && sc.wire == Wire::Encrypted {
@@ -568,10 +738,13 @@ fn compare(args: &Args) -> Result<bool, String> {
                 .into(),
         );
     }
-    let mut builds: Vec<(String, Option<PathBuf>)> =
-        vec![(args.label.clone(), args.bin_dir.clone())];
-    if let Some(dir) = &args.against {
-        builds.push((args.against_label.clone(), Some(dir.clone())));
+    let builds = variants(args);
+    for v in &builds {
+        Scenario {
+            rooms: v.rooms,
+            ..sc.clone()
+        }
+        .check()?;
     }
     let runs = args.runs.max(1);
     let mut all_ok = true;
@@ -587,15 +760,20 @@ fn compare(args: &Args) -> Result<bool, String> {
                 order.reverse();
             }
             for b in order {
-                let (label, dir) = &builds[b];
+                let v = &builds[b];
+                let sc = Scenario {
+                    rooms: v.rooms,
+                    ..sc.clone()
+                };
                 let mut l = launch(args, &sc);
-                if let Some(d) = dir {
+                if let Some(d) = &v.bin_dir {
                     l.bin_dir = d.clone();
                 }
+                l.history = v.history;
                 let server = ServerProc::start(&target, &l)?;
                 let mut r = load::run(&target.name(), server.addr, server.pid, &sc)?;
                 drop(server);
-                r.server = format!("{} {label}", target.name());
+                r.server = format!("{} {}", target.name(), v.label);
                 all_ok &= r.complete();
                 if args.json {
                     println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
@@ -639,7 +817,7 @@ fn run_line(r: &Report) -> String {
 fn compare_table(
     server: &str,
     sc: &Scenario,
-    builds: &[(String, Option<PathBuf>)],
+    builds: &[Variant],
     results: &[Vec<Report>],
 ) -> String {
     let runs = results.first().map_or(0, Vec::len);
@@ -655,7 +833,7 @@ fn compare_table(
             sc.senders,
             sc.messages as f64 / rate,
         ));
-        for ((label, _), rs) in builds.iter().zip(results) {
+        for (Variant { label, .. }, rs) in builds.iter().zip(results) {
             let pick = |f: &dyn Fn(&Report) -> Option<f64>| -> Vec<f64> {
                 rs.iter().filter_map(f).collect()
             };
@@ -682,44 +860,74 @@ fn compare_table(
         }
         return s;
     }
+    let base = results.last().map(Vec::as_slice).unwrap_or(&[]);
+    let base_label = builds.last().map_or("", |b| b.label.as_str());
+    // Per run: this variant's figure over the baseline's in the same round.
+    let paired = |rs: &[Report], f: &dyn Fn(&Report) -> Option<f64>| -> Vec<f64> {
+        rs.iter()
+            .zip(base)
+            .filter_map(|(a, b)| Some(f(a)? / f(b)?))
+            .collect()
+    };
+    let all = |rs: &[Report], f: &dyn Fn(&Report) -> Option<f64>| -> Vec<f64> {
+        rs.iter().filter_map(f).collect()
+    };
+    let count = |rs: &[Report], f: &dyn Fn(&Report) -> u64| -> u64 { rs.iter().map(f).sum() };
+    if sc.join_room.is_some() {
+        s.push_str(&format!(
+            "\n### {server}: {} ({runs} runs; median [min–max])\n\n\
+             | variant | login time (all clients) | every joiner in the room | every joiner with its history | \
+             history / login (same run) | vs {base_label} (run by run) | histories | server CPU (room joins) |\n\
+             |---|---|---|---|---|---|---|---|\n",
+            title(sc),
+        ));
+        let msf = |m: f64| format!("{m:.0} ms");
+        for (v, rs) in builds.iter().zip(results) {
+            s.push_str(&format!(
+                "| {} | {} | {} | {} | **{}** | {} | {}/{} | {} |\n",
+                v.label,
+                spread(&all(rs, &|r| Some(r.join_ms)), msf),
+                spread(&all(rs, &|r| r.room_join_ms), msf),
+                spread(&all(rs, &|r| r.history_ms), msf),
+                spread(&all(rs, &|r| Some(r.history_ms? / r.join_ms)), ratio),
+                spread(&paired(rs, &|r| r.history_ms), ratio),
+                count(rs, &|r| r.histories as u64),
+                count(rs, &|r| r.expected),
+                spread(&all(rs, &|r| r.server_cpu_ms), msf),
+            ));
+        }
+        return s;
+    }
     s.push_str(&format!(
         "\n### {server}{}: {} ({runs} runs; median [min–max])\n\n\
-         | build | deliveries/s | vs {base} (run by run) | server CPU/delivery | vs {base} (run by run) | p99 |\n\
-         |---|---|---|---|---|---|\n",
+         | variant | delivered | deliveries/s | vs {base_label} (run by run) | server CPU/delivery | \
+         vs {base_label} (run by run) | p99 | p99 vs {base_label} (run by run) |\n\
+         |---|---|---|---|---|---|---|---|\n",
         if sc.wire == Wire::Encrypted {
             " encrypted"
         } else {
             ""
         },
-        title(sc),
-        base = builds.last().map_or("", |b| b.0.as_str()),
+        title(&Scenario {
+            rooms: None,
+            ..sc.clone()
+        }),
     ));
-    let base = results.last().map(Vec::as_slice).unwrap_or(&[]);
-    for ((label, _), rs) in builds.iter().zip(results) {
-        let paired = |f: &dyn Fn(&Report) -> Option<f64>| -> Vec<f64> {
-            rs.iter()
-                .zip(base)
-                .filter_map(|(a, b)| Some(f(a)? / f(b)?))
-                .collect()
-        };
-        let dps = |r: &Report| Some(r.deliveries_per_sec).filter(|x| *x > 0.0);
-        let cpu = |r: &Report| r.server_cpu_ns_per_delivery;
+    let dps = |r: &Report| Some(r.deliveries_per_sec).filter(|x| *x > 0.0);
+    let cpu = |r: &Report| r.server_cpu_ns_per_delivery;
+    let p99 = |r: &Report| r.latency.map(|l| l.p99_us);
+    for (v, rs) in builds.iter().zip(results) {
         s.push_str(&format!(
-            "| {label} | {} | {} | {} | {} | {} |\n",
-            spread(&rs.iter().filter_map(dps).collect::<Vec<_>>(), |x| format!(
-                "{x:.0}"
-            )),
-            spread(&paired(&dps), ratio),
-            spread(&rs.iter().filter_map(cpu).collect::<Vec<_>>(), |n| format!(
-                "{n:.0} ns"
-            )),
-            spread(&paired(&cpu), ratio),
-            spread(
-                &rs.iter()
-                    .filter_map(|r| r.latency.map(|l| l.p99_us))
-                    .collect::<Vec<_>>(),
-                lat_ms
-            ),
+            "| {} | {}/{} | {} | {} | {} | {} | {} | {} |\n",
+            v.label,
+            count(rs, &|r| r.delivered),
+            count(rs, &|r| r.expected),
+            spread(&all(rs, &dps), |x| format!("{x:.0}")),
+            spread(&paired(rs, &dps), ratio),
+            spread(&all(rs, &cpu), |n| format!("{n:.0} ns")),
+            spread(&paired(rs, &cpu), ratio),
+            spread(&all(rs, &p99), lat_ms),
+            spread(&paired(rs, &p99), ratio),
         ));
     }
     s

@@ -46,6 +46,50 @@ impl Target {
     }
 }
 
+/// How our servers keep history.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub enum History {
+    /// The default: SQLite (`history.db`) in the server's own fresh data
+    /// directory, and the window in memory.
+    #[default]
+    Store,
+    /// `--history-keep 0`: the window in memory only.
+    Memory,
+    /// `--no-history`: none at all.
+    None,
+}
+
+impl History {
+    pub fn name(self) -> &'static str {
+        match self {
+            History::Store => "store",
+            History::Memory => "memory",
+            History::None => "none",
+        }
+    }
+
+    /// What the server is started with for it.
+    fn args(self) -> &'static [&'static str] {
+        match self {
+            History::Store => &[],
+            History::Memory => &["--history-keep", "0"],
+            History::None => &["--no-history"],
+        }
+    }
+}
+
+impl std::str::FromStr for History {
+    type Err = String;
+    fn from_str(s: &str) -> Result<History, String> {
+        match s {
+            "store" | "sqlite" => Ok(History::Store),
+            "memory" => Ok(History::Memory),
+            "none" | "off" => Ok(History::None),
+            _ => Err(format!("`{s}`: store, memory or none")),
+        }
+    }
+}
+
 /// Where to find what the generator starts.
 #[derive(Clone, Debug)]
 pub struct Launch {
@@ -61,6 +105,8 @@ pub struct Launch {
     /// Our servers ask for this password (given to them with
     /// `--password-env`).
     pub password: Option<String>,
+    /// How our servers keep history.
+    pub history: History,
 }
 
 impl Launch {
@@ -78,6 +124,7 @@ impl Launch {
             max_clients,
             plaintext: true,
             password: None,
+            history: History::Store,
         }
     }
 }
@@ -136,6 +183,7 @@ impl ServerProc {
             max_clients,
             plaintext: wire == Wire::Plain,
             password: None,
+            history: History::Store,
         };
         start_rust(bin, &launch)
     }
@@ -232,6 +280,7 @@ fn start_rust(bin: &Path, launch: &Launch) -> Result<ServerProc, String> {
         .arg(&dir)
         .arg("--max-clients")
         .arg(launch.max_clients.to_string())
+        .args(launch.history.args())
         .env_remove("LANTALK_LOG_LEVEL")
         .env_remove(PASSWORD_VAR)
         .envs(launch.password.as_ref().map(|p| (PASSWORD_VAR, p)))
