@@ -83,6 +83,19 @@ pub const ROOMS: &[CommandSpec] = &[
         "<on|off>",
         "members by invitation only (room operators)",
     ),
+    // Asked of the server as requests of their own, not as commands.
+    CommandSpec {
+        local: true,
+        ..cmd(
+            "/history",
+            "[@user] [n]",
+            "earlier lines of this room (or of your PMs with user)",
+        )
+    },
+    CommandSpec {
+        local: true,
+        ..cmd("/search", "<words>", "search this room's history")
+    },
 ];
 
 /// What the operator types on a server's console.

@@ -275,17 +275,32 @@ impl Client {
     }
 
     /// `/history [n]`: `n` lines from before the oldest one seen here.
+    /// `/history @user [n]`: the last `n` lines of the private
+    /// conversation with `user`.
     pub(super) fn history_command(&mut self, now: Now, rest: &str) {
         let Some(room) = self.speaking_in() else {
             return self.notice("This server keeps no history (LanTalk 2.0).".to_string());
         };
-        let limit = match rest.trim() {
+        let (first, tail) = protocol::split_word(rest);
+        let (with, count) = match first.strip_prefix('@') {
+            Some(user) if !user.is_empty() => (Some(user.to_string()), tail),
+            _ => (None, rest),
+        };
+        let limit = match count.trim() {
             "" => 20,
             n => match n.parse::<usize>() {
                 Ok(n) if n > 0 => n.min(protocol::MAX_HISTORY_PAGE),
-                _ => return self.notice("Usage: /history [n]".to_string()),
+                _ => return self.notice("Usage: /history [n] or /history @user [n]".to_string()),
             },
         };
+        if let Some(user) = with {
+            let want = Want::Before {
+                before: None,
+                limit,
+            };
+            let line = protocol::history_request(&Place::Pm(user), &want);
+            return self.queue(now, line, OutKind::Request);
+        }
         let before = self
             .rooms
             .find(&room)
