@@ -173,18 +173,7 @@ fn a_kill_9_loses_at_most_the_last_second(bin: &str) {
 
 fn a_second_server_cannot_take_the_history(bin: &str) {
     let first = OurServer::start(bin, &[]);
-    let mut cmd = Command::new(bin);
-    cmd.args([
-        "server",
-        "--bind",
-        "127.0.0.1",
-        "--no-discovery",
-        "--port",
-        "0",
-    ])
-    .arg("--data-dir")
-    .arg(first.dir.path())
-    .env_remove("LANTALK_DATA_DIR");
+    let cmd = ours::server_command(bin, first.dir.path(), &[]);
     let mut second = proc::Proc::spawn(format!("second {} server", bin_label(bin)), cmd);
     let text = second.expect_failure();
     assert!(
@@ -200,18 +189,7 @@ fn a_damaged_history_is_refused_and_left_alone(bin: &str) {
     let db = dir.path().join("history.db");
     let garbage = b"this is not a database, it is someone's notes\n".repeat(100);
     std::fs::write(&db, &garbage).unwrap();
-    let mut cmd = Command::new(bin);
-    cmd.args([
-        "server",
-        "--bind",
-        "127.0.0.1",
-        "--no-discovery",
-        "--port",
-        "0",
-    ])
-    .arg("--data-dir")
-    .arg(dir.path())
-    .env_remove("LANTALK_DATA_DIR");
+    let cmd = ours::server_command(bin, dir.path(), &[]);
     let mut server = proc::Proc::spawn(format!("{} server", bin_label(bin)), cmd);
     let text = server.expect_failure();
     assert!(text.contains("history.db"), "names the file: {text}");

@@ -322,21 +322,7 @@ impl ClientHost for PipedHost {
         }
         self.rooms.observe(event, &self.style);
         let at = self.rooms.whereabouts(true);
-        if let ClientEvent::History {
-            place,
-            reason,
-            lines,
-            more,
-        } = event
-        {
-            return term::print(&self.style.history(place, *reason, lines, *more, &at));
-        }
-        if let Some(line) = self
-            .style
-            .event(event, &crate::clock::hhmm(), &self.me, &at)
-        {
-            term::print(&line);
-        }
+        term::print(&self.style.lines_for(event, &self.me, &at));
     }
 
     fn ready(&mut self, _server_addr: SocketAddr, control: Control) {
@@ -871,19 +857,7 @@ impl ClientHost for TtyHost {
             term::print(&date);
         }
         let at = self.rooms.whereabouts(false);
-        if let ClientEvent::History {
-            place,
-            reason,
-            lines,
-            more,
-        } = event
-        {
-            return term::print(&self.style.history(place, *reason, lines, *more, &at));
-        }
-        if let Some(line) = self
-            .style
-            .event(event, &crate::clock::hhmm(), &self.me, &at)
-        {
+        for line in self.style.lines_for(event, &self.me, &at) {
             if !self.quiet && wants_bell(event, &self.me) {
                 term::print_ringing(&line);
             } else {

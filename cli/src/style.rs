@@ -269,6 +269,22 @@ impl Style {
         })
     }
 
+    /// Every line `event` shows (earlier lines come several at a time).
+    pub fn lines_for(&self, event: &ClientEvent, me: &str, at: &Whereabouts) -> Vec<Line> {
+        match event {
+            ClientEvent::History {
+                place,
+                reason,
+                lines,
+                more,
+            } => self.history(place, *reason, lines, *more, at),
+            _ => self
+                .event(event, &crate::clock::hhmm(), me, at)
+                .into_iter()
+                .collect(),
+        }
+    }
+
     /// Earlier lines, told apart from live ones: a heading, then each line
     /// dimmed with its date and time. `day` gives a date as people read it.
     pub fn history(

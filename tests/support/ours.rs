@@ -23,6 +23,27 @@ pub fn bin_label(bin: &str) -> &'static str {
     }
 }
 
+/// The command [`OurServer::start`] runs, for a test that runs it itself
+/// (to see it refuse to start, say).
+pub fn server_command(bin: &str, dir: &std::path::Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "server",
+        "--bind",
+        "127.0.0.1",
+        "--no-discovery",
+        "--port",
+        "0",
+    ])
+    .arg("--data-dir")
+    .arg(dir)
+    .args(args)
+    .env_remove("LANTALK_DATA_DIR")
+    .env_remove("LANTALK_LOG_LEVEL")
+    .current_dir(dir);
+    cmd
+}
+
 /// A running `BIN server` on 127.0.0.1, with a data directory of its own.
 pub struct OurServer {
     pub proc: Proc,
@@ -42,21 +63,7 @@ impl OurServer {
     /// [`OurServer::start`] with a data directory given (one a server used
     /// before, say).
     pub fn start_in(bin: &str, dir: TempDir, args: &[&str]) -> OurServer {
-        let mut cmd = Command::new(bin);
-        cmd.args([
-            "server",
-            "--bind",
-            "127.0.0.1",
-            "--no-discovery",
-            "--port",
-            "0",
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(args)
-        .env_remove("LANTALK_DATA_DIR")
-        .env_remove("LANTALK_LOG_LEVEL")
-        .current_dir(dir.path());
+        let cmd = server_command(bin, dir.path(), args);
         let proc = Proc::spawn(format!("{} server", bin_label(bin)), cmd);
         let port = proc.wait_out("\"Listening on 127.0.0.1:PORT\"", START, |text| {
             text.lines()

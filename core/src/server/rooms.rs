@@ -313,6 +313,19 @@ impl Server {
         self.send(conn, line);
     }
 
+    /// The user's name on `conn` (empty if it is gone).
+    fn name_of(&self, conn: ConnId) -> String {
+        self.name_or(conn, "")
+    }
+
+    fn name_or(&self, conn: ConnId, otherwise: &str) -> String {
+        self.conns
+            .get(&conn)
+            .and_then(Conn::name)
+            .unwrap_or(otherwise)
+            .to_string()
+    }
+
     fn client_key(&self, conn: ConnId) -> Option<Vec<u8>> {
         match &self.conns.get(&conn)?.wire {
             Wire::Secure(session) => Some(session.remote().to_vec()),
@@ -427,12 +440,7 @@ impl Server {
                 key: k,
             });
         }
-        let who = self
-            .conns
-            .get(&conn)
-            .and_then(Conn::name)
-            .unwrap_or_default()
-            .to_string();
+        let who = self.name_of(conn);
         self.event(
             Level::Info,
             EventKind::Rooms,
@@ -480,12 +488,7 @@ impl Server {
         }
         let shown = r.name.clone();
         let empty = r.members.is_empty() && room != LOBBY && !r.is_protected();
-        let name = self
-            .conns
-            .get(&conn)
-            .and_then(Conn::name)
-            .unwrap_or_default()
-            .to_string();
+        let name = self.name_of(conn);
         self.send(
             conn,
             protocol::room_left(now.wall, &shown, &format!("You left {shown}.")),
@@ -631,12 +634,7 @@ impl Server {
                 ),
             );
         }
-        let by = self
-            .conns
-            .get(&conn)
-            .and_then(Conn::name)
-            .unwrap_or_default()
-            .to_string();
+        let by = self.name_of(conn);
         self.set_topic(now, room, text, &by);
     }
 
@@ -677,23 +675,13 @@ impl Server {
         let Some(key) = self.client_key(to) else {
             return self.note(now, conn, Some(room), &format!("{target} uses a client without rooms (LanTalk 2.0): they can only be in {LOBBY}."));
         };
-        let by = self
-            .conns
-            .get(&conn)
-            .and_then(Conn::name)
-            .unwrap_or_default()
-            .to_string();
+        let by = self.name_of(conn);
         let Some(r) = self.rooms.get_mut(room) else {
             return;
         };
         r.invited.insert(key);
         let shown = r.name.clone();
-        let to_name = self
-            .conns
-            .get(&to)
-            .and_then(Conn::name)
-            .unwrap_or(target)
-            .to_string();
+        let to_name = self.name_or(to, target);
         self.note(
             now,
             to,
@@ -725,12 +713,7 @@ impl Server {
         if !self.require_op(now, conn, room, "kick") {
             return;
         }
-        let by = self
-            .conns
-            .get(&conn)
-            .and_then(Conn::name)
-            .unwrap_or_default()
-            .to_string();
+        let by = self.name_of(conn);
         self.remove_from_room(now, target, room, &by, Some(conn));
     }
 
@@ -777,12 +760,7 @@ impl Server {
                 r.invited.remove(&key);
             }
         }
-        let name = self
-            .conns
-            .get(&to)
-            .and_then(Conn::name)
-            .unwrap_or(target)
-            .to_string();
+        let name = self.name_or(to, target);
         let text = format!("{name} was removed from {shown} by {by}.");
         let told = format!("You were removed from {shown} by {by}.");
         self.send(to, protocol::room_left(now.wall, &shown, &told));
@@ -816,12 +794,7 @@ impl Server {
             if let Some(r) = self.rooms.get_mut(room) {
                 r.key = None;
                 let shown = r.name.clone();
-                let by = self
-                    .conns
-                    .get(&conn)
-                    .and_then(Conn::name)
-                    .unwrap_or_default()
-                    .to_string();
+                let by = self.name_of(conn);
                 let notice = format!("{by} removed the key of {shown}.");
                 self.tell_room(room, &protocol::system_in(now.wall, &shown, &notice), None);
                 self.send_state(now, room);
@@ -877,12 +850,7 @@ impl Server {
                 }
             }
             RoomWait::SetKey { conn, room } => {
-                let by = self
-                    .conns
-                    .get(&conn)
-                    .and_then(Conn::name)
-                    .unwrap_or("someone")
-                    .to_string();
+                let by = self.name_or(conn, "someone");
                 let Some(r) = self.rooms.get_mut(&room) else {
                     return;
                 };
@@ -922,12 +890,7 @@ impl Server {
         if !self.require_op(now, conn, room, "change who may join") {
             return;
         }
-        let by = self
-            .conns
-            .get(&conn)
-            .and_then(Conn::name)
-            .unwrap_or_default()
-            .to_string();
+        let by = self.name_of(conn);
         // Members stay members: let them back in after a /part.
         let keys: Vec<Vec<u8>> = self
             .rooms
