@@ -12,7 +12,7 @@ use crate::lock::HistoryLock;
 use crate::query::{self, Reply, Request};
 use crate::record::{Record, Scope};
 use crate::schema;
-use crate::writer::{Command, Counters, Stats, Writer};
+use crate::writer::{Command, Counters, Inbox, Stats, Writer};
 
 /// How the store keeps and writes history.
 #[derive(Clone, Debug)]
@@ -62,6 +62,11 @@ pub struct Store {
     commands: Option<SyncSender<Command>>,
     writer: Option<JoinHandle<()>>,
     counters: Arc<Counters>,
+    /// Appended records on their way to the writer.
+    inbox: Inbox,
+    /// `Options::batch` and `Options::queue`.
+    batch: usize,
+    limit: usize,
     // Declared last, so dropped last: after Drop has stopped the writer.
     _lock: HistoryLock,
 }
@@ -90,7 +95,15 @@ impl Store {
             query::serve(reader_conn, job_queue)
         })?;
         let counters = Arc::new(Counters::default());
-        let writer = Writer::new(conn, options, counters.clone(), (jobs, reader));
+        let inbox = Inbox::default();
+        let (batch, limit) = (options.batch.max(1), options.queue.max(1));
+        let writer = Writer::new(
+            conn,
+            inbox.clone(),
+            options,
+            counters.clone(),
+            (jobs, reader),
+        );
         let (commands, command_queue) = mpsc::sync_channel(queue);
         let writer = spawn("lantalk-history-writer", &path, move || {
             writer.run(command_queue)
@@ -101,6 +114,9 @@ impl Store {
             commands: Some(commands),
             writer: Some(writer),
             counters,
+            inbox,
+            batch,
+            limit,
             _lock: lock,
         })
     }
@@ -121,8 +137,32 @@ impl Store {
     /// Queues a record to be committed within `Options::commit_every`.
     /// Returns at once unless the queue is full (see [`Store`]).
     pub fn append(&self, record: Record) {
-        if self.send(Command::Append(record)).is_err() {
+        if self.commands.is_none() {
             self.counters.lost.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let waiting = {
+            let mut inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
+            inbox.push(record);
+            inbox.len()
+        };
+        let woken = if waiting >= self.limit {
+            // The disk cannot keep up: wait for it rather than grow without
+            // bound or drop a message.
+            self.counters.waited.fetch_add(1, Ordering::Relaxed);
+            let (tx, rx) = mpsc::sync_channel(1);
+            self.send(Command::Flush(tx)).is_ok() && rx.recv().is_ok()
+        } else if waiting == 1 || waiting == self.batch {
+            self.send(Command::Wake).is_ok()
+        } else {
+            true
+        };
+        if !woken {
+            // The writer has stopped (it failed): what waits for it is lost.
+            let lost = std::mem::take(&mut *self.inbox.lock().unwrap_or_else(|e| e.into_inner()));
+            self.counters
+                .lost
+                .fetch_add(lost.len() as u64, Ordering::Relaxed);
         }
     }
 

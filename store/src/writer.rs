@@ -26,7 +26,9 @@ const PURGE_CHUNK: usize = 5_000;
 
 /// What the store's handle sends the writer.
 pub(crate) enum Command {
-    Append(Record),
+    /// Records are waiting in the inbox: the first since the last commit
+    /// (start the clock) or a full batch (commit now).
+    Wake,
     /// A query: answered after everything appended before it is committed,
     /// so a reader always sees what was written before it asked.
     Query(Job),
@@ -82,8 +84,15 @@ pub struct Stats {
     pub last_error: Option<String>,
 }
 
+/// Records appended and not yet taken by the writer. Appends only push
+/// here and wake the writer once per batch, not once per record: a wake is
+/// a system call and a context switch on the caller's thread, the event
+/// loop's, which is worth more than the record itself.
+pub(crate) type Inbox = Arc<Mutex<Vec<Record>>>;
+
 pub(crate) struct Writer {
     conn: Connection,
+    inbox: Inbox,
     options: Options,
     counters: Arc<Counters>,
     /// Appended, not yet committed.
@@ -99,6 +108,7 @@ pub(crate) struct Writer {
 impl Writer {
     pub(crate) fn new(
         conn: Connection,
+        inbox: Inbox,
         options: Options,
         counters: Arc<Counters>,
         reader: (SyncSender<Job>, JoinHandle<()>),
@@ -106,6 +116,7 @@ impl Writer {
         let batch = options.batch.max(1);
         Writer {
             conn,
+            inbox,
             next_purge: options.keep.map(|_| Instant::now()),
             options,
             counters,
@@ -150,13 +161,24 @@ impl Writer {
 
     fn handle(&mut self, command: Command) {
         match command {
-            Command::Append(record) => {
-                if self.pending.is_empty() {
-                    self.due = Some(Instant::now() + self.options.commit_every);
+            Command::Wake => {
+                let batch = self.options.batch.max(1);
+                {
+                    // Whole batches now; a partial one waits for its time.
+                    let mut inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
+                    let whole = inbox.len() / batch * batch;
+                    self.pending.extend(inbox.drain(..whole));
                 }
-                self.pending.push(record);
-                if self.pending.len() >= self.options.batch.max(1) {
-                    self.commit();
+                if !self.pending.is_empty() {
+                    self.write_pending();
+                }
+                let waiting = !self
+                    .inbox
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .is_empty();
+                if waiting && self.due.is_none() {
+                    self.due = Some(Instant::now() + self.options.commit_every);
                 }
             }
             Command::Query(job) => {
@@ -198,11 +220,28 @@ impl Writer {
     /// Writes the pending batch in one transaction.
     fn commit(&mut self) {
         self.due = None;
-        if self.pending.is_empty() {
+        self.pending
+            .append(&mut self.inbox.lock().unwrap_or_else(|e| e.into_inner()));
+        self.write_pending();
+    }
+
+    /// Writes what is pending, a transaction per `Options::batch` records.
+    fn write_pending(&mut self) {
+        let size = self.options.batch.max(1);
+        let all = std::mem::take(&mut self.pending);
+        for chunk in all.chunks(size) {
+            self.write(chunk);
+        }
+        self.pending = all;
+        self.pending.clear();
+    }
+
+    /// Writes `batch` in one transaction.
+    fn write(&mut self, batch: &[Record]) {
+        if batch.is_empty() {
             return;
         }
-        let batch = std::mem::take(&mut self.pending);
-        match write_batch(&mut self.conn, &batch) {
+        match write_batch(&mut self.conn, batch) {
             Ok(refused) => {
                 let stored = batch.len() - refused.len();
                 self.counters
@@ -220,8 +259,6 @@ impl Writer {
                 format!("{} messages could not be saved: {e}", batch.len()),
             ),
         }
-        self.pending = batch;
-        self.pending.clear();
     }
 
     /// Deletes records older than `before_ms`, a chunk per transaction; their
