@@ -33,7 +33,10 @@ fn same_but_shortened(a: &ServerAnnouncement, back: &ServerAnnouncement) {
         back.name,
         a.name
     );
-    assert!(back.addr.is_none() || back.addr == a.addr, "{a:?} vs {back:?}");
+    assert!(
+        back.addr.is_none() || back.addr == a.addr,
+        "{a:?} vs {back:?}"
+    );
     let strip = |x: &ServerAnnouncement| ServerAnnouncement {
         name: String::new(),
         addr: None,

@@ -504,6 +504,14 @@ impl Harness {
                 }
                 // The fuzzed servers do not approve connections.
                 Action::Event(_) | Action::AskOperator(_) | Action::PersistTrusted(_) => {}
+                // The fuzzed servers keep history in memory only: a store
+                // request would be the core asking a store nobody configured.
+                Action::Store(request) => {
+                    panic!(
+                        "step {}: store request without a store: {request:?}",
+                        self.step
+                    )
+                }
                 Action::Shutdown => {
                     assert!(
                         !self.shutdown_seen,

@@ -100,7 +100,9 @@ impl World {
         let Some(session) = m.session.as_mut() else {
             return;
         };
-        session.open(bytes, &mut m.lines).expect("the server's frames open");
+        session
+            .open(bytes, &mut m.lines)
+            .expect("the server's frames open");
         while let Some(frame) = m.lines.next_frame() {
             let Frame::Line(line) = frame else {
                 panic!("an oversized line from the server");
@@ -246,8 +248,16 @@ fuzz_target!(|data: &[u8]| {
         match op % 8 {
             0 => seal_to_server(&mut w, who, &protocol::chat_in(room, &payload, false)),
             1 => {
-                let cmd = ["/join", "/part", "/topic", "/invite", "/kick", "/key", "/invite-only", "/who"]
-                    [(*len as usize) % 8];
+                let cmd = [
+                    "/join",
+                    "/part",
+                    "/topic",
+                    "/invite",
+                    "/kick",
+                    "/key",
+                    "/invite-only",
+                    "/who",
+                ][(*len as usize) % 8];
                 let line = protocol::chat_in(room, &format!("{cmd} {payload}"), false);
                 seal_to_server(&mut w, who, &line);
             }

@@ -53,7 +53,10 @@ fn server_side(password: bool, data: &[u8]) {
         if closed {
             // Closed by the server: dropped, no error, nothing to do.
             assert!(server.handle_input(now, conn, chunk).is_ok());
-            assert!(server.poll_action().is_none(), "actions for a closed connection");
+            assert!(
+                server.poll_action().is_none(),
+                "actions for a closed connection"
+            );
             continue;
         }
         let _ = server.handle_input(now, conn, chunk);

@@ -4,7 +4,7 @@
 #![no_main]
 
 use lantalk_core::json::ObjectWriter;
-use lantalk_core::protocol::{self, ClientLine, ServerLine};
+use lantalk_core::protocol::{self, ClientLine, Place, ServerLine};
 use lantalk_core::secure;
 use lantalk_core::WallTime;
 use libfuzzer_sys::fuzz_target;
@@ -99,11 +99,32 @@ fuzz_target!(|data: &[u8]| {
                 .str("reason", reason)
                 .str("code", why.code())
                 .finish_line(),
-            ServerLine::Message { ts, user, text } => w("message")
-                .str("ts", ts)
-                .str("user", user)
-                .str("text", text)
-                .finish_line(),
+            ServerLine::Message {
+                ts,
+                user,
+                text,
+                room,
+                id,
+                at_ms,
+            } => {
+                let m = w("message")
+                    .str("ts", ts)
+                    .str("user", user)
+                    .str("text", text);
+                let m = match room {
+                    Some(r) => m.str("room", r),
+                    None => m,
+                };
+                let m = match id {
+                    Some(id) => m.raw("id", &id.to_string()),
+                    None => m,
+                };
+                match at_ms {
+                    Some(at) => m.raw("at", &at.to_string()),
+                    None => m,
+                }
+                .finish_line()
+            }
             ServerLine::Pm {
                 ts,
                 from_user,
@@ -113,8 +134,48 @@ fuzz_target!(|data: &[u8]| {
                 .str("from_user", from_user)
                 .str("text", text)
                 .finish_line(),
-            ServerLine::System { ts, text } => {
-                w("system").str("ts", ts).str("text", text).finish_line()
+            ServerLine::System { ts, text, room } => {
+                let m = w("system").str("ts", ts).str("text", text);
+                match room {
+                    Some(r) => m.str("room", r),
+                    None => m,
+                }
+                .finish_line()
+            }
+            ServerLine::Room(view) => protocol::room_state(WallTime::default(), view),
+            ServerLine::RoomLeft { room, reason } => {
+                protocol::room_left(WallTime::default(), room, reason)
+            }
+            ServerLine::RoomMember {
+                room,
+                user,
+                joined,
+                text,
+            } => protocol::room_member(WallTime::default(), room, user, *joined, text),
+            ServerLine::History {
+                place,
+                reason,
+                lines,
+                more,
+            } => {
+                let list: Vec<serde_json::Value> = lines
+                    .iter()
+                    .map(|l| {
+                        serde_json::json!({
+                            "id": l.id, "at": l.at_ms, "user": l.user,
+                            "text": l.text, "action": l.action,
+                        })
+                    })
+                    .collect();
+                let h = w("history");
+                let h = match place {
+                    Place::Room(r) => h.str("room", r),
+                    Place::Pm(u) => h.str("with", u),
+                };
+                h.str("reason", reason.as_str())
+                    .raw("messages", &serde_json::Value::Array(list).to_string())
+                    .bool("more", *more)
+                    .finish_line()
             }
             ServerLine::Other => return,
         };
