@@ -82,6 +82,15 @@ const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO last_id (only, id) VALUES (0, 0);
     ",
+    // v2: the writer keeps the full-text index itself, a statement per batch
+    // rather than a trigger per row. FTS5 flushes its pending terms to disk
+    // at every statement boundary inside a transaction, so a trigger made
+    // each message its own index segment: 15 µs of the writer's 19 µs per
+    // message. One `INSERT ... SELECT` per batch indexes it for ~1.5 µs.
+    "
+    DROP TRIGGER messages_fts_insert;
+    DROP TRIGGER messages_fts_delete;
+    ",
 ];
 
 /// The schema version this build writes.

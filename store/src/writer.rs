@@ -262,15 +262,28 @@ impl Writer {
     }
 
     /// Deletes records older than `before_ms`, a chunk per transaction; their
-    /// full-text entries go with them (the delete trigger).
+    /// full-text entries go with them.
     fn purge(&mut self, before_ms: i64) -> rusqlite::Result<u64> {
         let mut total = 0;
         loop {
-            let deleted = self.conn.execute(
-                "DELETE FROM messages WHERE id IN \
-                 (SELECT id FROM messages WHERE at_ms < ?1 LIMIT ?2)",
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            // The index forgets a chunk before its rows go (an external-content
+            // index must be told the text it indexed); the writer is the only
+            // writer, so both statements see the same chunk.
+            tx.execute(
+                "INSERT INTO messages_fts (messages_fts, rowid, text) \
+                 SELECT 'delete', id, text FROM messages WHERE id IN \
+                 (SELECT id FROM messages WHERE at_ms < ?1 ORDER BY id LIMIT ?2)",
                 params![before_ms, PURGE_CHUNK as i64],
             )?;
+            let deleted = tx.execute(
+                "DELETE FROM messages WHERE id IN \
+                 (SELECT id FROM messages WHERE at_ms < ?1 ORDER BY id LIMIT ?2)",
+                params![before_ms, PURGE_CHUNK as i64],
+            )?;
+            tx.commit()?;
             total += deleted as u64;
             if deleted < PURGE_CHUNK {
                 return Ok(total);
@@ -279,13 +292,16 @@ impl Writer {
     }
 }
 
-/// Inserts a batch in one transaction and raises `last_id`. A record SQLite
-/// refuses (an id already stored) is skipped and returned with the reason
-/// rather than failing its whole batch; any other error rolls the batch back.
+/// Inserts a batch in one transaction, indexes its text and raises
+/// `last_id`. A record SQLite refuses (an id already stored) is skipped and
+/// returned with the reason rather than failing its whole batch; any other
+/// error rolls the batch back.
 fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::Result<Vec<(u64, String)>> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut refused = Vec::new();
     let mut highest = 0;
+    let mut lowest = i64::MAX;
+    let mut stored = Vec::new();
     {
         let mut insert = tx.prepare_cached(
             "INSERT INTO messages (id, at_ms, scope, sender, kind, text) \
@@ -304,12 +320,43 @@ fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::Result<Vec<
                 r.kind.as_str(),
                 r.text
             ]) {
-                Ok(_) => highest = highest.max(id),
+                Ok(_) => {
+                    highest = highest.max(id);
+                    lowest = lowest.min(id);
+                    stored.push(id);
+                }
                 Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
                     refused.push((r.id, e.to_string()))
                 }
                 Err(e) => return Err(e),
             }
+        }
+    }
+    // Ids grow, so the batch's range normally holds its rows and no other;
+    // when it does not (a refused id, ids out of order), older rows inside
+    // it are indexed already and the batch is indexed row by row.
+    let in_range: i64 = match stored.is_empty() {
+        true => 0,
+        false => tx.query_row(
+            "SELECT count(*) FROM messages WHERE id BETWEEN ?1 AND ?2",
+            [lowest, highest],
+            |row| row.get(0),
+        )?,
+    };
+    if usize::try_from(in_range) == Ok(stored.len()) {
+        if !stored.is_empty() {
+            tx.execute(
+                "INSERT INTO messages_fts (rowid, text) \
+                 SELECT id, text FROM messages WHERE id BETWEEN ?1 AND ?2",
+                [lowest, highest],
+            )?;
+        }
+    } else {
+        let mut index = tx.prepare_cached(
+            "INSERT INTO messages_fts (rowid, text) SELECT id, text FROM messages WHERE id = ?1",
+        )?;
+        for id in stored {
+            index.execute([id])?;
         }
     }
     tx.execute("UPDATE last_id SET id = max(id, ?1)", [highest])?;

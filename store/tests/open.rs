@@ -95,11 +95,93 @@ fn creates_and_reopens() {
     let mode: String = conn
         .pragma_query_value(None, "journal_mode", |r| r.get(0))
         .unwrap();
-    assert_eq!((version, mode.as_str()), (1, "wal"));
+    assert_eq!((version, mode.as_str()), (2, "wal"));
     drop(conn);
     let store = Store::open(&db, Options::default()).unwrap();
     assert_eq!(store.last_id(), 3);
     assert_eq!(store.path(), db);
+}
+
+/// The schema the first release wrote (version 1), as a fixture: its index
+/// followed the messages through triggers.
+const VERSION_1: &str = r##"
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, scope TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('message', 'action', 'notice')),
+        text TEXT NOT NULL
+    );
+    CREATE INDEX messages_by_scope ON messages (scope, id);
+    CREATE INDEX messages_by_time ON messages (at_ms);
+    CREATE VIRTUAL TABLE messages_fts USING fts5 (
+        text, content = 'messages', content_rowid = 'id',
+        tokenize = 'unicode61 remove_diacritics 2'
+    );
+    CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+        INSERT INTO messages_fts (rowid, text) VALUES (new.id, new.text);
+    END;
+    CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+        INSERT INTO messages_fts (messages_fts, rowid, text)
+            VALUES ('delete', old.id, old.text);
+    END;
+    CREATE TABLE last_id (only INTEGER PRIMARY KEY CHECK (only = 0), id INTEGER NOT NULL);
+    INSERT INTO last_id (only, id) VALUES (0, 3);
+    INSERT INTO messages VALUES (1, 1000, '["#lobby"]', 'ann', 'message', 'old words one');
+    INSERT INTO messages VALUES (2, 2000, '["#lobby"]', 'bob', 'message', 'old words two');
+    INSERT INTO messages VALUES (3, 3000, '["#lobby"]', 'ann', 'message', 'old words three');
+    PRAGMA user_version = 1;
+"##;
+
+#[test]
+fn a_version_1_history_is_migrated() {
+    let dir = TempDir::new("v1");
+    let db = dir.db();
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    {
+        let conn = Connection::open(&db).unwrap();
+        conn.execute_batch("PRAGMA journal_mode = WAL").unwrap();
+        conn.execute_batch(VERSION_1).unwrap();
+    }
+    let store = Store::open(&db, Options::default()).unwrap();
+    let lobby = Scope::room("#lobby");
+    assert_eq!(store.last_id(), 3);
+    store.append(said(4, &lobby, "new words four"));
+    store.append(said(5, &lobby, "new words five"));
+    let search = |text: &str| {
+        let found = store
+            .query_blocking(Request::Search {
+                scope: lobby.clone(),
+                text: text.into(),
+                before: None,
+                limit: 10,
+            })
+            .unwrap();
+        found.iter().map(|r| r.id).collect::<Vec<_>>()
+    };
+    assert_eq!(search("words"), vec![5, 4, 3, 2, 1]);
+    assert_eq!(search("old"), vec![3, 2, 1]);
+    // Rows the old triggers indexed leave the index with their rows.
+    assert_eq!(store.purge_older_than(2_500).unwrap(), 2);
+    assert_eq!(search("words"), vec![5, 4, 3]);
+    drop(store);
+    let conn = Connection::open(&db).unwrap();
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+    let triggers: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(triggers, 0);
+    conn.execute(
+        "INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)",
+        [],
+    )
+    .unwrap();
 }
 
 #[test]
@@ -108,7 +190,7 @@ fn newer_schema_is_refused_untouched() {
     let db = dir.db();
     make_history(&db, 50);
     let conn = Connection::open(&db).unwrap();
-    conn.pragma_update(None, "user_version", 2).unwrap();
+    conn.pragma_update(None, "user_version", 3).unwrap();
     // A newer version's leftover WAL must not be checkpointed by us either.
     conn.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
     conn.execute("DELETE FROM messages WHERE id > 40", [])
@@ -125,7 +207,7 @@ fn newer_schema_is_refused_untouched() {
     let db = copy.join("history.db");
 
     match refused(&db) {
-        OpenError::Newer { found, known, .. } => assert_eq!((found, known), (2, 1)),
+        OpenError::Newer { found, known, .. } => assert_eq!((found, known), (3, 2)),
         e => panic!("{e:?}"),
     }
 }

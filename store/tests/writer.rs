@@ -142,6 +142,28 @@ fn a_reused_id_is_refused_and_reported() {
         .unwrap();
     assert_eq!(ids(&page), vec![1, 2, 3]);
     assert_eq!(page[0].text, "first");
+    // The index holds each kept row once, and not the impostor's words.
+    let search = |text: &str| {
+        ids(&store
+            .query_blocking(Request::Search {
+                scope: lobby(),
+                text: text.into(),
+                before: None,
+                limit: 10,
+            })
+            .unwrap())
+    };
+    assert_eq!(search("first"), vec![1]);
+    assert_eq!(search("third"), vec![3]);
+    assert_eq!(search("impostor"), Vec::<u64>::new());
+    drop(store);
+    Connection::open(dir.db())
+        .unwrap()
+        .execute(
+            "INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)",
+            [],
+        )
+        .unwrap();
 }
 
 #[test]
