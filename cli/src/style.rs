@@ -313,10 +313,10 @@ impl Style {
             }
             _ => format!("{n} earlier line{plural} of {shown}"),
         };
-        let more_hint = if more && reason != HistoryReason::Search {
-            " (/history for more)"
-        } else {
-            ""
+        let more_hint = match reason {
+            _ if !more || n == 0 => "",
+            HistoryReason::Search => " (/search for older matches)",
+            _ => " (/history for more)",
         };
         let mut out = vec![self
             .start(room, "", at)

@@ -94,7 +94,11 @@ pub const ROOMS: &[CommandSpec] = &[
     },
     CommandSpec {
         local: true,
-        ..cmd("/search", "<words>", "search this room's history")
+        ..cmd(
+            "/search",
+            "[words]",
+            "search this room's history (alone: older matches)",
+        )
     },
 ];
 

@@ -433,29 +433,33 @@ fn last_query(pair: &Pair) -> (QueryId, Scope) {
         .expect("a query")
 }
 
+/// The configuration of a client of ours called `name`, encrypted only.
+fn ours(name: &str, key: u8) -> lantalk_core::client::ClientConfig {
+    use lantalk_core::client::{ClientConfig, ClientSecure, NewKey};
+    let mut c = ClientConfig::new(name, None);
+    c.allow_plaintext = false;
+    c.send_rate = None;
+    c.secure = Some(ClientSecure {
+        identity: StaticKey::from_private([key; 32]),
+        rng_seed: [key; 32],
+        pinned: None,
+        on_new_key: NewKey::Accept,
+    });
+    c
+}
+
+/// The user of client `peer` types `line`.
+fn typed(pair: &mut Pair, peer: PeerId, line: &str) {
+    let line = line.to_string();
+    pair.with_client(peer, move |c, now| c.handle_user_line(now, &line));
+}
+
 /// Our client and the server together: a room joined, lines said in the
 /// room they were typed in, unread counts, and a reconnection that goes back
 /// into the room and shows exactly what was missed.
 #[test]
 fn our_client_in_rooms_and_back_after_a_reconnection() {
-    use lantalk_core::client::{ClientConfig, ClientEvent, ClientSecure, HistoryReason, NewKey};
-
-    fn ours(name: &str, key: u8) -> ClientConfig {
-        let mut c = ClientConfig::new(name, None);
-        c.allow_plaintext = false;
-        c.send_rate = None;
-        c.secure = Some(ClientSecure {
-            identity: StaticKey::from_private([key; 32]),
-            rng_seed: [key; 32],
-            pinned: None,
-            on_new_key: NewKey::Accept,
-        });
-        c
-    }
-    let typed = |pair: &mut Pair, peer: PeerId, line: &str| {
-        let line = line.to_string();
-        pair.with_client(peer, move |c, now| c.handle_user_line(now, &line));
-    };
+    use lantalk_core::client::{ClientEvent, HistoryReason};
 
     let mut pair = Pair::new(config());
     let ann = pair.connect("ann", "10.0.0.1:1", ours("ann", 0x31));
@@ -560,4 +564,105 @@ fn the_store_is_asked_once_per_room() {
     hub.join("carol", 0x23);
     assert_eq!(queries(&hub.pair), 1, "answered from memory since");
     assert!(hub.log.contains("bob <- {\"type\": \"history\", \"room\": \"#lobby\", \"reason\": \"join\", \"messages\": [{\"id\": 1"), "{}", hub.log);
+}
+
+/// `/search` pages: a bare `/search` asks for the matches older than the
+/// oldest one shown, until the store says there are no more.
+#[test]
+fn search_pages_back_with_a_bare_search() {
+    use lantalk_core::client::{ClientEvent, HistoryReason};
+
+    let mut pair = Pair::new(ServerConfig {
+        history: HistoryConfig {
+            store: true,
+            ..HistoryConfig::default()
+        },
+        ..config()
+    });
+    let ann = pair.connect("ann", "10.0.0.1:1", ours("ann", 0x31));
+    // Ann's login asked for the lobby's history; the store has none.
+    let answer = |pair: &mut Pair, records: Vec<Record>, more: bool| {
+        let (id, _) = last_query(pair);
+        pair.with_server(|s, now| {
+            s.handle_store_reply(
+                now,
+                StoreReply {
+                    id,
+                    records,
+                    more,
+                    error: None,
+                },
+            )
+        });
+    };
+    answer(&mut pair, Vec::new(), false);
+    let said = |id: u64| Record {
+        id,
+        at_ms: 1_000 * id as i64,
+        scope: Scope::Room("#lobby".into()),
+        from: "zed".into(),
+        text: format!("deploy number {id}"),
+        kind: RecordKind::Message,
+    };
+    let last_search = |pair: &Pair| {
+        pair.server_actions()
+            .filter_map(|a| match a {
+                Action::Store(r) => match &**r {
+                    StoreRequest::Query {
+                        want: Want::Search { text, before, .. },
+                        ..
+                    } => Some((text.clone(), *before)),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .last()
+    };
+    let notices = |pair: &Pair| {
+        pair.events(ann)
+            .filter_map(|e| match e {
+                ClientEvent::Notice(n) => Some(n.clone()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+
+    typed(&mut pair, ann, "/search");
+    assert_eq!(last_search(&pair), None, "nothing to page on yet");
+    assert!(notices(&pair).last().unwrap().starts_with("Usage: /search"));
+
+    typed(&mut pair, ann, "/search deploy");
+    assert_eq!(last_search(&pair), Some(("deploy".into(), None)));
+    answer(&mut pair, vec![said(40), said(50)], true);
+    let pages: Vec<Vec<u64>> = pair
+        .events(ann)
+        .filter_map(|e| match e {
+            ClientEvent::History {
+                reason: HistoryReason::Search,
+                lines,
+                ..
+            } => Some(lines.iter().map(|l| l.id).collect()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pages, [vec![40, 50]]);
+
+    typed(&mut pair, ann, "/search");
+    assert_eq!(last_search(&pair), Some(("deploy".into(), Some(40))));
+    answer(&mut pair, vec![said(10)], false);
+
+    typed(&mut pair, ann, "/search");
+    assert_eq!(
+        last_search(&pair),
+        Some(("deploy".into(), Some(40))),
+        "no query once the store said there is nothing older"
+    );
+    assert_eq!(
+        notices(&pair).last().map(String::as_str),
+        Some("No older matches for \"deploy\" in #lobby.")
+    );
+
+    // A new search starts from the newest again.
+    typed(&mut pair, ann, "/search number");
+    assert_eq!(last_search(&pair), Some(("number".into(), None)));
 }

@@ -49,6 +49,20 @@ pub(super) struct Rooms {
     pub(super) resuming: std::collections::HashMap<String, u64>,
     /// The key typed with the last `/join`, for the room it named.
     pub(super) join_key: Option<(String, String)>,
+    /// The last `/search`, which a bare `/search` pages on from.
+    pub(super) search: Option<Search>,
+}
+
+/// A search in progress: its room and words, and where the next page of
+/// older matches starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Search {
+    room: String,
+    text: String,
+    /// The oldest match shown so far (`None` until the first page arrives).
+    before: Option<u64>,
+    /// Whether older matches are left.
+    more: bool,
 }
 
 impl Rooms {
@@ -309,18 +323,39 @@ impl Client {
         self.queue(now, line, OutKind::Request);
     }
 
-    /// `/search <words>`: this room's history, newest first.
+    /// `/search <words>`: this room's history, newest first, a page at a
+    /// time; a bare `/search` shows the next page of older matches.
     pub(super) fn search_command(&mut self, now: Now, rest: &str) {
         let Some(room) = self.speaking_in() else {
             return self.notice("This server keeps no history (LanTalk 2.0).".to_string());
         };
         let text = protocol::py_trim(rest);
-        if text.is_empty() {
-            return self.notice("Usage: /search <words>".to_string());
-        }
+        let (text, before) = if text.is_empty() {
+            match &self.rooms.search {
+                Some(s) if room_key(&s.room) == room_key(&room) && s.more => {
+                    (s.text.clone(), s.before)
+                }
+                Some(s) if room_key(&s.room) == room_key(&room) && s.before.is_some() => {
+                    return self.notice(format!("No older matches for \"{}\" in {room}.", s.text));
+                }
+                _ => {
+                    return self.notice(
+                        "Usage: /search <words> (then /search for older matches)".to_string(),
+                    )
+                }
+            }
+        } else {
+            (text.to_string(), None)
+        };
+        self.rooms.search = Some(Search {
+            room: room.clone(),
+            text: text.clone(),
+            before,
+            more: false,
+        });
         let want = Want::Search {
-            text: text.to_string(),
-            before: None,
+            text,
+            before,
             limit: 20,
         };
         let line = protocol::history_request(&Place::Room(room), &want);
@@ -352,6 +387,18 @@ impl Client {
                 }
                 HistoryReason::Resume => {
                     self.rooms.resuming.remove(&key);
+                }
+                HistoryReason::Search => {
+                    if let Some(search) = self
+                        .rooms
+                        .search
+                        .as_mut()
+                        .filter(|s| room_key(&s.room) == key)
+                    {
+                        search.before = lines.first().map(|l| l.id).or(search.before);
+                        // An empty page has nothing older to page from.
+                        search.more = more && !lines.is_empty();
+                    }
                 }
                 _ => {}
             }
