@@ -87,6 +87,7 @@ impl Client {
                 // The roster first: a user interface learns from it that the
                 // server is one of ours (rooms follow) before it is told the
                 // login is through.
+                self.awaiting_lobby = session.is_some();
                 if let Some(session) = session {
                     // The server's own limits replace our guesses.
                     self.pacing = session.rate_limit.map(|r| Window::new(paced(r)));
@@ -102,7 +103,11 @@ impl Client {
                     server_name,
                 });
                 // Lines typed while logging in go out now, before anything
-                // that follows in the same read.
+                // that follows in the same read; with a server of ours once
+                // the lobby (where they are said) has arrived.
+                if !self.awaiting_lobby {
+                    self.replay_early(now);
+                }
                 self.flush(now);
             }
             (phase, _) if phase.is_logging_in() => {

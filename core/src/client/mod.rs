@@ -288,6 +288,13 @@ pub struct Client {
     rooms: rooms::Rooms,
     /// The room a `/join` asked for, to switch to when the server says so.
     join_asked: Option<String>,
+    /// Lines typed before the client knows what the server is (while logging
+    /// in, and with a server of ours until the lobby is entered): whether
+    /// `/search` or `/history` is ours to answer, and which room a line is
+    /// said in, depend on it. Replayed in order once it is known.
+    early: VecDeque<String>,
+    /// Logged in to a server of ours whose lobby has not arrived yet.
+    awaiting_lobby: bool,
     actions: VecDeque<ClientAction>,
 }
 
@@ -318,6 +325,8 @@ impl Client {
             abandon_login: false,
             rooms: rooms::Rooms::default(),
             join_asked: None,
+            early: VecDeque::new(),
+            awaiting_lobby: false,
             actions: VecDeque::new(),
         }
     }

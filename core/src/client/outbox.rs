@@ -49,6 +49,9 @@ impl Client {
         if matches!(self.phase, Phase::Closed | Phase::Leaving) {
             return;
         }
+        if self.phase.is_logging_in() || self.awaiting_lobby {
+            return self.early.push_back(line.to_string());
+        }
         // Trimmed as the server will (Python's white space): a line of only
         // U+001C..U+001F must not go out as an empty message.
         let text = protocol::py_trim(line);
@@ -99,6 +102,14 @@ impl Client {
             }
         };
         self.queue(now, text.to_string(), kind);
+    }
+
+    /// Takes up the lines typed before the server was known, in order.
+    pub(super) fn replay_early(&mut self, now: Now) {
+        self.awaiting_lobby = false;
+        while let Some(line) = self.early.pop_front() {
+            self.user_line(now, &line);
+        }
     }
 
     /// Puts a line in the outbox; says so if pacing holds it back.
@@ -166,7 +177,7 @@ impl Client {
             return;
         }
         match self.phase {
-            Phase::Chatting if self.outbox.is_empty() => {
+            Phase::Chatting if self.outbox.is_empty() && self.early.is_empty() => {
                 self.phase = Phase::Leaving;
                 self.actions.push_back(ClientAction::Close);
             }
@@ -183,6 +194,7 @@ impl Client {
                     || matches!(self.phase, Phase::NeedPassword | Phase::NeedTrust) =>
             {
                 self.outbox.clear();
+                self.early.clear();
                 self.phase = Phase::Closed;
                 self.deadline = None;
                 self.event(ClientEvent::Disconnected {

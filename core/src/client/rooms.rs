@@ -185,6 +185,9 @@ impl Client {
             self.join_asked = None;
             self.switch_to(i);
         }
+        if first && self.awaiting_lobby {
+            self.replay_early(now);
+        }
     }
 
     /// Asks what was said in `room` after id `after`.
