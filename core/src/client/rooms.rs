@@ -19,6 +19,10 @@ pub struct Rejoin {
     pub room: String,
     /// The key it was joined with, if it needed one (kept in memory only).
     pub key: Option<String>,
+    /// The oldest and newest message ids shown there: the join's page of
+    /// history leaves out what was shown already (the server may have
+    /// restarted and forgotten the room, so the page can hold old lines).
+    pub oldest: Option<u64>,
     pub after: Option<u64>,
     /// It was the room the user spoke in.
     pub current: bool,
@@ -105,6 +109,7 @@ impl Client {
             .map(|(i, r)| Rejoin {
                 room: r.view.room.clone(),
                 key: r.key.clone(),
+                oldest: r.oldest,
                 after: r.newest,
                 current: i == self.rooms.current,
             })
@@ -160,6 +165,8 @@ impl Client {
         if let Some(at) = back_into {
             let again = self.config.rejoin.remove(at);
             was_current = again.current;
+            let r = &mut self.rooms.list[i];
+            (r.oldest, r.newest) = (again.oldest, again.after);
             if let Some(after) = again.after {
                 self.rooms.resuming.insert(room_key(&room), after);
                 self.ask_after(now, &room, after);
@@ -390,6 +397,10 @@ impl Client {
                 }
                 HistoryReason::Resume => {
                     self.rooms.resuming.remove(&key);
+                    if lines.is_empty() {
+                        // Nothing was missed: nothing to say.
+                        return;
+                    }
                 }
                 HistoryReason::Search => {
                     if let Some(search) = self
@@ -412,6 +423,7 @@ impl Client {
                     let r = &self.rooms.list[i];
                     (r.oldest, r.newest)
                 });
+                let offered = lines.len();
                 let fresh: Vec<PastLine> = lines
                     .into_iter()
                     .filter(|l| match seen {
@@ -421,6 +433,10 @@ impl Client {
                     .collect();
                 for l in &fresh {
                     self.rooms.note_id(room, l.id);
+                }
+                if fresh.is_empty() && offered > 0 && reason == HistoryReason::Join {
+                    // All shown before (back in a room after a reconnection).
+                    return;
                 }
                 fresh
             }
