@@ -92,6 +92,10 @@ fn lantalk_member(port: u16, name: &str) -> (TcpStream, mpsc::Receiver<String>) 
 fn rooms_and_history_in_piped_mode(bin: &str) {
     let server = OurServer::start(bin, &["--allow-plaintext"]);
     let (_dee, dee) = lantalk_member(server.port, "dee");
+    // dee is in before anyone speaks (its login is not waited for otherwise).
+    let logged_in = std::iter::from_fn(|| dee.recv_timeout(Duration::from_secs(10)).ok())
+        .find(|l| l.contains("\"auth_ok\""));
+    assert!(logged_in.is_some(), "dee never logged in");
     let mut ann = piped(bin, server.port, "ann");
     let mut bob = piped(bin, server.port, "bob");
 
