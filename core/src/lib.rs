@@ -24,6 +24,7 @@ pub mod secure;
 pub mod server;
 pub mod text;
 pub mod time;
+pub mod transfer;
 
 pub use bans::BanList;
 pub use server::{Action, ConnId, Server, ServerConfig};

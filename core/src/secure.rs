@@ -452,6 +452,17 @@ impl Session {
     /// appends the plaintext to `out`. Plaintext of the frames before a bad
     /// one is kept in `out`: it is authentic.
     pub fn open(&mut self, bytes: &[u8], out: &mut LineBuffer) -> Result<(), OpenError> {
+        self.open_frames(bytes, |plaintext| out.push(plaintext))
+    }
+
+    /// Decrypts every complete frame of `bytes` (after what was held) and
+    /// hands each frame's plaintext to `each`, in order: for side
+    /// connections, where a frame is one record rather than part of a line.
+    pub fn open_frames(
+        &mut self,
+        bytes: &[u8],
+        mut each: impl FnMut(&[u8]),
+    ) -> Result<(), OpenError> {
         self.frames.push(bytes);
         let mut buf = Vec::new();
         while let Some(frame) = self.frames.next_frame() {
@@ -459,7 +470,7 @@ impl Session {
                 .noise
                 .read_message(frame, grow(&mut buf, frame.len()))
                 .map_err(|_| OpenError::Tampered)?;
-            out.push(&buf[..n]);
+            each(&buf[..n]);
         }
         if self.frames.buffered() > MAX_FRAME + 2 {
             return Err(OpenError::Oversized);

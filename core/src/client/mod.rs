@@ -20,10 +20,12 @@ use crate::protocol::{self, Malformed, ServerLine, MAX_TEXT_CHARS};
 use crate::ratelimit::{Rate, Window};
 use crate::secure::{self, grow, FrameBuffer, Kdf, Offer, PakeClient, SeededRng, StaticKey};
 use crate::time::{Instant, Now};
+use crate::transfer::{FileRequest, SideId};
 
 mod login;
 mod outbox;
 mod rooms;
+mod transfer;
 mod wire;
 
 pub use crate::protocol::{HistoryReason, PastLine, Place, RoomView};
@@ -209,6 +211,21 @@ pub enum ClientAction {
     /// last answers still arrive until it closes its side; give it a grace
     /// period, then call [`Client::handle_disconnect`].
     Close,
+    /// Open a side connection to the same server (for a file transfer);
+    /// report [`Client::handle_side_opened`], or
+    /// [`Client::handle_side_closed`] if it cannot be opened.
+    Open(SideId),
+    /// Write these bytes on a side connection.
+    SideSend(SideId, Vec<u8>),
+    /// Once everything written to the side connection so far has gone out,
+    /// call [`Client::handle_side_drained`] (once).
+    SideWatchDrain(SideId),
+    /// Stop (`true`) or resume reading from a side connection.
+    SidePause(SideId, bool),
+    /// Flush and close a side connection; nothing more is reported for it.
+    SideClose(SideId),
+    /// Carry out a file request; answer with [`Client::handle_file_reply`].
+    Files(Box<FileRequest>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -16,6 +16,7 @@ use core::net::SocketAddr;
 
 use crate::client::{Client, ClientAction, ClientConfig, ClientEvent};
 use crate::time::{Instant, Now};
+use crate::transfer::SideId;
 
 use super::{ClientHost, ClientOutcome, Command, Control};
 
@@ -35,6 +36,15 @@ pub enum ClientInput<'a> {
     /// The connection is gone: the server closed it, or reading or writing
     /// failed.
     Closed,
+    /// A side connection asked for with [`ClientOutput::Open`] is open.
+    SideOpened(SideId),
+    /// Bytes from a side connection.
+    SideBytes(SideId, &'a [u8]),
+    /// Everything written to a side connection went out, as asked by
+    /// [`ClientOutput::SideWatchDrain`].
+    SideDrained(SideId),
+    /// A side connection could not be opened, or it is gone.
+    SideClosed(SideId),
 }
 
 /// What a runtime does next for a client session.
@@ -50,6 +60,21 @@ pub enum ClientOutput {
     HalfClose,
     /// The session is over; nothing more follows.
     Done(ClientOutcome),
+    /// Open a new connection to the same server address, for a side
+    /// connection; feed [`ClientInput::SideOpened`] or
+    /// [`ClientInput::SideClosed`].
+    Open(SideId),
+    /// Queue these bytes on a side connection (never blocking the session:
+    /// each side connection writes on its own).
+    SideTransmit(SideId, Vec<u8>),
+    /// Feed [`ClientInput::SideDrained`] once everything queued for the
+    /// side connection so far is written.
+    SideWatchDrain(SideId),
+    /// Stop (`true`) or resume reading from a side connection.
+    SidePause(SideId, bool),
+    /// Flush what is queued on the side connection, then close it. Nothing
+    /// more is fed for it.
+    SideClose(SideId),
 }
 
 /// One client session from the moment its connection opened: the [`Client`]
@@ -60,6 +85,8 @@ pub struct ClientDriver {
     host: Box<dyn ClientHost>,
     /// Bytes to write, from the inputs handled since the last transmit.
     out: Vec<u8>,
+    /// What to do on side connections, in order (after `out`).
+    side: std::collections::VecDeque<ClientOutput>,
     /// How the session ended, once that is known.
     outcome: Option<ClientOutcome>,
     /// The client asked to half-close and the runtime has not been told yet.
@@ -87,6 +114,7 @@ impl ClientDriver {
             client,
             host,
             out: Vec::new(),
+            side: std::collections::VecDeque::new(),
             outcome: None,
             half_close: false,
             linger: None,
@@ -112,6 +140,11 @@ impl ClientDriver {
             ClientInput::Command(Command::Shutdown) => client.handle_interrupt(now_full),
             // Only servers keep history.
             ClientInput::Command(Command::Stored(_)) => {}
+            ClientInput::Command(Command::Files(reply)) => client.handle_file_reply(now_full, *reply),
+            ClientInput::SideOpened(side) => client.handle_side_opened(now_full, side),
+            ClientInput::SideBytes(side, bytes) => client.handle_side_input(now_full, side, bytes),
+            ClientInput::SideDrained(side) => client.handle_side_drained(now_full, side),
+            ClientInput::SideClosed(side) => client.handle_side_closed(now_full, side),
             // The server did not close its side in time after we left.
             ClientInput::Timeout if self.linger.is_some_and(|t| t <= now) => {
                 client.handle_disconnect(now_full)
@@ -132,6 +165,9 @@ impl ClientDriver {
     pub fn poll_output(&mut self) -> Option<ClientOutput> {
         if !self.out.is_empty() {
             return Some(ClientOutput::Transmit(mem::take(&mut self.out)));
+        }
+        if let Some(side) = self.side.pop_front() {
+            return Some(side);
         }
         if mem::take(&mut self.half_close) {
             return Some(ClientOutput::HalfClose);
@@ -179,6 +215,7 @@ impl ClientDriver {
             &mut self.client,
             &mut *self.host,
             &mut self.out,
+            &mut self.side,
             &mut self.outcome,
         );
         if close && self.linger.is_none() {
@@ -195,12 +232,19 @@ pub fn dispatch_client(
     client: &mut Client,
     host: &mut dyn ClientHost,
     out: &mut Vec<u8>,
+    side: &mut std::collections::VecDeque<ClientOutput>,
     outcome: &mut Option<ClientOutcome>,
 ) -> bool {
     let mut close = false;
     while let Some(action) = client.poll_action() {
         match action {
             ClientAction::Send(bytes) => out.extend_from_slice(&bytes),
+            ClientAction::Open(id) => side.push_back(ClientOutput::Open(id)),
+            ClientAction::SideSend(id, bytes) => side.push_back(ClientOutput::SideTransmit(id, bytes)),
+            ClientAction::SideWatchDrain(id) => side.push_back(ClientOutput::SideWatchDrain(id)),
+            ClientAction::SidePause(id, paused) => side.push_back(ClientOutput::SidePause(id, paused)),
+            ClientAction::SideClose(id) => side.push_back(ClientOutput::SideClose(id)),
+            ClientAction::Files(request) => host.files(*request),
             ClientAction::Event(event) => {
                 match &event {
                     ClientEvent::Refused { reason, why } => {

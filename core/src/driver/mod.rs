@@ -46,6 +46,13 @@ pub trait ServerHost: Send + 'static {
     /// answer as [`Command::Stored`] (only asked when the server's
     /// `HistoryConfig::store` is set).
     fn store(&mut self, request: crate::history::StoreRequest);
+    /// Carry out a file request off the event loop (in the server's files
+    /// folder: [`crate::transfer::Place::Shared`] only) and deliver its
+    /// answer as [`Command::Files`].
+    fn files(&mut self, request: crate::transfer::FileRequest);
+    /// The files the server keeps changed: store the whole list
+    /// (atomically), so offers survive a restart.
+    fn persist_files(&mut self, files: &[crate::transfer::SharedFile]);
     /// The listener is bound and the server is running; `control` feeds it
     /// console lines and shutdown requests from any thread.
     fn ready(&mut self, local_addr: SocketAddr, control: Control);
@@ -58,6 +65,10 @@ pub trait ClientHost: Send + 'static {
     fn event(&mut self, event: &ClientEvent);
     /// Connected (not yet logged in); `control` feeds the user's input.
     fn ready(&mut self, server_addr: SocketAddr, control: Control);
+    /// Carry out a file request off the event loop (reading a file to send,
+    /// writing one being received) and deliver its answer as
+    /// [`Command::Files`].
+    fn files(&mut self, request: crate::transfer::FileRequest);
 }
 
 /// Input from outside the network, delivered to a running server or client.
@@ -76,6 +87,8 @@ pub enum Command {
     Shutdown,
     /// The history store's answer to a query (servers only).
     Stored(Box<crate::history::StoreReply>),
+    /// The answer to a file request.
+    Files(Box<crate::transfer::FileReply>),
 }
 
 /// A thread-safe way to deliver [`Command`]s to a running loop.

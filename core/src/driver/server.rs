@@ -18,6 +18,14 @@ pub trait Transport {
     /// loop that serves connections), then deliver its answer to
     /// [`Server::handle_password_checked`] as one more input.
     fn check_password(&mut self, check: PasswordCheck);
+    /// Once everything queued for `conn` so far has been written to the
+    /// socket, feed [`ServerInput::Drained`] for it (once). This is how bulk
+    /// data waits for a slow peer instead of filling the queue.
+    fn watch_drain(&mut self, conn: ConnId);
+    /// Stop (`true`) or resume reading from `conn`: the core cannot take
+    /// more of its bulk data yet. The peer's TCP window then fills and it
+    /// waits, and nothing piles up in memory.
+    fn pause_reading(&mut self, conn: ConnId, paused: bool);
 }
 
 /// Everything a runtime hands the server but new connections (those come
@@ -32,6 +40,9 @@ pub enum ServerInput {
     Closed(ConnId),
     /// The answer to an [`Action::CheckPassword`], from the worker.
     PasswordChecked(PasswordChecked),
+    /// Everything queued for the connection was written, as asked by
+    /// [`Action::WatchDrain`].
+    Drained(ConnId),
     /// The operator's console, or a signal.
     Command(Command),
 }
@@ -43,9 +54,11 @@ pub fn feed_server(server: &mut Server, now: Now, input: ServerInput) {
         ServerInput::Data(id, bytes) => deliver_input(server, now, id, &bytes),
         ServerInput::Closed(id) => deliver_disconnect(server, now, id, DisconnectCause::PeerClosed),
         ServerInput::PasswordChecked(answer) => server.handle_password_checked(now, answer),
+        ServerInput::Drained(id) => server.handle_drained(now, id),
         ServerInput::Command(Command::Line(line)) => server.handle_console(now, &line),
         ServerInput::Command(Command::Shutdown) => server.shutdown(now),
         ServerInput::Command(Command::Stored(reply)) => server.handle_store_reply(now, *reply),
+        ServerInput::Command(Command::Files(reply)) => server.handle_file_reply(now, *reply),
         // What only a client is asked (passwords, trusting keys), and the end
         // of the console's input, which leaves the server running.
         ServerInput::Command(Command::Password(_) | Command::Trust(_) | Command::EndOfInput) => {}
@@ -75,6 +88,10 @@ pub fn dispatch_server(
             Action::PersistTrusted(peers) => host.persist_trusted(&peers),
             Action::AskOperator(request) => host.ask_operator(&request),
             Action::Store(request) => host.store(*request),
+            Action::Files(request) => host.files(*request),
+            Action::PersistFiles(files) => host.persist_files(&files),
+            Action::WatchDrain(conn) => transport.watch_drain(conn),
+            Action::PauseReading { conn, paused } => transport.pause_reading(conn, paused),
             Action::Event(event) => host.event(&event),
             Action::Shutdown => shut_down = true,
         }

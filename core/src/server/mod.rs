@@ -20,6 +20,7 @@ mod conn;
 mod console;
 mod event;
 mod fanout;
+mod files;
 mod history;
 mod login;
 mod moderation;
@@ -141,6 +142,17 @@ pub enum Action {
     /// Keep a record, or answer a query with [`Server::handle_store_reply`]
     /// (the application's history store; only with `HistoryConfig::store`).
     Store(Box<crate::history::StoreRequest>),
+    /// Carry out a file request in the server's files folder and give the
+    /// answer to [`Server::handle_file_reply`].
+    Files(Box<crate::transfer::FileRequest>),
+    /// The files kept changed: store the whole list.
+    PersistFiles(Vec<crate::transfer::SharedFile>),
+    /// Feed `ServerInput::Drained` once everything queued for this
+    /// connection has been written (bulk data waits for it).
+    WatchDrain(ConnId),
+    /// Stop or resume reading from a connection whose bulk data cannot be
+    /// taken yet.
+    PauseReading { conn: ConnId, paused: bool },
     /// Tell the operator and/or the log.
     Event(ServerEvent),
     /// The server has shut down: every connection was closed; flush and exit.
