@@ -100,6 +100,31 @@ pub const ROOMS: &[CommandSpec] = &[
             "search this room's history (alone: older matches)",
         )
     },
+    // Files: asked of the server as requests of their own.
+    CommandSpec {
+        local: true,
+        ..cmd(
+            "/send",
+            "<user|#room> <path>",
+            "share a file with someone or a room",
+        )
+    },
+    CommandSpec {
+        local: true,
+        ..cmd("/files", "", "files offered to you")
+    },
+    CommandSpec {
+        local: true,
+        ..cmd("/get", "<id|all>", "download a file (see /files)")
+    },
+    CommandSpec {
+        local: true,
+        ..cmd(
+            "/cancel",
+            "<id>",
+            "stop a transfer, or stop offering your file",
+        )
+    },
 ];
 
 /// What the operator types on a server's console.

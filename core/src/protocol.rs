@@ -529,6 +529,8 @@ pub enum ClientLine {
     /// `{"type": "history", ...}` or `{"type": "search", ...}`: earlier
     /// lines of a room or a private conversation (clients of ours).
     History { place: Place, want: Want },
+    /// Sharing files (`file_*` lines; clients of ours).
+    File(crate::transfer::lines::FileAsk),
     /// A well-formed object of a type clients do not send; ignored.
     Other,
 }
@@ -556,6 +558,11 @@ pub fn parse_client_line(line: &[u8]) -> Result<ClientLine, Malformed> {
     }
     if kind == "history" || kind == "search" {
         return parse_history_request(&map, kind == "search");
+    }
+    if crate::transfer::lines::is_file_type(kind) {
+        return serde_json::from_value(Value::Object(map))
+            .map(ClientLine::File)
+            .map_err(|_| Malformed("bad file request"));
     }
     if kind != "message" {
         return Ok(ClientLine::Other);
@@ -775,7 +782,13 @@ fn parse_client_line_fast(line: &[u8]) -> Option<ClientLine> {
         }),
         (kind, _) if kind == "keepalive" => Some(ClientLine::Keepalive),
         // Requests with fields of their own: the general path reads them.
-        (kind, _) if kind == "history" || kind == "search" => None,
+        (kind, _)
+            if kind == "history"
+                || kind == "search"
+                || crate::transfer::lines::is_file_type(&kind) =>
+        {
+            None
+        }
         (kind, _) if kind != "message" => Some(ClientLine::Other),
         _ => None,
     }
@@ -853,6 +866,8 @@ pub enum ServerLine {
         to_user: String,
         text: String,
     },
+    /// About files (servers of ours).
+    File(crate::transfer::lines::FileNews),
     /// A well-formed object of a type this client does not know; ignored.
     Other,
 }
@@ -982,6 +997,11 @@ pub fn parse_server_line(line: &[u8]) -> Result<ServerLine, Malformed> {
             to_user: s("to_user")?,
             text: s("text")?,
         },
+        kind if crate::transfer::lines::is_file_type(kind) => {
+            serde_json::from_value(Value::Object(map.clone()))
+                .map(ServerLine::File)
+                .map_err(|_| Malformed("bad file line"))?
+        }
         _ => ServerLine::Other,
     })
 }

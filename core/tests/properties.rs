@@ -255,7 +255,11 @@ impl Tracker {
                 | Action::AskOperator(_)
                 | Action::Event(_)
                 | Action::CheckPassword(_)
-                | Action::Store(_) => {}
+                | Action::Store(_)
+                | Action::Files(_)
+                | Action::PersistFiles(_)
+                | Action::WatchDrain(_)
+                | Action::PauseReading { .. } => {}
             }
         }
         if let (Some(now), Some(t)) = (now, server.poll_timeout()) {

@@ -183,6 +183,9 @@ impl Client {
             (Phase::Chatting | Phase::Leaving, ServerLine::PmSent { to_user, text, .. }) => {
                 self.event(ClientEvent::PmSent { to: to_user, text })
             }
+            (Phase::Chatting | Phase::Leaving, ServerLine::File(news)) => {
+                self.handle_file_news(now, news)
+            }
             (Phase::Chatting | Phase::Leaving, ServerLine::AuthFail { reason, .. }) => {
                 self.event(ClientEvent::System {
                     ts: String::new(),

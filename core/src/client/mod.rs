@@ -32,6 +32,7 @@ pub use crate::protocol::{HistoryReason, PastLine, Place, RoomView};
 pub use outbox::paced;
 use outbox::Outgoing;
 pub use rooms::{Rejoin, RoomState};
+pub use transfer::{describe, Progress};
 
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
@@ -195,6 +196,38 @@ pub enum ClientEvent {
         lines: Vec<PastLine>,
         more: bool,
     },
+    /// A file is offered to us (in a room we are in, or to us alone), or
+    /// our upload is complete and offered.
+    FileShared(crate::transfer::lines::FileInfo),
+    /// The answer to `/files`; `got[i]`: `files[i]` was downloaded in this
+    /// session.
+    FileList {
+        files: Vec<crate::transfer::lines::FileInfo>,
+        got: Vec<bool>,
+    },
+    /// A file is no longer offered.
+    FileRemoved { id: u64, name: String },
+    /// A transfer moved on (a chunk was verified).
+    Transfer(Progress),
+    /// A transfer is complete and verified. `path`: where a download was
+    /// saved. `hash`: the whole file's hash ([`crate::transfer::file_hash`]),
+    /// when known.
+    TransferDone {
+        id: u64,
+        name: String,
+        upload: bool,
+        size: u64,
+        hash: Option<String>,
+        path: Option<String>,
+    },
+    /// A transfer (or a `/send` before it started) failed or was
+    /// cancelled.
+    TransferFailed {
+        id: Option<u64>,
+        name: String,
+        upload: bool,
+        reason: String,
+    },
     /// Something local the user should know (e.g. a line not sent).
     Notice(String),
     /// The connection is over. `expected` is true when the user asked for it.
@@ -312,6 +345,8 @@ pub struct Client {
     early: VecDeque<String>,
     /// Logged in to a server of ours whose lobby has not arrived yet.
     awaiting_lobby: bool,
+    /// Files being offered, sent and received.
+    transfers: transfer::Transfers,
     actions: VecDeque<ClientAction>,
 }
 
@@ -344,6 +379,7 @@ impl Client {
             join_asked: None,
             early: VecDeque::new(),
             awaiting_lobby: false,
+            transfers: transfer::Transfers::default(),
             actions: VecDeque::new(),
         }
     }
@@ -436,6 +472,7 @@ impl Client {
     /// once logged in, but a login under way is abandoned.
     pub fn handle_interrupt(&mut self, now: Now) {
         self.abandon_login = true;
+        self.abandon_transfers();
         self.handle_quit(now);
     }
 

@@ -83,6 +83,10 @@ impl Client {
                     return self.history_command(now, rest)
                 }
                 "/search" if !self.rooms.list.is_empty() => return self.search_command(now, rest),
+                "/send" if !self.rooms.list.is_empty() => return self.send_command(rest),
+                "/files" if !self.rooms.list.is_empty() => return self.files_command(),
+                "/get" if !self.rooms.list.is_empty() => return self.get_command(rest),
+                "/cancel" if !self.rooms.list.is_empty() => return self.cancel_command(now, rest),
                 "/clear" => return self.event(ClientEvent::Clear),
                 "/me" if protocol::py_trim(rest).is_empty() => {
                     return self.notice("Usage: /me <action>".to_string())
@@ -177,7 +181,9 @@ impl Client {
             return;
         }
         match self.phase {
-            Phase::Chatting if self.outbox.is_empty() && self.early.is_empty() => {
+            Phase::Chatting
+                if self.outbox.is_empty() && self.early.is_empty() && !self.transfers.busy() =>
+            {
                 self.phase = Phase::Leaving;
                 self.actions.push_back(ClientAction::Close);
             }

@@ -140,7 +140,9 @@ impl ClientDriver {
             ClientInput::Command(Command::Shutdown) => client.handle_interrupt(now_full),
             // Only servers keep history.
             ClientInput::Command(Command::Stored(_)) => {}
-            ClientInput::Command(Command::Files(reply)) => client.handle_file_reply(now_full, *reply),
+            ClientInput::Command(Command::Files(reply)) => {
+                client.handle_file_reply(now_full, *reply)
+            }
             ClientInput::SideOpened(side) => client.handle_side_opened(now_full, side),
             ClientInput::SideBytes(side, bytes) => client.handle_side_input(now_full, side, bytes),
             ClientInput::SideDrained(side) => client.handle_side_drained(now_full, side),
@@ -240,9 +242,13 @@ pub fn dispatch_client(
         match action {
             ClientAction::Send(bytes) => out.extend_from_slice(&bytes),
             ClientAction::Open(id) => side.push_back(ClientOutput::Open(id)),
-            ClientAction::SideSend(id, bytes) => side.push_back(ClientOutput::SideTransmit(id, bytes)),
+            ClientAction::SideSend(id, bytes) => {
+                side.push_back(ClientOutput::SideTransmit(id, bytes))
+            }
             ClientAction::SideWatchDrain(id) => side.push_back(ClientOutput::SideWatchDrain(id)),
-            ClientAction::SidePause(id, paused) => side.push_back(ClientOutput::SidePause(id, paused)),
+            ClientAction::SidePause(id, paused) => {
+                side.push_back(ClientOutput::SidePause(id, paused))
+            }
             ClientAction::SideClose(id) => side.push_back(ClientOutput::SideClose(id)),
             ClientAction::Files(request) => host.files(*request),
             ClientAction::Event(event) => {
@@ -309,6 +315,9 @@ mod tests {
         }
         fn ready(&mut self, server_addr: SocketAddr, _control: Control) {
             *self.ready.lock().unwrap() = Some(server_addr);
+        }
+        fn files(&mut self, request: crate::transfer::FileRequest) {
+            panic!("no file was asked about: {request:?}");
         }
     }
 

@@ -32,7 +32,15 @@ impl Server {
                 }
                 return self.handle_history_request(now, conn, place, want);
             }
-            Ok(ClientLine::Other | ClientLine::History { .. }) => {
+            Ok(ClientLine::File(ask)) if c.is_secure() => {
+                c.malformed_in_a_row = 0;
+                let listing = matches!(ask, crate::transfer::lines::FileAsk::FileList);
+                if listing && !self.check_rate(now, conn) {
+                    return;
+                }
+                return self.handle_file_line(now, conn, ask);
+            }
+            Ok(ClientLine::Other | ClientLine::History { .. } | ClientLine::File(_)) => {
                 c.malformed_in_a_row = 0;
                 let name = c.name().unwrap_or_default().to_string();
                 return self.event(

@@ -6,7 +6,7 @@ use crate::password::PasswordHash;
 use crate::ratelimit::Rate;
 use crate::secure::{StaticKey, Suite};
 
-use super::{HistoryConfig, RoomLimits};
+use super::{FilesConfig, HistoryConfig, RoomLimits};
 
 /// What the server needs to offer encryption.
 #[derive(Clone, Debug)]
@@ -104,6 +104,8 @@ pub struct ServerConfig {
     /// The id of the first message (ids never repeat, also across
     /// restarts: the history store says where the last run stopped).
     pub first_message_id: u64,
+    /// Sharing files: limits, and what an earlier run kept.
+    pub files: FilesConfig,
 }
 
 impl Default for ServerConfig {
@@ -130,6 +132,7 @@ impl Default for ServerConfig {
             rooms: RoomLimits::default(),
             history: HistoryConfig::default(),
             first_message_id: 1,
+            files: FilesConfig::default(),
         }
     }
 }

@@ -24,6 +24,9 @@ pub(super) enum Phase {
     },
     /// Logged in; `joined` orders users by login, as LanTalk lists them.
     Active { name: String, joined: u64 },
+    /// A side connection carrying a file for a session (see `files.rs`):
+    /// records, not lines; no user of its own.
+    Side,
 }
 
 /// How bytes travel on a connection.
@@ -62,13 +65,14 @@ impl Conn {
         match self.phase {
             Phase::LoggingIn { deadline, .. } | Phase::Approving { deadline, .. } => Some(deadline),
             Phase::Active { .. } => idle_timeout.map(|t| self.last_input + t),
+            Phase::Side => Some(self.last_input + super::files::SIDE_IDLE),
         }
     }
 
     pub(super) fn name(&self) -> Option<&str> {
         match &self.phase {
             Phase::Active { name, .. } => Some(name),
-            Phase::LoggingIn { .. } | Phase::Approving { .. } => None,
+            Phase::LoggingIn { .. } | Phase::Approving { .. } | Phase::Side => None,
         }
     }
 

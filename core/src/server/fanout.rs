@@ -28,6 +28,10 @@ impl Server {
         if let Some(name) = c.name() {
             self.users.remove(&name_key(name));
             self.leave_all_rooms(conn);
+            self.session_gone(conn);
+        }
+        if matches!(c.phase, Phase::Side) {
+            self.side_gone(conn);
         }
         if matches!(c.phase, Phase::Approving { .. }) {
             self.forget_approval(conn);

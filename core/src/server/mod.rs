@@ -39,6 +39,7 @@ use core::net::{IpAddr, SocketAddr};
 pub use config::{Approval, SecureConfig, ServerConfig, TrustedPeer};
 pub use console::console_help;
 pub use event::{ApprovalRequest, EventDetail, EventKind, Level, ServerEvent};
+pub use files::FilesConfig;
 pub use history::HistoryConfig;
 pub use rooms::RoomLimits;
 
@@ -223,6 +224,8 @@ pub struct Server {
     /// History queries handed to the store, by id.
     queries: HashMap<crate::history::QueryId, history::Pending>,
     next_query: u64,
+    /// Files kept and offered, tickets, side connections.
+    files: files::Files,
 }
 
 impl Server {
@@ -244,7 +247,8 @@ impl Server {
             };
             (offer, SeededRng::new(sc.rng_seed))
         });
-        Server {
+        let files = files::Files::new(&config.files);
+        let mut server = Server {
             secure,
             config,
             started: now.instant,
@@ -270,7 +274,10 @@ impl Server {
             next_message: config_first_message,
             queries: HashMap::new(),
             next_query: 0,
-        }
+            files,
+        };
+        server.start_files(now);
+        server
     }
 
     pub fn config(&self) -> &ServerConfig {
@@ -432,6 +439,11 @@ impl Server {
                     EventKind::Connection,
                     format!("Connection {conn} from {} {why} before logging in.", c.addr),
                 ),
+                Phase::Side => self.event(
+                    Level::Debug,
+                    EventKind::Connection,
+                    format!("File connection {conn} from {} closed.", c.addr),
+                ),
                 // Gave up waiting for the operator (the question, if it
                 // was open, closed in `remove`).
                 Phase::Approving { name, .. } => self.event(
@@ -525,7 +537,7 @@ impl Server {
             .values()
             .filter_map(|c| match &c.phase {
                 Phase::Active { name, joined } => Some((*joined, name.as_str())),
-                Phase::LoggingIn { .. } | Phase::Approving { .. } => None,
+                Phase::LoggingIn { .. } | Phase::Approving { .. } | Phase::Side => None,
             })
             .collect();
         users.sort_unstable();
@@ -547,7 +559,7 @@ impl Server {
                     };
                     Some((*joined, format!("{name}{mark}")))
                 }
-                Phase::LoggingIn { .. } | Phase::Approving { .. } => None,
+                Phase::LoggingIn { .. } | Phase::Approving { .. } | Phase::Side => None,
             })
             .collect();
         users.sort_unstable();

@@ -6,6 +6,7 @@ impl Server {
     /// Time passed; fire every deadline that is due.
     pub fn handle_timeout(&mut self, now: Now) {
         self.expire(now);
+        self.sweep_files(now);
         self.ask_next(now);
     }
 
@@ -33,6 +34,7 @@ impl Server {
                 Phase::LoggingIn { .. } | Phase::Approving { .. } => {
                     self.refuse_login_as(now, conn, "Login timed out.", CloseReason::AuthTimeout)
                 }
+                Phase::Side => self.close(conn, CloseReason::IdleTimeout),
                 Phase::Active { .. } => self.kick(
                     now,
                     conn,
@@ -48,6 +50,10 @@ impl Server {
     /// (then nothing happens), never late.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((t, _))| *t)
+        let conn = self.timers.peek().map(|Reverse((t, _))| *t);
+        match (conn, self.files_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }

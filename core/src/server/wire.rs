@@ -131,6 +131,19 @@ impl Server {
             return;
         };
         let mut out = Vec::new();
+        if let (Phase::Side, Wire::Secure(session)) = (&c.phase, &mut c.wire) {
+            // Records, one per frame: those before a bad frame are authentic.
+            let mut records = Vec::new();
+            let failure = session
+                .open_frames(bytes, |p| records.push(p.to_vec()))
+                .err()
+                .map(open_failure);
+            self.side_records(now, conn, records);
+            if let Some(why) = failure {
+                self.drop_secure(now, conn, why);
+            }
+            return;
+        }
         let failure = match &mut c.wire {
             Wire::Handshake { .. } => advance_handshake(c, bytes, &mut out),
             Wire::Secure(session) => session.open(bytes, &mut c.lines).err().map(open_failure),
@@ -176,9 +189,28 @@ impl Server {
         if line.iter().all(u8::is_ascii_whitespace) {
             return;
         }
-        match self.conns.get(&conn).map(|c| &c.phase) {
-            Some(Phase::Active { .. }) => self.handle_chat_line(now, conn, line),
-            Some(Phase::Approving { .. }) => self.handle_approval_line(now, conn, line),
+        match self.conns.get(&conn).map(|c| (&c.phase, c.is_secure())) {
+            Some((Phase::Active { .. }, _)) => self.handle_chat_line(now, conn, line),
+            Some((Phase::Approving { .. }, _)) => self.handle_approval_line(now, conn, line),
+            // Lines end when a connection becomes a side connection.
+            Some((Phase::Side, _)) => {}
+            // An encrypted connection's first line may be a side
+            // connection's ticket rather than a login.
+            Some((
+                Phase::LoggingIn {
+                    pake: None,
+                    check: None,
+                    ..
+                },
+                true,
+            )) if line.starts_with(b"{\"type\":\"attach\"") => {
+                match crate::transfer::record::parse(line) {
+                    Ok(crate::transfer::record::Record::Control(
+                        crate::transfer::record::Control::Attach { ticket, from },
+                    )) => self.attach(now, conn, ticket, from),
+                    _ => self.refuse_login(now, conn, "Malformed file connection."),
+                }
+            }
             _ => self.handle_login(now, conn, line),
         }
     }

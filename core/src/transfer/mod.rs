@@ -15,6 +15,7 @@
 //! [`FileId`] only, so nothing a peer sends can choose a path on the server;
 //! a receiving client gets a name sanitised by [`names::sanitise`].
 
+pub mod lines;
 pub mod names;
 pub mod record;
 
@@ -136,14 +137,21 @@ pub struct FileReply {
 pub enum FileAnswer {
     /// The file's size and stamp; `name` is its file name (the last part of
     /// the path), as offered to others.
-    Stat { stamp: Stamp, name: String },
+    Stat {
+        stamp: Stamp,
+        name: String,
+    },
     Data(Vec<u8>),
     /// Hashes of the chunks already verified, in order.
-    Prepared { verified: Vec<[u8; 32]> },
+    Prepared {
+        verified: Vec<[u8; 32]>,
+    },
     Written,
     /// Where the file is now, for people (clients: the path it was saved
     /// under).
-    Finished { path: String },
+    Finished {
+        path: String,
+    },
 }
 
 /// Why a file request failed.

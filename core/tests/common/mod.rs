@@ -15,6 +15,7 @@
 //! ```
 #![allow(dead_code)]
 
+pub mod disk;
 pub mod pair;
 pub mod secure_peer;
 
@@ -158,6 +159,23 @@ pub fn show_action(action: &Action) -> String {
             let names: Vec<&str> = list.iter().map(|t| t.name.as_str()).collect();
             format!("persist-trusted {}", names.join(", "))
         }
+        Action::Files(request) => format!("files {}", show_file_request(request)),
+        Action::PersistFiles(list) => {
+            let files: Vec<String> = list
+                .iter()
+                .map(|f| {
+                    format!(
+                        "{}:{}{}",
+                        f.id,
+                        f.name,
+                        if f.hash.is_some() { "" } else { "(partial)" }
+                    )
+                })
+                .collect();
+            format!("persist-files {}", files.join(", "))
+        }
+        Action::WatchDrain(conn) => format!("watch-drain {conn}"),
+        Action::PauseReading { conn, paused } => format!("pause-reading {conn} {paused}"),
     }
 }
 
@@ -435,6 +453,29 @@ pub fn show_client_action(action: &ClientAction) -> String {
         ClientAction::Send(bytes) => format!("send {}", show_bytes(bytes)),
         ClientAction::Event(e) => show_text(&format!("event {e:?}")),
         ClientAction::Close => "close".to_string(),
+        ClientAction::Open(side) => format!("open side {}", side.0),
+        ClientAction::SideSend(side, bytes) => {
+            format!("side {} send {} bytes", side.0, bytes.len())
+        }
+        ClientAction::SideWatchDrain(side) => format!("side {} watch-drain", side.0),
+        ClientAction::SidePause(side, paused) => format!("side {} pause {paused}", side.0),
+        ClientAction::SideClose(side) => format!("side {} close", side.0),
+        ClientAction::Files(request) => format!("files {}", show_file_request(request)),
+    }
+}
+
+/// A file request without its bytes.
+pub fn show_file_request(request: &lantalk_core::transfer::FileRequest) -> String {
+    use lantalk_core::transfer::FileRequest as R;
+    match request {
+        R::Write {
+            op,
+            place,
+            offset,
+            bytes,
+            ..
+        } => format!("write op{} {place:?} @{offset} {} bytes", op.0, bytes.len()),
+        other => format!("{other:?}"),
     }
 }
 

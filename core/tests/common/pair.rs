@@ -18,8 +18,10 @@ use lantalk_core::password::PasswordCheck;
 use lantalk_core::server::{
     Action, ApprovalRequest, CloseReason, ConnId, DisconnectCause, Server, ServerConfig,
 };
+use lantalk_core::transfer::{FileReply, SideId};
 use lantalk_core::{BanList, Instant, Now};
 
+use super::disk::MemDisk;
 use super::{addr, at, secs};
 
 /// Which way bytes travel.
@@ -68,10 +70,33 @@ pub enum Seen {
 
 struct Peer {
     label: String,
+    address: String,
     conn: ConnId,
     /// `None` for a raw peer.
     client: Option<Client>,
     closed: Option<Closed>,
+    /// The files our client reads and writes.
+    disk: MemDisk,
+}
+
+/// A side connection our client opened (for a file transfer).
+struct SideLink {
+    peer: PeerId,
+    side: SideId,
+    conn: ConnId,
+    closed: bool,
+    /// The client paused reading: what the server sends waits here.
+    paused: bool,
+    held: Vec<Vec<u8>>,
+}
+
+/// Something that happens after the round that asked for it, as a
+/// runtime's answers do.
+enum Later {
+    ServerDrained(ConnId),
+    SideDrained(PeerId, SideId),
+    ServerFiles(FileReply),
+    ClientFiles(PeerId, FileReply),
 }
 
 pub struct Pair {
@@ -82,6 +107,12 @@ pub struct Pair {
     /// Everything that happened, in order; a test may clear it to look at
     /// what follows only.
     pub trace: Vec<Seen>,
+    /// The server's files.
+    pub server_disk: MemDisk,
+    sides: Vec<SideLink>,
+    /// Connections the server stopped reading, with what waits for it.
+    server_paused: std::collections::HashMap<ConnId, Vec<Vec<u8>>>,
+    later: Vec<Later>,
 }
 
 /// Rounds of [`Pair::drive`] after which two sides that keep answering each
@@ -105,6 +136,10 @@ impl Pair {
             now,
             wire,
             trace: Vec::new(),
+            server_disk: MemDisk::default(),
+            sides: Vec::new(),
+            server_paused: Default::default(),
+            later: Vec::new(),
         }
     }
 
@@ -124,9 +159,11 @@ impl Pair {
         let conn = self.server.handle_connect(self.now, addr(address));
         self.peers.push(Peer {
             label: label.to_string(),
+            address: address.to_string(),
             conn,
             client,
             closed: None,
+            disk: MemDisk::default(),
         });
         self.drive();
         PeerId(self.peers.len() - 1)
@@ -191,7 +228,13 @@ impl Pair {
                 }
             }
             if !moved {
-                return;
+                let later = std::mem::take(&mut self.later);
+                if later.is_empty() {
+                    return;
+                }
+                for l in later {
+                    self.happen(l);
+                }
             }
         }
         panic!("the two sides never settled");
@@ -199,7 +242,25 @@ impl Pair {
 
     fn server_action(&mut self, action: Action) {
         let now = self.now;
+        if let Some(i) = self.side_index(&action) {
+            return self.side_server_action(i, action);
+        }
         match action {
+            Action::WatchDrain(conn) => self.later.push(Later::ServerDrained(conn)),
+            Action::PauseReading { conn, paused } => {
+                if paused {
+                    self.server_paused.entry(conn).or_default();
+                } else if let Some(held) = self.server_paused.remove(&conn) {
+                    for chunk in held {
+                        let _ = self.server.handle_input(now, conn, &chunk);
+                    }
+                }
+            }
+            Action::Files(request) => {
+                if let Some(reply) = self.server_disk.carry_out(*request) {
+                    self.later.push(Later::ServerFiles(reply));
+                }
+            }
             Action::Send { conn, bytes } => {
                 let peer = self
                     .peer_of(conn)
@@ -240,7 +301,63 @@ impl Pair {
     }
 
     fn client_action(&mut self, peer: PeerId, action: ClientAction) {
+        let now = self.now;
         match action {
+            ClientAction::Open(side) => {
+                let address = self.peers[peer.0].address.clone();
+                let conn = self.server.handle_connect(now, addr(&address));
+                self.sides.push(SideLink {
+                    peer,
+                    side,
+                    conn,
+                    closed: false,
+                    paused: false,
+                    held: Vec::new(),
+                });
+                self.client_mut(peer).handle_side_opened(now, side);
+            }
+            ClientAction::SideSend(side, bytes) => {
+                if let Some(l) = self.link(peer, side) {
+                    if !l.closed {
+                        let conn = l.conn;
+                        match self.server_paused.get_mut(&conn) {
+                            Some(held) => held.push(bytes),
+                            None => {
+                                let _ = self.server.handle_input(now, conn, &bytes);
+                            }
+                        }
+                    }
+                }
+            }
+            ClientAction::SideWatchDrain(side) => self.later.push(Later::SideDrained(peer, side)),
+            ClientAction::SidePause(side, paused) => {
+                let mut release = Vec::new();
+                if let Some(l) = self.link(peer, side) {
+                    l.paused = paused;
+                    if !paused {
+                        release = std::mem::take(&mut l.held);
+                    }
+                }
+                for chunk in release {
+                    self.client_mut(peer).handle_side_input(now, side, &chunk);
+                }
+            }
+            ClientAction::SideClose(side) => {
+                if let Some(l) = self.link(peer, side) {
+                    if !l.closed {
+                        l.closed = true;
+                        let conn = l.conn;
+                        let _ =
+                            self.server
+                                .handle_disconnect(now, conn, DisconnectCause::PeerClosed);
+                    }
+                }
+            }
+            ClientAction::Files(request) => {
+                if let Some(reply) = self.peers[peer.0].disk.carry_out(*request) {
+                    self.later.push(Later::ClientFiles(peer, reply));
+                }
+            }
             ClientAction::Send(bytes) => self.send_to_server(peer, bytes),
             ClientAction::Event(event) => self.trace.push(Seen::Event { peer, event }),
             ClientAction::Close => {
@@ -259,6 +376,84 @@ impl Pair {
                 }
             }
         }
+    }
+
+    fn link(&mut self, peer: PeerId, side: SideId) -> Option<&mut SideLink> {
+        self.sides
+            .iter_mut()
+            .find(|l| l.peer == peer && l.side == side)
+    }
+
+    /// The side connection an action of the server's is about, if it is
+    /// about one.
+    fn side_index(&self, action: &Action) -> Option<usize> {
+        let conn = match action {
+            Action::Send { conn, .. } | Action::Close { conn, .. } => *conn,
+            _ => return None,
+        };
+        self.sides.iter().position(|l| l.conn == conn)
+    }
+
+    fn side_server_action(&mut self, i: usize, action: Action) {
+        let now = self.now;
+        let (peer, side) = (self.sides[i].peer, self.sides[i].side);
+        match action {
+            Action::Send { bytes, .. } => {
+                let l = &mut self.sides[i];
+                if l.closed {
+                    return;
+                }
+                if l.paused {
+                    l.held.push(bytes.to_vec());
+                } else {
+                    self.client_mut(peer).handle_side_input(now, side, &bytes);
+                }
+            }
+            Action::Close { .. } => {
+                let l = &mut self.sides[i];
+                if !l.closed {
+                    l.closed = true;
+                    self.client_mut(peer).handle_side_closed(now, side);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn happen(&mut self, later: Later) {
+        let now = self.now;
+        match later {
+            Later::ServerDrained(conn) => self.server.handle_drained(now, conn),
+            Later::ServerFiles(reply) => self.server.handle_file_reply(now, reply),
+            Later::SideDrained(peer, side) => {
+                if self.link(peer, side).is_some_and(|l| !l.closed) {
+                    self.client_mut(peer).handle_side_drained(now, side);
+                }
+            }
+            Later::ClientFiles(peer, reply) => self.client_mut(peer).handle_file_reply(now, reply),
+        }
+    }
+
+    /// The files of our client `peer`.
+    pub fn disk(&mut self, peer: PeerId) -> &mut MemDisk {
+        &mut self.peers[peer.0].disk
+    }
+
+    /// Cuts every side connection of `peer` (a killed transfer).
+    pub fn cut_sides(&mut self, peer: PeerId) {
+        let now = self.now;
+        for i in 0..self.sides.len() {
+            let l = &mut self.sides[i];
+            if l.peer == peer && !l.closed {
+                l.closed = true;
+                let (conn, side) = (l.conn, l.side);
+                let _ = self
+                    .server
+                    .handle_disconnect(now, conn, DisconnectCause::PeerClosed);
+                self.client_mut(peer).handle_side_closed(now, side);
+            }
+        }
+        self.drive();
     }
 
     fn send_to_server(&mut self, peer: PeerId, bytes: Vec<u8>) {

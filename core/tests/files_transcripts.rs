@@ -1,0 +1,376 @@
+//! Sharing files in simulated time: our clients and the server on a
+//! [`Pair`], side connections and all, with disks in memory
+//! ([`common::disk::MemDisk`]) answering the file requests.
+
+mod common;
+
+use common::pair::{Pair, PeerId};
+use lantalk_core::client::{ClientConfig, ClientEvent, ClientSecure, NewKey};
+use lantalk_core::password::HashParams;
+use lantalk_core::secure::StaticKey;
+use lantalk_core::server::{Action, FilesConfig, RoomLimits, SecureConfig};
+use lantalk_core::transfer::{chunk_hash, file_hash, hex, CHUNK};
+use lantalk_core::ServerConfig;
+
+fn config() -> ServerConfig {
+    ServerConfig {
+        name: "Hub".into(),
+        secure: Some(SecureConfig {
+            identity: StaticKey::from_private([0x11; 32]),
+            rng_seed: [5; 32],
+            suites: Vec::new(),
+        }),
+        rate_limit: None,
+        rooms: RoomLimits {
+            key_params: HashParams::INSECURE_FAST,
+            ..RoomLimits::default()
+        },
+        files: FilesConfig {
+            enabled: true,
+            ..FilesConfig::default()
+        },
+        ..ServerConfig::default()
+    }
+}
+
+fn ours(name: &str, key: u8) -> ClientConfig {
+    let mut c = ClientConfig::new(name, None);
+    c.allow_plaintext = false;
+    c.send_rate = None;
+    c.secure = Some(ClientSecure {
+        identity: StaticKey::from_private([key; 32]),
+        rng_seed: [key; 32],
+        pinned: None,
+        on_new_key: NewKey::Accept,
+    });
+    c
+}
+
+fn typed(pair: &mut Pair, peer: PeerId, line: &str) {
+    let line = line.to_string();
+    pair.with_client(peer, move |c, now| c.handle_user_line(now, &line));
+}
+
+/// A file of `len` bytes that differ from chunk to chunk.
+fn contents(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 + i / 1000) as u8).collect()
+}
+
+/// Whether a file holds exactly `want` (without printing megabytes when
+/// it does not).
+fn holds(got: Option<&Vec<u8>>, want: &[u8]) -> bool {
+    got.is_some_and(|g| g.as_slice() == want)
+}
+
+fn whole_hash(bytes: &[u8]) -> String {
+    let hashes: Vec<[u8; 32]> = bytes.chunks(CHUNK as usize).map(chunk_hash).collect();
+    hex(&file_hash(&hashes))
+}
+
+fn done_events(pair: &Pair, peer: PeerId) -> Vec<(bool, Option<String>, Option<String>)> {
+    pair.events(peer)
+        .filter_map(|e| match e {
+            ClientEvent::TransferDone {
+                upload, hash, path, ..
+            } => Some((*upload, hash.clone(), path.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn failures(pair: &Pair, peer: PeerId) -> Vec<String> {
+    pair.events(peer)
+        .filter_map(|e| match e {
+            ClientEvent::TransferFailed { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn shared_ids(pair: &Pair, peer: PeerId) -> Vec<u64> {
+    pair.events(peer)
+        .filter_map(|e| match e {
+            ClientEvent::FileShared(f) => Some(f.id),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Ann sends a file of 2.5 chunks to the lobby; Bob sees it offered and
+/// downloads it; both ends verify every chunk and the whole file.
+#[test]
+fn a_file_goes_up_to_the_server_and_down_to_someone_else() {
+    let mut pair = Pair::new(config());
+    let ann = pair.connect("ann", "10.0.0.1:1", ours("ann", 0x31));
+    let bob = pair.connect("bob", "10.0.0.2:1", ours("bob", 0x32));
+    let data = contents(2 * CHUNK as usize + CHUNK as usize / 2);
+    pair.disk(ann)
+        .local
+        .insert("talks/slides.pdf".into(), data.clone());
+
+    typed(&mut pair, ann, "/send #lobby talks/slides.pdf");
+    assert_eq!(failures(&pair, ann), Vec::<String>::new());
+    assert!(
+        holds(pair.server_disk.done.get("shared/1"), &data),
+        "the server keeps the upload: {:?}",
+        failures(&pair, ann)
+    );
+    let hash = whole_hash(&data);
+    assert_eq!(done_events(&pair, ann), [(true, Some(hash.clone()), None)]);
+    assert_eq!(shared_ids(&pair, bob), [1], "bob is offered it");
+    assert_eq!(shared_ids(&pair, ann), [1], "ann hears it is offered");
+    assert!(pair.server_actions().any(
+        |a| matches!(a, Action::PersistFiles(list) if list.len() == 1 && list[0].hash.is_some())
+    ));
+
+    typed(&mut pair, bob, "/get 1");
+    assert_eq!(failures(&pair, bob), Vec::<String>::new());
+    assert!(
+        holds(pair.disk(bob).done.get("slides.pdf"), &data),
+        "{:?}",
+        failures(&pair, bob)
+    );
+    assert_eq!(
+        done_events(&pair, bob),
+        [(false, Some(hash), Some("slides.pdf".to_string()))]
+    );
+
+    // Again: the first copy is not overwritten.
+    typed(&mut pair, bob, "/get 1");
+    assert!(
+        holds(pair.disk(bob).done.get("slides (1).pdf"), &data),
+        "{:?}",
+        failures(&pair, bob)
+    );
+}
+
+/// An empty file and a file of exactly one chunk are edge cases of the
+/// chunk arithmetic.
+#[test]
+fn empty_and_exact_chunk_files() {
+    let mut pair = Pair::new(config());
+    let ann = pair.connect("ann", "10.0.0.1:1", ours("ann", 0x31));
+    let bob = pair.connect("bob", "10.0.0.2:1", ours("bob", 0x32));
+    pair.disk(ann).local.insert("empty".into(), Vec::new());
+    pair.disk(ann)
+        .local
+        .insert("one".into(), contents(CHUNK as usize));
+    typed(&mut pair, ann, "/send bob empty");
+    typed(&mut pair, ann, "/send bob one");
+    assert_eq!(failures(&pair, ann), Vec::<String>::new());
+    typed(&mut pair, bob, "/get all");
+    assert!(holds(pair.disk(bob).done.get("empty"), &[]));
+    assert!(holds(
+        pair.disk(bob).done.get("one"),
+        &contents(CHUNK as usize)
+    ));
+    assert_eq!(failures(&pair, bob), Vec::<String>::new());
+}
+
+/// A file for one person is offered to them alone.
+#[test]
+fn a_private_file_is_only_for_its_recipient() {
+    let mut pair = Pair::new(config());
+    let ann = pair.connect("ann", "10.0.0.1:1", ours("ann", 0x31));
+    let bob = pair.connect("bob", "10.0.0.2:1", ours("bob", 0x32));
+    let cat = pair.connect("cat", "10.0.0.3:1", ours("cat", 0x33));
+    pair.disk(ann)
+        .local
+        .insert("note.txt".into(), b"for bob".to_vec());
+    typed(&mut pair, ann, "/send bob note.txt");
+    assert_eq!(shared_ids(&pair, bob), [1]);
+    assert_eq!(shared_ids(&pair, cat), Vec::<u64>::new());
+    typed(&mut pair, cat, "/get 1");
+    assert_eq!(
+        failures(&pair, cat),
+        ["There is no file 1 for you (see /files)."]
+    );
+    assert!(pair.disk(cat).done.is_empty());
+}
+
+/// Limits refuse before anything is uploaded.
+#[test]
+fn limits_refuse_before_the_upload() {
+    let mut cfg = config();
+    cfg.files.max_file_size = 1000;
+    cfg.files.quota = 1500;
+    let mut pair = Pair::new(cfg);
+    let ann = pair.connect("ann", "10.0.0.1:1", ours("ann", 0x31));
+    pair.disk(ann).local.insert("big".into(), contents(1001));
+    pair.disk(ann).local.insert("ok".into(), contents(1000));
+    typed(&mut pair, ann, "/send #lobby big");
+    typed(&mut pair, ann, "/send #lobby ok");
+    typed(&mut pair, ann, "/send #nowhere ok");
+    typed(&mut pair, ann, "/send #lobby missing");
+    pair.disk(ann).local.insert("ok2".into(), contents(999));
+    typed(&mut pair, ann, "/send #lobby ok2");
+    assert_eq!(
+        failures(&pair, ann),
+        [
+            "big is 1.0 kB; this server takes files up to 1.0 kB.",
+            "You are not in #nowhere: /join #nowhere first.",
+            "No such file: missing",
+            "The server's space for files is full (1.0 kB of 1.5 kB used); try again when \
+             older files have expired.",
+        ]
+    );
+    assert_eq!(pair.server_disk.done.len(), 1);
+}
+
+/// A download cut in the middle resumes from the last verified chunk
+/// without asking for it again; an upload likewise.
+#[test]
+fn interrupted_transfers_resume_from_the_last_verified_chunk() {
+    let mut pair = Pair::new(config());
+    let ann = pair.connect("ann", "10.0.0.1:1", ours("ann", 0x31));
+    let bob = pair.connect("bob", "10.0.0.2:1", ours("bob", 0x32));
+    let data = contents(3 * CHUNK as usize + 10);
+    pair.disk(ann).local.insert("data.bin".into(), data.clone());
+    typed(&mut pair, ann, "/send #lobby data.bin");
+    assert!(holds(pair.server_disk.done.get("shared/1"), &data));
+
+    // Bob's disk already holds two verified chunks of it (an earlier try).
+    let two = 2 * CHUNK as usize;
+    let hashes = vec![
+        chunk_hash(&data[..CHUNK as usize]),
+        chunk_hash(&data[CHUNK as usize..two]),
+    ];
+    pair.disk(bob)
+        .partial
+        .insert("data.bin".into(), (data[..two].to_vec(), hashes));
+    typed(&mut pair, bob, "/get 1");
+    assert!(
+        holds(pair.disk(bob).done.get("data.bin"), &data),
+        "{:?}",
+        failures(&pair, bob)
+    );
+    let writes: Vec<&String> = pair
+        .disk(bob)
+        .log
+        .iter()
+        .filter(|l| l.starts_with("write"))
+        .collect();
+    assert_eq!(
+        writes,
+        [
+            &format!("write data.bin @{}", 2 * CHUNK),
+            &format!("write data.bin @{}", 3 * CHUNK)
+        ],
+        "only the missing chunks"
+    );
+    assert_eq!(failures(&pair, bob), Vec::<String>::new());
+}
+
+/// The server restarted in the middle of an upload: the same `/send` again
+/// finds the partial file and sends only what is missing.
+#[test]
+fn an_upload_resumes_after_a_server_restart() {
+    use lantalk_core::transfer::{Audience, FileId, SharedFile, Stamp};
+
+    let data = contents(3 * CHUNK as usize);
+    let probe = common::disk::MemDisk {
+        local: [("big.iso".to_string(), data.clone())].into(),
+        ..Default::default()
+    };
+    let stamp: Stamp = probe.stamp_of("big.iso");
+    let mut cfg = config();
+    cfg.files.kept = vec![SharedFile {
+        id: FileId(4),
+        name: "big.iso".into(),
+        size: data.len() as u64,
+        from: "ann".into(),
+        to: Audience::Room("#lobby".into()),
+        hash: None,
+        at_ms: 0,
+        stamp,
+    }];
+    let mut pair = Pair::new(cfg);
+    pair.server_disk.partial.insert(
+        "shared/4".into(),
+        (
+            data[..CHUNK as usize].to_vec(),
+            vec![chunk_hash(&data[..CHUNK as usize])],
+        ),
+    );
+    let ann = pair.connect("ann", "10.0.0.1:1", ours("ann", 0x31));
+    pair.disk(ann).local.insert("big.iso".into(), data.clone());
+    typed(&mut pair, ann, "/send #lobby big.iso");
+    assert_eq!(failures(&pair, ann), Vec::<String>::new());
+    assert!(holds(pair.server_disk.done.get("shared/4"), &data));
+    let writes: Vec<&String> = pair
+        .server_disk
+        .log
+        .iter()
+        .filter(|l| l.starts_with("write"))
+        .collect();
+    assert_eq!(writes.len(), 2, "chunks 1 and 2 only: {writes:?}");
+    // The sender did not hash what it did not send; the server's
+    // announcement carries the whole file's hash.
+    let shared: Vec<Option<String>> = pair
+        .events(ann)
+        .filter_map(|e| match e {
+            ClientEvent::FileShared(f) => Some(f.sha256.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(shared, [Some(whole_hash(&data))]);
+}
+
+/// A file that changes while it is sent is reported, and nothing is
+/// offered.
+#[test]
+fn a_file_changed_while_sent_is_reported() {
+    let mut pair = Pair::new(config());
+    let ann = pair.connect("ann", "10.0.0.1:1", ours("ann", 0x31));
+    let bob = pair.connect("bob", "10.0.0.2:1", ours("bob", 0x32));
+    pair.disk(ann)
+        .local
+        .insert("log.txt".into(), contents(3 * CHUNK as usize));
+    pair.disk(ann).change_after_reads = Some(1);
+    typed(&mut pair, ann, "/send #lobby log.txt");
+    assert_eq!(failures(&pair, ann), ["log.txt changed while being sent"]);
+    assert_eq!(shared_ids(&pair, bob), Vec::<u64>::new());
+    assert!(pair.server_disk.done.is_empty());
+}
+
+/// The receiver's disk is full: a clear error, and nothing half-written is
+/// announced as done.
+#[test]
+fn a_full_disk_is_a_clear_error() {
+    let mut pair = Pair::new(config());
+    let ann = pair.connect("ann", "10.0.0.1:1", ours("ann", 0x31));
+    let bob = pair.connect("bob", "10.0.0.2:1", ours("bob", 0x32));
+    pair.disk(ann).local.insert("a.bin".into(), contents(5000));
+    typed(&mut pair, ann, "/send #lobby a.bin");
+    pair.disk(bob).space = Some(100);
+    typed(&mut pair, bob, "/get 1");
+    assert_eq!(
+        failures(&pair, bob),
+        ["Not enough space: needs 5000, 100 free (the partial file is kept: /get it again)"]
+    );
+    assert!(pair.disk(bob).done.is_empty());
+}
+
+/// Someone who leaves stops offering nothing: the file stays for whoever
+/// joins later; its sender can withdraw it.
+#[test]
+fn the_sender_can_withdraw_a_file() {
+    let mut pair = Pair::new(config());
+    let ann = pair.connect("ann", "10.0.0.1:1", ours("ann", 0x31));
+    let bob = pair.connect("bob", "10.0.0.2:1", ours("bob", 0x32));
+    pair.disk(ann).local.insert("a.bin".into(), contents(10));
+    typed(&mut pair, ann, "/send #lobby a.bin");
+    typed(&mut pair, bob, "/cancel 1");
+    assert!(pair.server_disk.done.contains_key("shared/1"), "not bob's");
+    typed(&mut pair, ann, "/cancel 1");
+    assert!(pair.server_disk.done.is_empty());
+    let removed = pair
+        .events(bob)
+        .any(|e| matches!(e, ClientEvent::FileRemoved { id: 1, .. }));
+    assert!(removed);
+    typed(&mut pair, bob, "/get 1");
+    assert_eq!(
+        failures(&pair, bob),
+        ["There is no file 1 for you (see /files)."]
+    );
+}
