@@ -232,8 +232,56 @@ pub struct ServerArgs {
     /// Lines of a room's history shown on joining it (0: none).
     #[arg(long, value_name = "N", default_value = "50", value_parser = parse_history_lines)]
     pub history_on_join: usize,
+    /// Largest file people may share (`/send`), like 2GiB, 500MB or 1000000.
+    #[arg(long, value_name = "SIZE", default_value = "2GiB", value_parser = parse_size)]
+    pub max_file_size: u64,
+    /// Most bytes of shared files kept at once (files/ in the data
+    /// directory); a file that does not fit is refused before it is sent.
+    #[arg(long, value_name = "SIZE", default_value = "10GiB", value_parser = parse_size)]
+    pub files_quota: u64,
+    /// How long a shared file is kept (from when it was complete), like
+    /// 24h or 7d, or `forever`.
+    #[arg(long, value_name = "AGE|forever", default_value = "24h", value_parser = parse_files_keep)]
+    pub files_keep: Keep,
+    /// Do not let people share files through this server.
+    #[arg(long)]
+    pub no_files: bool,
     #[command(flatten)]
     pub approval: ApprovalArgs,
+}
+
+/// `2GiB`, `500MB`, `10k`, `1000000`: decimal (kB, MB, GB) and binary
+/// (KiB, MiB, GiB) units, case-insensitive; a bare number is bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let err = || format!("expected a size like 2GiB, 500MB or 1000000, not {s:?}");
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| err())?;
+    let factor: u64 = match unit.trim() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "t" | "tb" => 1_000_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        _ => return Err(err()),
+    };
+    n.checked_mul(factor).ok_or_else(err)
+}
+
+/// Like [`parse_keep`], but a file is always kept for some time: `0` says
+/// nothing sensible (use `--no-files`).
+fn parse_files_keep(s: &str) -> Result<Keep, String> {
+    match parse_keep(s)? {
+        Keep::Nothing => Err("a shared file must be kept for some time; --no-files turns \
+                              sharing off"
+            .to_string()),
+        keep => Ok(keep),
+    }
 }
 
 /// How long history is kept on disk.
@@ -330,6 +378,10 @@ pub struct ClientArgs {
     /// No terminal bell on private messages and mentions of your name.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Where files you download (`/get`) are saved [default: the
+    /// platform's Downloads folder].
+    #[arg(long, value_name = "DIR", env = "LANTALK_DOWNLOAD_DIR")]
+    pub download_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -525,6 +577,13 @@ mod tests {
         assert_eq!(parse_keep("0"), Ok(Keep::Nothing));
         assert_eq!(parse_keep("0h"), Ok(Keep::Nothing));
         assert_eq!(parse_keep("Forever"), Ok(Keep::Forever));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("500 MB"), Ok(500_000_000));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        for nonsense in ["", "GiB", "-1", "1.5GB", "9999999999TiB"] {
+            assert!(parse_size(nonsense).is_err(), "{nonsense:?}");
+        }
+        assert!(bad(&["lantalk", "server", "--files-keep", "0"]));
         for nonsense in ["", "d", "7", "7w", "-1d", "99999999999999999999d"] {
             assert!(parse_keep(nonsense).is_err(), "{nonsense:?}");
         }

@@ -69,6 +69,10 @@ fn start<R: Runtime>(args: ClientArgs) -> Result<ExitCode, String> {
     let password = crate::password::from_args(&args.password)?;
     let addrs = resolve(&server)?;
     let trust = Trust {
+        download_dir: args
+            .download_dir
+            .clone()
+            .unwrap_or_else(crate::transfer_io::default_download_dir),
         data_dir: files::data_dir(args.data_dir.as_deref()).map_err(|e| e.to_string())?,
         addr_key: addr_key(&server)?,
         accept_new: args.accept_new,
@@ -86,10 +90,31 @@ fn start<R: Runtime>(args: ClientArgs) -> Result<ExitCode, String> {
 /// Everything about encryption and trust for one server.
 struct Trust {
     data_dir: PathBuf,
+    /// Where downloads are saved.
+    download_dir: PathBuf,
     /// How the server is named in known_servers: `host:port`.
     addr_key: String,
     accept_new: bool,
     allow_plaintext: bool,
+}
+
+/// A worker for a session's file requests, saving downloads in
+/// `download_dir` and answering through `control`.
+fn file_worker(download_dir: &std::path::Path, control: &Control) -> Option<crate::transfer_io::FileWorker> {
+    {
+        let answer = control.clone();
+        match crate::transfer_io::FileWorker::spawn(None, Some(download_dir.to_path_buf()), move |r| {
+            answer(Command::Files(Box::new(r)))
+        }) {
+            Ok(worker) => Some(worker),
+            Err(e) => {
+                term::eprint(&Line::plain(format!(
+                    "warning: file transfers are unavailable: {e}"
+                )));
+                None
+            }
+        }
+    }
 }
 
 impl Trust {
@@ -261,17 +286,26 @@ fn piped_session<R: Runtime>(
     trust: &Trust,
 ) -> Result<ExitCode, String> {
     let (config, pins) = trust.config(&name, password, false)?;
+    let failed = Arc::new(AtomicBool::new(false));
     let host = PipedHost {
         me: name,
         style: Style { colour: false },
         control: None,
         pins,
         rooms: crate::rooms::Rooms::default(),
+        worker: None,
+        download_dir: trust.download_dir.clone(),
+        failed: Arc::clone(&failed),
     };
     let outcome =
         R::connect(addrs, config, Box::new(host)).map_err(|e| connect_error(server, &e))?;
     if outcome.expected {
-        return Ok(ExitCode::SUCCESS);
+        // A transfer that failed makes the whole run fail (scripts check).
+        return Ok(if failed.load(Ordering::SeqCst) {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        });
     }
     term::eprint(&trust.ending(&Style { colour: false }, &outcome));
     Ok(ExitCode::FAILURE)
@@ -294,6 +328,11 @@ struct PipedHost {
     pins: Pins,
     /// Where lines belong (each room line is prefixed with its room).
     rooms: crate::rooms::Rooms,
+    /// Reads and writes files for transfers (started with the session).
+    worker: Option<crate::transfer_io::FileWorker>,
+    download_dir: PathBuf,
+    /// A transfer failed: the program exits non-zero.
+    failed: Arc<AtomicBool>,
 }
 
 impl ClientHost for PipedHost {
@@ -320,12 +359,22 @@ impl ClientHost for PipedHost {
         {
             term::print(&Line::plain(self.pins.secured(fingerprint, key, *new)));
         }
+        if matches!(event, ClientEvent::TransferFailed { .. }) {
+            self.failed.store(true, Ordering::SeqCst);
+        }
         self.rooms.observe(event, &self.style);
         let at = self.rooms.whereabouts(true);
         term::print(&self.style.lines_for(event, &self.me, &at));
     }
 
+    fn files(&mut self, request: lantalk_core::transfer::FileRequest) {
+        if let Some(worker) = &self.worker {
+            worker.request(request);
+        }
+    }
+
     fn ready(&mut self, _server_addr: SocketAddr, control: Control) {
+        self.worker = file_worker(&self.download_dir, &control);
         let on_signal = control.clone();
         let _ = ctrlc::set_handler(move || on_signal(Command::Shutdown));
         // Lines read before the login completes wait in the core.
@@ -416,6 +465,9 @@ fn interactive_session<R: Runtime>(
             joined: false,
             attempt: Arc::clone(&attempt),
             queued: 0,
+            bars: crate::transfers::Bars::for_prompt(live.clone()),
+            worker: None,
+            download_dir: trust.download_dir.clone(),
         };
         let owned_addrs = addrs.to_vec();
         std::thread::spawn(move || {
@@ -693,6 +745,10 @@ struct TtyHost {
     ours: bool,
     /// Logged in; the prompt is shown once the first room is known.
     prompt_waits: bool,
+    /// Progress bars of transfers under way, above the prompt.
+    bars: crate::transfers::Bars,
+    worker: Option<crate::transfer_io::FileWorker>,
+    download_dir: PathBuf,
 }
 
 /// Whether `name` may be offered for completion: names with control
@@ -779,6 +835,7 @@ impl ClientHost for TtyHost {
 
     fn event(&mut self, event: &ClientEvent) {
         self.track_names(event);
+        self.bars.observe(event);
         if let Some(line) = self.own_line(event) {
             return term::print(&line);
         }
@@ -866,7 +923,14 @@ impl ClientHost for TtyHost {
         }
     }
 
+    fn files(&mut self, request: lantalk_core::transfer::FileRequest) {
+        if let Some(worker) = &self.worker {
+            worker.request(request);
+        }
+    }
+
     fn ready(&mut self, _server_addr: SocketAddr, control: Control) {
+        self.worker = file_worker(&self.download_dir, &control);
         let _ = self.ui.send(Ui::Ready(control));
     }
 }

@@ -31,6 +31,8 @@ pub type LivePrompt = Arc<Mutex<LiveText>>;
 #[derive(Default)]
 pub struct LiveText {
     text: String,
+    /// Lines shown above the prompt (transfers under way).
+    status: Vec<String>,
     repaint: Option<Box<dyn Fn() + Send>>,
 }
 
@@ -47,6 +49,20 @@ impl LiveText {
 
     pub fn text(&self) -> &str {
         &self.text
+    }
+
+    /// Shows `lines` above the prompt from now on (none: just the prompt).
+    pub fn set_status(&mut self, lines: Vec<String>) {
+        if lines != self.status {
+            self.status = lines;
+            if let Some(repaint) = &self.repaint {
+                repaint();
+            }
+        }
+    }
+
+    pub fn status(&self) -> &[String] {
+        &self.status
     }
 }
 
@@ -213,14 +229,35 @@ impl ChatPrompt {
     }
 }
 
+impl ChatPrompt {
+    /// The status lines, each made safe and dimmed, each ending its row.
+    fn status(&self) -> String {
+        let Some(live) = &self.live else {
+            return String::new();
+        };
+        let live = live.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = String::new();
+        for line in live.status() {
+            let line = visible(line);
+            if self.colour {
+                out.push_str(&format!("\x1b[2m{line}\x1b[0m\n"));
+            } else {
+                out.push_str(&format!("{line}\n"));
+            }
+        }
+        out
+    }
+}
+
 impl Prompt for ChatPrompt {
     fn render_prompt_left(&self) -> Cow<'_, str> {
         let current = self.current();
         let text = visible(&current);
+        let status = self.status();
         if self.colour {
-            Cow::Owned(format!("\x1b[1;36m{text}\x1b[0m"))
+            Cow::Owned(format!("{status}\x1b[1;36m{text}\x1b[0m"))
         } else {
-            Cow::Owned(text.into_owned())
+            Cow::Owned(format!("{status}{text}"))
         }
     }
 

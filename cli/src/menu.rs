@@ -70,6 +70,7 @@ pub fn run<R: Runtime>(runtime_name: &str) -> ExitCode {
             // Not parsed by clap here, so read its variable by hand.
             data_dir: std::env::var_os("LANTALK_DATA_DIR").map(Into::into),
             quiet: false,
+            download_dir: None,
         };
         crate::client_cmd::run::<R>(args)
     }

@@ -14,7 +14,7 @@ use lantalk_core::driver::{Command, Control, Runtime, ServerHost};
 use lantalk_core::history::StoreRequest;
 use lantalk_core::password::{HashParams, PasswordHash};
 use lantalk_core::secure::Suite;
-use lantalk_core::server::HistoryConfig;
+use lantalk_core::server::{FilesConfig, HistoryConfig};
 use lantalk_core::server::SecureConfig;
 use lantalk_core::server::{
     ApprovalRequest, EventDetail, EventKind, Level, ServerEvent, TrustedPeer,
@@ -100,6 +100,45 @@ fn start<R: Runtime>(
         }
     };
 
+    // Shared files: their bytes in files/, the list of offers in
+    // files.json (offers survive a restart).
+    let files_dir = data_dir.join("files");
+    let offers_path = data_dir.join("files.json");
+    let kept = if args.no_files {
+        Vec::new()
+    } else {
+        std::fs::create_dir_all(&files_dir)
+            .map_err(|e| format!("cannot create {}: {e}", files_dir.display()))?;
+        crate::transfer_io::load_offers(&offers_path)
+            .map_err(|e| format!("{}: {e}", offers_path.display()))?
+    };
+    let files_config = FilesConfig {
+        enabled: !args.no_files,
+        max_file_size: args.max_file_size,
+        quota: args.files_quota,
+        keep: match args.files_keep {
+            Keep::For(d) => Some(d),
+            Keep::Forever | Keep::Nothing => None,
+        },
+        kept,
+        ..FilesConfig::default()
+    };
+    let files_said = if args.no_files {
+        "sharing off (--no-files)".to_string()
+    } else {
+        let keep = match args.files_keep {
+            Keep::For(d) => history::describe(d),
+            _ => "forever".to_string(),
+        };
+        format!(
+            "up to {} each, {} in all, kept {keep}, in {} ({} kept from before)",
+            lantalk_core::transfer::human_size(args.max_file_size),
+            lantalk_core::transfer::human_size(args.files_quota),
+            files_dir.display(),
+            files_config.kept.iter().filter(|f| f.hash.is_some()).count()
+        )
+    };
+
     let identity = crate::keys::load_or_create(&data_dir.join("server_key"))?;
     let fingerprint = identity.fingerprint();
     let mut rng_seed = [0u8; 32];
@@ -129,6 +168,7 @@ fn start<R: Runtime>(
             window: HISTORY_WINDOW,
         },
         first_message_id: history.as_ref().map_or(1, History::next_id),
+        files: files_config,
         ..ServerConfig::default()
     };
     let (logger, log_err) = Logger::open(args.log_level, &data_dir.join("lantalk.log"));
@@ -140,6 +180,7 @@ fn start<R: Runtime>(
         runtime_name,
         &fingerprint,
         &history_said,
+        &files_said,
     );
     if let Some((a, path)) = &approval {
         term::print(&crate::host_cmd::banner(a, max_peers, path));
@@ -199,6 +240,8 @@ fn start<R: Runtime>(
         announcer: None,
         history,
         control: None,
+        files: (!args.no_files).then(|| (files_dir, offers_path)),
+        file_worker: None,
         approval: approval.map(|(_, trusted_path)| crate::host_cmd::ApprovalConsole {
             trusted_path,
             show_chat: max_peers.is_some(),
@@ -321,6 +364,7 @@ fn print_banner(
     runtime_name: &str,
     fingerprint: &str,
     history: &str,
+    files: &str,
 ) {
     let rule = "═".repeat(54);
     let what = if config.max_users.is_some() {
@@ -352,6 +396,7 @@ fn print_banner(
         }
     ));
     s.push_str(&format!("  History: {history}\n"));
+    s.push_str(&format!("  Files: {files}\n"));
     if !bans.is_empty() {
         s.push_str(&format!("  Loaded {} persistent ban(s)\n", bans.len()));
     }
@@ -415,6 +460,11 @@ struct CliServerHost {
     history: Option<History>,
     /// Where the store's answers go (known once running).
     control: Option<Control>,
+    /// Shared files: their folder and the list of offers (`None`: sharing
+    /// is off).
+    files: Option<(PathBuf, PathBuf)>,
+    /// Carries out file requests off the event loop (started once running).
+    file_worker: Option<crate::transfer_io::FileWorker>,
     /// Questions, trusted peers and (host mode) chat, when connections are
     /// approved.
     approval: Option<crate::host_cmd::ApprovalConsole>,
@@ -483,8 +533,42 @@ impl ServerHost for CliServerHost {
         }
     }
 
+    fn files(&mut self, request: lantalk_core::transfer::FileRequest) {
+        match &self.file_worker {
+            Some(worker) => worker.request(request),
+            None => self.logger.log(
+                Level::Warning,
+                "A file request came with file sharing off; ignored.",
+            ),
+        }
+    }
+
+    fn persist_files(&mut self, list: &[lantalk_core::transfer::SharedFile]) {
+        let Some((_, offers_path)) = &self.files else {
+            return;
+        };
+        if let Err(e) = crate::transfer_io::save_offers(offers_path, list) {
+            self.logger.log(
+                Level::Warning,
+                &format!("Could not save the list of files to {}: {e}", offers_path.display()),
+            );
+        }
+    }
+
     fn ready(&mut self, local_addr: SocketAddr, control: Control) {
         self.control = Some(control.clone());
+        if let Some((files_dir, _)) = &self.files {
+            let answer = control.clone();
+            match crate::transfer_io::FileWorker::spawn(Some(files_dir.clone()), None, move |r| {
+                answer(Command::Files(Box::new(r)))
+            }) {
+                Ok(worker) => self.file_worker = Some(worker),
+                Err(e) => self.logger.log(
+                    Level::Warning,
+                    &format!("Cannot keep shared files in {}: {e}", files_dir.display()),
+                ),
+            }
+        }
         // Signals first: from the moment the address is printed, a SIGTERM
         // must mean a clean shutdown.
         let on_signal = control.clone();

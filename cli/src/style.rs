@@ -251,6 +251,60 @@ impl Style {
             ClientEvent::AwaitingApproval { code } => {
                 self.info(format!("Waiting for the host to approve... code {code}"))
             }
+            ClientEvent::FileShared(f) => {
+                let room = f.to.starts_with('#').then_some(f.to.as_str());
+                let size = human_size(f.size);
+                let text = if f.from == me {
+                    let to = room.map_or_else(|| format!(" to {}", f.to), |r| format!(" in {r}"));
+                    format!("Your file {} ({size}) is offered{to} as file {}", f.name, f.id)
+                } else {
+                    let to = if room.is_some() { "" } else { " with you" };
+                    format!(
+                        "{} shared {} ({size}){to}: /get {}",
+                        f.from, f.name, f.id
+                    )
+                };
+                self.start(room, now, at)
+                    .painted("32", format!("*** {text} ***"))
+            }
+            ClientEvent::FileRemoved { id, name } => self
+                .ts(now)
+                .text(" ")
+                .painted("32", format!("*** File {id} ({name}) is no longer offered ***")),
+            ClientEvent::TransferDone {
+                name,
+                upload: true,
+                size,
+                ..
+            } => self.ts(now).text(" ").painted(
+                "36",
+                format!("Sent {name} ({}); the server keeps it for the others.", human_size(*size)),
+            ),
+            ClientEvent::TransferDone {
+                path: Some(path),
+                size,
+                hash,
+                ..
+            } => self.ts(now).text(" ").painted(
+                "36",
+                format!(
+                    "Saved {path} ({}{}).",
+                    human_size(*size),
+                    hash.as_ref()
+                        .map(|h| format!(", hash {h}"))
+                        .unwrap_or_default()
+                ),
+            ),
+            ClientEvent::TransferFailed { name, reason, upload, .. } => {
+                let what = match (name.is_empty(), upload) {
+                    (true, _) => String::new(),
+                    (false, true) => format!("Sending {name} failed: "),
+                    (false, false) => format!("Downloading {name} failed: "),
+                };
+                self.ts(now)
+                    .text(" ")
+                    .painted("1;31", format!("! {what}{reason}"))
+            }
             ClientEvent::Joined { .. }
             | ClientEvent::Roster { .. }
             | ClientEvent::Presence { .. }
@@ -265,7 +319,10 @@ impl Style {
             | ClientEvent::RoomEntered(_)
             | ClientEvent::RoomUpdated(_)
             | ClientEvent::Switched { .. }
-            | ClientEvent::History { .. } => return None,
+            | ClientEvent::History { .. }
+            | ClientEvent::FileList { .. }
+            | ClientEvent::Transfer(_)
+            | ClientEvent::TransferDone { .. } => return None,
         })
     }
 
@@ -278,6 +335,24 @@ impl Style {
                 lines,
                 more,
             } => self.history(place, *reason, lines, *more, at),
+            ClientEvent::FileList { files, got } => {
+                if files.is_empty() {
+                    return vec![self.info("No files are offered to you. /send <user|#room> <path> shares one.")];
+                }
+                let mut out = vec![self.info("Files offered to you (/get <id> downloads):")];
+                for (f, got) in files.iter().zip(got) {
+                    let mut line = format!(
+                        "  {}  {}",
+                        lantalk_core::client::describe(f),
+                        age(f.at_ms)
+                    );
+                    if *got {
+                        line.push_str("  (downloaded)");
+                    }
+                    out.push(Line::plain(line));
+                }
+                out
+            }
             _ => self
                 .event(event, &crate::clock::hhmm(), me, at)
                 .into_iter()
@@ -345,6 +420,22 @@ impl Style {
 
     pub fn error(&self, text: impl Into<String>) -> Line {
         self.line().painted("1;31", text)
+    }
+}
+
+/// A size for people (`1.4 MB`).
+fn human_size(bytes: u64) -> String {
+    lantalk_core::transfer::human_size(bytes)
+}
+
+/// How long ago a file was offered: `5 min ago`, `2 h ago`.
+fn age(at_ms: i64) -> String {
+    let secs = (chrono::Utc::now().timestamp_millis() - at_ms).max(0) / 1000;
+    match secs {
+        0..=59 => "just now".to_string(),
+        60..=3599 => format!("{} min ago", secs / 60),
+        3600..=86_399 => format!("{} h ago", secs / 3600),
+        _ => format!("{} d ago", secs / 86_400),
     }
 }
 

@@ -237,7 +237,7 @@ fn interrupted_transfers_resume_from_the_last_verified_chunk() {
     ];
     pair.disk(bob)
         .partial
-        .insert("data.bin".into(), (data[..two].to_vec(), hashes));
+        .insert("data.bin@1".into(), (data[..two].to_vec(), hashes));
     typed(&mut pair, bob, "/get 1");
     assert!(
         holds(pair.disk(bob).done.get("data.bin"), &data),
@@ -253,8 +253,8 @@ fn interrupted_transfers_resume_from_the_last_verified_chunk() {
     assert_eq!(
         writes,
         [
-            &format!("write data.bin @{}", 2 * CHUNK),
-            &format!("write data.bin @{}", 3 * CHUNK)
+            &format!("write data.bin@1 @{}", 2 * CHUNK),
+            &format!("write data.bin@1 @{}", 3 * CHUNK)
         ],
         "only the missing chunks"
     );

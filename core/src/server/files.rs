@@ -577,6 +577,21 @@ impl Server {
         let Some(file) = self.files.shared.get(&pass.file).cloned() else {
             return self.side_error_unattached(conn, "The file is no longer offered.");
         };
+        // One connection per upload: an earlier one (its client gone, the
+        // server not told yet) stops first, so two never write one file.
+        // Its writes were asked for before this one's preparation, and the
+        // application carries requests out in order.
+        let earlier: Vec<ConnId> = self
+            .files
+            .sides
+            .iter()
+            .filter(|(_, s)| s.file == file.id && matches!(s.dir, Direction::Up(_)))
+            .map(|(c, _)| *c)
+            .collect();
+        for old in earlier {
+            self.files.sides.remove(&old);
+            self.close(old, CloseReason::Quit);
+        }
         if let Some(c) = self.conns.get_mut(&conn) {
             c.phase = Phase::Side;
             c.lines = LineBuffer::new(0);

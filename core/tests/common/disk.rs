@@ -26,11 +26,21 @@ pub struct MemDisk {
     pub reads: usize,
 }
 
+/// Where a place's bytes are: a download's partial file is its own per
+/// file id (two files of one name may arrive at once); its final name is
+/// [`final_name`].
 fn key(place: &Place) -> String {
     match place {
         Place::Shared(id) => format!("shared/{id}"),
         Place::Local(path) => path.clone(),
+        Place::Download { id, name } => format!("{}@{id}", names::sanitise(name)),
+    }
+}
+
+fn final_name(place: &Place) -> String {
+    match place {
         Place::Download { name, .. } => names::sanitise(name),
+        other => key(other),
     }
 }
 
@@ -139,11 +149,12 @@ impl MemDisk {
                 let k = key(&place);
                 self.log.push(format!("finish {k}"));
                 let (data, _) = self.partial.remove(&k).unwrap_or_default();
-                let mut name = k.clone();
+                let base = final_name(&place);
+                let mut name = base.clone();
                 let mut n = 0;
                 while matches!(place, Place::Download { .. }) && self.done.contains_key(&name) {
                     n += 1;
-                    name = names::numbered(&k, n);
+                    name = names::numbered(&base, n);
                 }
                 self.done.insert(name.clone(), data);
                 Ok(FileAnswer::Finished { path: name })
