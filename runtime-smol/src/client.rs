@@ -362,3 +362,88 @@ async fn linger(mut stream: TcpStream) {
     })
     .await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read as _, Write as _};
+    use std::net::TcpListener;
+
+    const WAIT: Duration = Duration::from_secs(5);
+    const QUIET: Duration = Duration::from_millis(300);
+
+    /// What the session would hear next, if anything within `wait`.
+    async fn next(rx: &Receiver<Input>, wait: Duration) -> Option<Input> {
+        future::or(async { rx.recv().await.ok() }, async {
+            Timer::after(wait).await;
+            None
+        })
+        .await
+    }
+
+    #[test]
+    fn a_side_connection_writes_drains_pauses_and_closes() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        smol::block_on(async {
+            let (tx, rx) = bounded(256);
+            let mut sides = Sides::default();
+            let id = SideId(1);
+            sides.open(id, addr, tx);
+            // Asked before it is open: written once it is.
+            sides.command(id, SideCmd::Write(b"hello".to_vec()));
+            sides.command(id, SideCmd::WatchDrain);
+            let (mut server, _) = listener.accept().unwrap();
+            server.set_read_timeout(Some(WAIT)).unwrap();
+            assert!(matches!(
+                next(&rx, WAIT).await,
+                Some(Input::SideOpened(SideId(1)))
+            ));
+            assert!(matches!(
+                next(&rx, WAIT).await,
+                Some(Input::SideDrained(SideId(1)))
+            ));
+            let mut got = [0; 5];
+            server.read_exact(&mut got).unwrap();
+            assert_eq!(&got, b"hello");
+
+            sides.pause(id, true);
+            // The reader sees the pause before the bytes.
+            Timer::after(QUIET).await;
+            server.write_all(b"data").unwrap();
+            assert!(next(&rx, QUIET).await.is_none(), "read while paused");
+            sides.pause(id, false);
+            assert!(
+                matches!(next(&rx, WAIT).await, Some(Input::SideBytes(SideId(1), b)) if b == b"data")
+            );
+
+            // Closing flushes, and the session hears nothing more of it.
+            sides.command(id, SideCmd::Write(b"bye".to_vec()));
+            sides.close(id);
+            let mut rest = Vec::new();
+            server.read_to_end(&mut rest).unwrap();
+            assert_eq!(rest, b"bye");
+            drop(server);
+            assert!(!sides.is_open(id));
+        });
+    }
+
+    #[test]
+    fn a_side_connection_that_cannot_open_is_reported_closed() {
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        smol::block_on(async {
+            let (tx, rx) = bounded(256);
+            let mut sides = Sides::default();
+            sides.open(SideId(7), addr, tx);
+            assert!(matches!(
+                next(&rx, WAIT).await,
+                Some(Input::SideClosed(SideId(7)))
+            ));
+            assert!(sides.lost(SideId(7)));
+            assert!(!sides.lost(SideId(7)), "reported once");
+        });
+    }
+}

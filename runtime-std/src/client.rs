@@ -410,3 +410,84 @@ fn linger(stream: &TcpStream, shared: &SideShared) {
     drop(state);
     let _ = stream.shutdown(Shutdown::Both);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    const WAIT: Duration = Duration::from_secs(5);
+    const QUIET: Duration = Duration::from_millis(300);
+
+    #[test]
+    fn a_side_connection_writes_drains_pauses_and_closes() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = sync_channel(256);
+        let mut sides = Sides::default();
+        let id = SideId(1);
+        sides.open(id, addr, &tx);
+        // Asked before it is open: written once it is.
+        sides.command(id, SideCmd::Write(b"hello".to_vec()));
+        sides.command(id, SideCmd::WatchDrain);
+        let (mut server, _) = listener.accept().unwrap();
+        server.set_read_timeout(Some(WAIT)).unwrap();
+        assert!(matches!(
+            rx.recv_timeout(WAIT),
+            Ok(Input::SideOpened(SideId(1)))
+        ));
+        assert!(matches!(
+            rx.recv_timeout(WAIT),
+            Ok(Input::SideDrained(SideId(1)))
+        ));
+        let mut got = [0; 5];
+        server.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"hello");
+
+        // A read blocked when the pause comes still delivers: one, then
+        // nothing until resumed.
+        sides.pause(id, true);
+        server.write_all(b"a").unwrap();
+        let mut got = match rx.recv_timeout(QUIET) {
+            Ok(Input::SideBytes(SideId(1), b)) => b,
+            Err(_) => Vec::new(),
+            Ok(_) => panic!("not bytes"),
+        };
+        server.write_all(b"b").unwrap();
+        assert!(rx.recv_timeout(QUIET).is_err(), "read while paused");
+        sides.pause(id, false);
+        while got.len() < 2 {
+            match rx.recv_timeout(WAIT) {
+                Ok(Input::SideBytes(SideId(1), b)) => got.extend(b),
+                _ => panic!("not read once resumed"),
+            }
+        }
+        assert_eq!(got, b"ab");
+
+        // Closing flushes, and the session hears nothing more of it.
+        sides.command(id, SideCmd::Write(b"bye".to_vec()));
+        sides.close(id);
+        let mut rest = Vec::new();
+        server.read_to_end(&mut rest).unwrap();
+        assert_eq!(rest, b"bye");
+        drop(server);
+        assert!(!sides.is_open(id));
+    }
+
+    #[test]
+    fn a_side_connection_that_cannot_open_is_reported_closed() {
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let (tx, rx) = sync_channel(256);
+        let mut sides = Sides::default();
+        sides.open(SideId(7), addr, &tx);
+        assert!(matches!(
+            rx.recv_timeout(WAIT),
+            Ok(Input::SideClosed(SideId(7)))
+        ));
+        assert!(sides.lost(SideId(7)));
+        assert!(!sides.lost(SideId(7)), "reported once");
+    }
+}
