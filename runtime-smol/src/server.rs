@@ -13,6 +13,12 @@
 //! accumulated with one vectored write. The core runs through every input
 //! that is ready (up to [`BATCH`]) before the connection tasks get to write,
 //! so under load one write carries many messages.
+//!
+//! Bulk data (files) is flow-controlled by the core: it asks to hear when a
+//! connection's queue has been written (the connection's task reports it
+//! through the channel once it finds the queue empty) and pauses a
+//! connection's reading while it cannot take more (the task stops reading,
+//! so TCP backpressure reaches the peer).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

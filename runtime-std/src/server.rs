@@ -24,6 +24,15 @@
 //! 3 KiB, the core's state for it and this module's (10,000 idle: 32 MiB in
 //! all and 5 threads; with a reader thread each it was 121 MiB). Threads are
 //! bounded by memory mappings rather than by memory: see [`mapping_budget`].
+//!
+//! Bulk data (files) is flow-controlled by the core: it asks to hear when a
+//! connection's output has been written (whichever thread writes the last
+//! byte reports it: a writer thread through the channel, the core thread
+//! through `Conns::drained`) and pauses a connection's reading while it
+//! cannot take more (its reader thread waits on a condition variable before
+//! the next read, so TCP backpressure reaches the peer; an idle connection
+//! whose peer sends while paused gets a reader from the watcher, which then
+//! waits the same way).
 
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Write};
