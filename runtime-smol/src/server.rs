@@ -13,6 +13,12 @@
 //! accumulated with one vectored write. The core runs through every input
 //! that is ready (up to [`BATCH`]) before the connection tasks get to write,
 //! so under load one write carries many messages.
+//!
+//! Bulk data (files) is flow-controlled by the core: it asks to hear when a
+//! connection's queue has been written (the connection's task reports it
+//! through the channel once it finds the queue empty) and pauses a
+//! connection's reading while it cannot take more (the task stops reading,
+//! so TCP backpressure reaches the peer).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -145,13 +151,17 @@ async fn run_loop(
                 let id = server.handle_connect(now, addr);
                 conns.open(id, stream);
             }
-            Some(Input::Core(input)) => {
-                if let ServerInput::Closed(id) = input {
+            Some(Input::Core(input)) => match input {
+                ServerInput::Closed(id) => {
                     // Deliver what is still queued (answers to its last lines).
                     conns.close(id);
+                    feed_server(server, now, input);
                 }
-                feed_server(server, now, input);
-            }
+                // The connection was closed since its writer reported: the
+                // core has forgotten it.
+                ServerInput::Drained(id) if !conns.map.contains_key(&id) => {}
+                input => feed_server(server, now, input),
+            },
         }
         if dispatch_server(server, now, conns, host) {
             return;
@@ -181,7 +191,8 @@ async fn accept_loop(listener: Async<StdListener>, tx: Sender<Input>) {
 
 /// What the connection's task and the core's task share: the messages
 /// queued for the peer (the core's bounded [`OutQueue`]), whether the
-/// connection is closing, and the writer's waker.
+/// connection is closing, the flow control the core asked for (a drain to
+/// report, reading paused), and the wakers of the writer and the reader.
 ///
 /// Messages stay the shared, encoded-once payloads the core made; they are
 /// written with one vectored write per batch, so no byte is copied in user
@@ -190,8 +201,18 @@ async fn accept_loop(listener: Async<StdListener>, tx: Sender<Input>) {
 struct OutState {
     queue: OutQueue,
     closing: bool,
+    /// The core asked to hear once the queue has been written
+    /// ([`Transport::watch_drain`]); the writer reports it, through the
+    /// channel, once it finds the queue empty.
+    drain_watch: bool,
+    /// The core cannot take more input yet ([`Transport::pause_reading`]):
+    /// the reader stops, so the peer's TCP window fills and it waits.
+    paused: bool,
     /// The writer, parked until there is something to write.
     waker: Option<Waker>,
+    /// The reader, parked while paused (or waiting for a pause while it
+    /// waits for input).
+    read_waker: Option<Waker>,
 }
 
 impl OutState {
@@ -203,6 +224,13 @@ impl OutState {
 
     fn wake(&mut self) {
         if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    fn set_paused(&mut self, paused: bool) {
+        self.paused = paused;
+        if let Some(w) = self.read_waker.take() {
             w.wake();
         }
     }
@@ -258,7 +286,10 @@ impl Conns<'_, '_> {
         let out = Rc::new(RefCell::new(OutState {
             queue: OutQueue::new(DEFAULT_QUEUE_BYTES),
             closing: false,
+            drain_watch: false,
+            paused: false,
             waker: None,
+            read_waker: None,
         }));
         let task = self.ex.spawn(conn_task(
             id,
@@ -297,6 +328,10 @@ impl Transport for Conns<'_, '_> {
                 let mut out = c.out.borrow_mut();
                 out.closing = true;
                 out.wake();
+                // The core is done with its input; reading again lets the
+                // peer's close be noticed (and what it still sends is
+                // dropped by the core), instead of waiting out the limit.
+                out.set_paused(false);
             }
             // The task finishes by itself once flushed; a peer that reads
             // nothing cannot keep it (and its socket) alive past the limit.
@@ -328,6 +363,23 @@ impl Transport for Conns<'_, '_> {
             })
             .detach();
     }
+
+    fn watch_drain(&mut self, conn: ConnId) {
+        // The connection's writer reports it once it finds nothing left to
+        // write (at once if the queue is empty already): it is the one that
+        // knows, and it feeds the core through the channel like any input.
+        if let Some(c) = self.map.get(&conn) {
+            let mut out = c.out.borrow_mut();
+            out.drain_watch = true;
+            out.wake();
+        }
+    }
+
+    fn pause_reading(&mut self, conn: ConnId, paused: bool) {
+        if let Some(c) = self.map.get(&conn) {
+            c.out.borrow_mut().set_paused(paused);
+        }
+    }
 }
 
 /// Gives the memory freed after a burst back to the system once the server
@@ -340,16 +392,33 @@ async fn trim_when_quiet(activity: Rc<Cell<u64>>) {
     }
 }
 
-/// Waits until there is output for the connection, or it is closing.
+/// Waits until there is output for the connection, a drain to report, or
+/// it is closing; returns whether it is closing.
 async fn output_ready(out: &RefCell<OutState>) -> bool {
     poll_fn(|cx| {
         let mut state = out.borrow_mut();
-        if !state.queue.is_empty() || state.closing {
+        if !state.queue.is_empty() || state.closing || state.drain_watch {
             return Poll::Ready(state.closing);
         }
         match &state.waker {
             Some(w) if w.will_wake(cx.waker()) => {}
             _ => state.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Waits until reading is paused (`true`) or not (`false`).
+async fn reading_paused(out: &RefCell<OutState>, paused: bool) {
+    poll_fn(|cx| {
+        let mut state = out.borrow_mut();
+        if state.paused == paused {
+            return Poll::Ready(());
+        }
+        match &state.read_waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => state.read_waker = Some(cx.waker().clone()),
         }
         Poll::Pending
     })
@@ -368,15 +437,32 @@ async fn conn_task(
 ) {
     let reading = async {
         loop {
+            reading_paused(&out, false).await;
             // The shared buffer is borrowed only inside the (synchronous)
-            // read; what arrived is copied out, sized to fit.
-            let got = stream
-                .read_with(|s| {
-                    let mut buf = read_buf.borrow_mut();
-                    let n = (&*s).read(&mut buf)?;
-                    Ok(buf[..n].to_vec())
-                })
-                .await;
+            // read; what arrived is copied out, sized to fit. A pause while
+            // waiting for input stops the wait before anything is read; it
+            // is looked at first, so a pause and input that came at the
+            // same time leave the input unread.
+            let got = future::or(
+                async {
+                    reading_paused(&out, true).await;
+                    None
+                },
+                async {
+                    let got = stream
+                        .read_with(|s| {
+                            let mut buf = read_buf.borrow_mut();
+                            let n = (&*s).read(&mut buf)?;
+                            Ok(buf[..n].to_vec())
+                        })
+                        .await;
+                    Some(got)
+                },
+            )
+            .await;
+            let Some(got) = got else {
+                continue;
+            };
             match got {
                 Ok(bytes) if !bytes.is_empty() => {
                     if tx
@@ -430,6 +516,15 @@ async fn conn_task(
                     Ok(None) => break,
                 }
             }
+            let drained = std::mem::take(&mut out.borrow_mut().drain_watch);
+            if drained
+                && tx
+                    .send(Input::Core(ServerInput::Drained(id)))
+                    .await
+                    .is_err()
+            {
+                return;
+            }
             if closing {
                 break;
             }
@@ -461,5 +556,138 @@ async fn conn_task(
         })
         .await;
         let _ = tx.send(Input::Core(ServerInput::Closed(id))).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `test` on a connection's task (as [`ConnId`] 1) with the loopback
+    /// peer's end, and the channel the core would read.
+    fn with_connection(test: impl AsyncFnOnce(&mut Conns<'_, '_>, StdStream, Receiver<Input>)) {
+        let ex = LocalExecutor::new();
+        future::block_on(ex.run(async {
+            let listener = StdListener::bind("127.0.0.1:0").unwrap();
+            let peer = StdStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (ours, _) = listener.accept().unwrap();
+            // Missing bytes fail the test instead of hanging it.
+            peer.set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let (tx, rx) = bounded(1024);
+            let mut conns = Conns {
+                ex: &ex,
+                map: IdMap::default(),
+                closing: Vec::new(),
+                tx,
+                read_buf: Rc::new(RefCell::new(vec![0; READ_BUF].into_boxed_slice())),
+                activity: Rc::default(),
+            };
+            conns.open(ConnId(1), Async::new(ours).unwrap());
+            test(&mut conns, peer, rx).await;
+        }));
+    }
+
+    /// The next input, or `None` if nothing comes within `wait`.
+    async fn next(rx: &Receiver<Input>, wait: Duration) -> Option<ServerInput> {
+        future::or(
+            async {
+                match rx.recv().await {
+                    Ok(Input::Core(input)) => Some(input),
+                    _ => panic!("not an input for the core"),
+                }
+            },
+            async {
+                Timer::after(wait).await;
+                None
+            },
+        )
+        .await
+    }
+
+    const WAIT: Duration = Duration::from_secs(5);
+    const QUIET: Duration = Duration::from_millis(300);
+
+    #[test]
+    fn a_drain_is_reported_once_everything_is_written() {
+        with_connection(async |conns, peer, rx| {
+            let id = ConnId(1);
+            // Nothing queued: reported at once, and once.
+            conns.watch_drain(id);
+            assert!(matches!(
+                next(&rx, WAIT).await,
+                Some(ServerInput::Drained(ConnId(1)))
+            ));
+            assert!(next(&rx, QUIET).await.is_none(), "reported twice");
+
+            // Half a queue of bulk data: reported after the last byte went
+            // to the socket, which the peer then reads in full.
+            let data: Vec<u8> = (0..512 * 1024).map(|i| (i % 251) as u8).collect();
+            let theirs = peer.try_clone().unwrap();
+            let reader = std::thread::spawn(move || {
+                let mut got = vec![0; 512 * 1024];
+                (&theirs).read_exact(&mut got).map(|()| got)
+            });
+            conns.send(id, data.clone().into()).unwrap();
+            conns.watch_drain(id);
+            assert!(matches!(
+                next(&rx, WAIT).await,
+                Some(ServerInput::Drained(ConnId(1)))
+            ));
+            assert!(conns.map[&id].out.borrow().queue.is_empty());
+            assert!(reader.join().unwrap().unwrap() == data, "bytes lost");
+
+            // Unknown connections are ignored.
+            conns.watch_drain(ConnId(2));
+            assert!(next(&rx, QUIET).await.is_none());
+        });
+    }
+
+    #[test]
+    fn a_paused_connection_is_not_read_until_resumed() {
+        with_connection(async |conns, mut peer, rx| {
+            let id = ConnId(1);
+            conns.pause_reading(id, true);
+            peer.write_all(b"hello\n").unwrap();
+            assert!(next(&rx, QUIET).await.is_none(), "read while paused");
+            conns.pause_reading(id, false);
+            assert!(
+                matches!(next(&rx, WAIT).await, Some(ServerInput::Data(ConnId(1), b)) if b == b"hello\n")
+            );
+
+            // The peer's close, while paused, is noticed once resumed.
+            conns.pause_reading(id, true);
+            drop(peer);
+            assert!(next(&rx, QUIET).await.is_none(), "read while paused");
+            conns.pause_reading(id, false);
+            assert!(matches!(
+                next(&rx, WAIT).await,
+                Some(ServerInput::Closed(ConnId(1)))
+            ));
+        });
+    }
+
+    #[test]
+    fn a_paused_connection_can_be_closed() {
+        with_connection(async |conns, peer, rx| {
+            let id = ConnId(1);
+            conns.pause_reading(id, true);
+            conns.send(id, Payload::from(&b"bye\n"[..])).unwrap();
+            conns.close(id);
+            // The output is flushed and half-closed; then the peer closes.
+            let reader = std::thread::spawn(move || {
+                let mut got = Vec::new();
+                (&peer).read_to_end(&mut got).map(|_| got)
+            });
+            while !reader.is_finished() {
+                Timer::after(Duration::from_millis(10)).await;
+            }
+            assert_eq!(reader.join().unwrap().unwrap(), b"bye\n");
+            // The peer's close is noticed although the core had paused it.
+            assert!(matches!(
+                next(&rx, WAIT).await,
+                Some(ServerInput::Closed(ConnId(1)))
+            ));
+        });
     }
 }

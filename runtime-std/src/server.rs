@@ -24,6 +24,15 @@
 //! 3 KiB, the core's state for it and this module's (10,000 idle: 32 MiB in
 //! all and 5 threads; with a reader thread each it was 121 MiB). Threads are
 //! bounded by memory mappings rather than by memory: see [`mapping_budget`].
+//!
+//! Bulk data (files) is flow-controlled by the core: it asks to hear when a
+//! connection's output has been written (whichever thread writes the last
+//! byte reports it: a writer thread through the channel, the core thread
+//! through `Conns::drained`) and pauses a connection's reading while it
+//! cannot take more (its reader thread waits on a condition variable before
+//! the next read, so TCP backpressure reaches the peer; an idle connection
+//! whose peer sends while paused gets a reader from the watcher, which then
+//! waits the same way).
 
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Write};
@@ -131,6 +140,7 @@ pub fn serve(
         to_flush: Vec::new(),
         scratch: Vec::new(),
         answers: Vec::new(),
+        drained: Vec::new(),
         readers: Readers::start(tx)?,
     };
     run_loop(&mut server, &mut *host, &clock, &rx, &mut conns);
@@ -146,19 +156,29 @@ fn run_loop(
     conns: &mut Conns,
 ) {
     loop {
-        let input = match server.poll_timeout() {
-            Some(deadline) => match rx.recv_timeout(clock.until(deadline)) {
-                Ok(input) => Some(input),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => return,
-            },
-            None => match rx.recv() {
-                Ok(input) => Some(input),
-                Err(_) => return,
-            },
-        };
-        if handle(server, host, clock, conns, input) {
-            return;
+        // Drains this thread saw itself come first, without waiting.
+        let drained = std::mem::take(&mut conns.drained);
+        if drained.is_empty() {
+            let input = match server.poll_timeout() {
+                Some(deadline) => match rx.recv_timeout(clock.until(deadline)) {
+                    Ok(input) => Some(input),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                },
+                None => match rx.recv() {
+                    Ok(input) => Some(input),
+                    Err(_) => return,
+                },
+            };
+            if handle(server, host, clock, conns, input) {
+                return;
+            }
+        }
+        for id in drained {
+            let input = Input::Core(ServerInput::Drained(id));
+            if handle(server, host, clock, conns, Some(input)) {
+                return;
+            }
         }
         // Whatever else is already waiting goes out in the same writes.
         for _ in 0..BATCH {
@@ -213,13 +233,17 @@ fn handle(
             let id = server.handle_connect(now, addr);
             conns.open(id, stream);
         }
-        Some(Input::Core(input)) => {
-            if let ServerInput::Closed(id) = input {
+        Some(Input::Core(input)) => match input {
+            ServerInput::Closed(id) => {
                 conns.reading.remove(&id);
                 conns.peer_closed(id);
+                feed_server(server, now, input);
             }
-            feed_server(server, now, input);
-        }
+            // The connection was closed since its drain was seen: the core
+            // has forgotten it.
+            ServerInput::Drained(id) if !conns.map.contains_key(&id) => {}
+            input => feed_server(server, now, input),
+        },
     }
     let mut shut_down = dispatch_server(server, now, conns, host);
     while let Some(answer) = conns.answers.pop() {
@@ -312,6 +336,14 @@ struct Shared {
     /// Set once the output side has flushed and half-closed: the reader
     /// stops too.
     done: AtomicBool,
+    /// The core cannot take more input yet ([`Transport::pause_reading`]):
+    /// the reader waits on `resume` before its next read, so the peer's TCP
+    /// window fills and it waits. An atomic so that reading does not take
+    /// the lock; whoever clears it takes the lock before notifying, so a
+    /// reader about to wait cannot miss it.
+    paused: AtomicBool,
+    /// Where a paused reader waits (with `state`'s lock).
+    resume: Condvar,
 }
 
 struct OutState {
@@ -328,11 +360,35 @@ struct OutState {
     /// The connection is on the list the core thread flushes at the end of
     /// the batch.
     scheduled: bool,
+    /// The core asked to hear once everything queued has been written
+    /// ([`Transport::watch_drain`]); whoever writes the last of it (the
+    /// core thread or the writer thread) reports it.
+    drain_watch: bool,
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, OutState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Release);
+        if !paused {
+            drop(self.lock());
+            self.resume.notify_all();
+        }
+    }
+
+    /// Blocks the reader while the core has paused it (no busy wait: a
+    /// paused transfer can last as long as the disk is slow).
+    fn wait_while_paused(&self) {
+        if !self.paused.load(Ordering::Acquire) {
+            return;
+        }
+        let mut state = self.lock();
+        while self.paused.load(Ordering::Acquire) {
+            state = self.resume.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
     }
 }
 
@@ -355,6 +411,11 @@ struct Conns {
     readers: Arc<Readers>,
     /// Password checks that had to run on the core thread, to hand back.
     answers: Vec<PasswordChecked>,
+    /// Connections whose drain the core thread saw itself (it wrote the last
+    /// of their output, or there was none): fed to the core as inputs
+    /// before the next wait. Not sent through the channel, whose only
+    /// reader is this thread: a full channel would block it for ever.
+    drained: Vec<ConnId>,
 }
 
 /// What every reader thread shares: the way to the core and (on Linux)
@@ -403,9 +464,12 @@ impl Conns {
                 writer: false,
                 parked: false,
                 scheduled: false,
+                drain_watch: false,
             }),
             wake: Condvar::new(),
             done: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
+            resume: Condvar::new(),
         });
         match self.readers.spawn(id, Arc::clone(&shared)) {
             Ok(()) => {
@@ -476,6 +540,9 @@ impl Conns {
             Ok(n) if n == self.scratch.len() => {
                 if closing {
                     end_output(shared);
+                } else if std::mem::take(&mut shared.lock().drain_watch) {
+                    // Only this thread queues output: still all written.
+                    self.drained.push(id);
                 }
                 Ok(())
             }
@@ -503,7 +570,8 @@ impl Conns {
         // Set first: the thread may finish and clear it before spawn returns.
         shared.lock().writer = true;
         let theirs = Arc::clone(shared);
-        match spawn_conn_thread(WRITER_MAPPINGS, move || write_loop(&theirs, rest)) {
+        let tx = self.readers.tx.clone();
+        match spawn_conn_thread(WRITER_MAPPINGS, move || write_loop(id, &theirs, &tx, rest)) {
             Ok(handle) if closing => {
                 self.closing.retain(|w| !w.is_finished());
                 self.closing.push(handle);
@@ -594,6 +662,9 @@ impl Transport for Conns {
             return;
         };
         let _ = c.shared.stream.set_write_timeout(Some(FLUSH_TIMEOUT));
+        // The core is done with its input; reading again lets the peer's
+        // close be noticed (and what it still sends is dropped by the core).
+        c.shared.set_paused(false);
         let mut state = c.shared.lock();
         state.closing = true;
         if state.writer {
@@ -631,6 +702,29 @@ impl Transport for Conns {
             self.answers.push(here.run());
         }
     }
+
+    fn watch_drain(&mut self, conn: ConnId) {
+        let Some(c) = self.map.get(&conn) else {
+            return;
+        };
+        let mut state = c.shared.lock();
+        if state.ended {
+            // Its output failed; the reader reports the close.
+            return;
+        }
+        // A writer thread that is parked holds nothing unwritten.
+        if state.queue.is_empty() && (!state.writer || state.parked) {
+            self.drained.push(conn);
+        } else {
+            state.drain_watch = true;
+        }
+    }
+
+    fn pause_reading(&mut self, conn: ConnId, paused: bool) {
+        if let Some(c) = self.map.get(&conn) {
+            c.shared.set_paused(paused);
+        }
+    }
 }
 
 /// Drops a connection at once, discarding its output.
@@ -645,6 +739,8 @@ fn cut_off(shared: &Shared) {
     }
     shared.wake.notify_one();
     shared.done.store(true, Ordering::Release);
+    // A paused reader reads again, finds the socket shut and leaves.
+    shared.set_paused(false);
 }
 
 /// Reads until the peer closes (or, on Linux, until it has been quiet for a
@@ -652,6 +748,9 @@ fn cut_off(shared: &Shared) {
 fn read_loop(id: ConnId, shared: Arc<Shared>, readers: &Readers) {
     let mut buf = [0u8; READ_CHUNK];
     loop {
+        // A pause that comes while the read below is blocked takes effect
+        // after it: one more read (at most READ_CHUNK) reaches the core.
+        shared.wait_while_paused();
         match (&shared.stream).read(&mut buf) {
             Ok(0) => break,
             Ok(_) if shared.done.load(Ordering::Acquire) => break,
@@ -734,7 +833,7 @@ const SEND_FLAGS: libc::c_int = libc::MSG_DONTWAIT;
 /// socket is full (up to [`STALLED_WRITE`]). Leaves after [`WRITER_IDLE`]
 /// without output (the core thread writes again then), or once the
 /// connection is closed and flushed.
-fn write_loop(shared: &Arc<Shared>, mut buf: Vec<u8>) {
+fn write_loop(id: ConnId, shared: &Arc<Shared>, tx: &SyncSender<Input>, mut buf: Vec<u8>) {
     loop {
         if !buf.is_empty() && (&shared.stream).write_all(&buf).is_err() {
             break;
@@ -743,6 +842,13 @@ fn write_loop(shared: &Arc<Shared>, mut buf: Vec<u8>) {
             buf = Vec::new();
         }
         let mut state = shared.lock();
+        if state.queue.is_empty() && std::mem::take(&mut state.drain_watch) {
+            // Reported without the lock: the core thread, which empties the
+            // channel, may be waiting for it.
+            drop(state);
+            let _ = tx.send(Input::Core(ServerInput::Drained(id)));
+            state = shared.lock();
+        }
         while state.queue.is_empty() && !state.closing {
             state.parked = true;
             let (s, waited) = shared
@@ -790,6 +896,8 @@ fn half_close(shared: &Arc<Shared>) {
     let _ = shared.stream.shutdown(Shutdown::Write);
     let _ = shared.stream.set_read_timeout(Some(FLUSH_TIMEOUT));
     shared.done.store(true, Ordering::Release);
+    // A paused reader reads again, to see the peer close.
+    shared.set_paused(false);
     close_later(shared);
 }
 
@@ -867,6 +975,7 @@ mod tests {
             to_flush: Vec::new(),
             scratch: Vec::new(),
             answers: Vec::new(),
+            drained: Vec::new(),
             readers: Readers::start(tx).unwrap(),
         };
         (conns, rx)
@@ -972,6 +1081,106 @@ mod tests {
         thread::sleep(idle);
         drop(peer);
         let got = rx.recv_timeout(Duration::from_secs(5));
+        assert!(matches!(
+            got,
+            Ok(Input::Core(ServerInput::Closed(ConnId(1))))
+        ));
+    }
+
+    /// A drain the core thread saw itself, or one a writer thread sent.
+    fn drained(conns: &mut Conns, rx: &Receiver<Input>, wait: Duration) -> Option<ConnId> {
+        if let Some(id) = conns.drained.pop() {
+            return Some(id);
+        }
+        match rx.recv_timeout(wait) {
+            Ok(Input::Core(ServerInput::Drained(id))) => Some(id),
+            Ok(_) => panic!("not a drain"),
+            Err(_) => None,
+        }
+    }
+
+    const WAIT: Duration = Duration::from_secs(5);
+    const QUIET: Duration = Duration::from_millis(300);
+
+    #[test]
+    fn a_drain_is_reported_once_everything_is_written() {
+        let (ours, mut peer) = connection();
+        let (mut conns, rx) = conns();
+        let id = ConnId(1);
+        conns.open(id, ours);
+
+        // Nothing queued: reported at once, and once.
+        conns.watch_drain(id);
+        assert_eq!(drained(&mut conns, &rx, WAIT), Some(id));
+        assert_eq!(drained(&mut conns, &rx, QUIET), None, "reported twice");
+
+        // Written by the core thread at the end of the batch.
+        conns.send(id, chunk(0)).unwrap();
+        conns.watch_drain(id);
+        assert_eq!(drained(&mut conns, &rx, QUIET), None, "before the write");
+        assert!(conns.flush().is_empty());
+        assert_eq!(drained(&mut conns, &rx, WAIT), Some(id));
+        let mut got = vec![0; 4096];
+        peer.read_exact(&mut got).unwrap();
+
+        // A peer that does not read: not drained until it has read it all.
+        let mut sent = 0;
+        let mut i = 1;
+        while !has_writer(&conns, id) {
+            send_and_flush(&mut conns, id, chunk(i)).unwrap();
+            sent += 4096;
+            i += 1;
+        }
+        // More than the socket's buffers hold, behind what the writer has.
+        for _ in 0..64 {
+            send_and_flush(&mut conns, id, chunk(i)).unwrap();
+            sent += 4096;
+            i += 1;
+        }
+        conns.watch_drain(id);
+        assert_eq!(drained(&mut conns, &rx, QUIET), None, "drained while full");
+        let mut got = vec![0; sent];
+        peer.read_exact(&mut got).unwrap();
+        assert_eq!(drained(&mut conns, &rx, WAIT), Some(id));
+
+        // Unknown connections are ignored.
+        conns.watch_drain(ConnId(2));
+        assert_eq!(drained(&mut conns, &rx, QUIET), None);
+        conns.abort(id);
+    }
+
+    /// The bytes of the next input for the core, if it is data for `id`.
+    fn data(rx: &Receiver<Input>, id: ConnId, wait: Duration) -> Option<Vec<u8>> {
+        match rx.recv_timeout(wait) {
+            Ok(Input::Core(ServerInput::Data(from, bytes))) if from == id => Some(bytes),
+            Ok(_) => panic!("not data"),
+            Err(_) => None,
+        }
+    }
+
+    #[test]
+    fn a_paused_connection_is_not_read_until_resumed() {
+        let (ours, mut peer) = connection();
+        let (mut conns, rx) = conns();
+        let id = ConnId(1);
+        conns.open(id, ours);
+        conns.pause_reading(id, true);
+        // A read already blocked when the pause came still delivers.
+        peer.write_all(b"a").unwrap();
+        let mut got = data(&rx, id, QUIET).unwrap_or_default();
+        peer.write_all(b"b").unwrap();
+        assert_eq!(data(&rx, id, QUIET), None, "read while paused");
+        conns.pause_reading(id, false);
+        while got.len() < 2 {
+            got.extend(data(&rx, id, WAIT).expect("not read once resumed"));
+        }
+        assert_eq!(got, b"ab");
+
+        // A paused connection can still be dropped, and the reader leaves.
+        conns.pause_reading(id, true);
+        thread::sleep(QUIET);
+        conns.abort(id);
+        let got = rx.recv_timeout(WAIT);
         assert!(matches!(
             got,
             Ok(Input::Core(ServerInput::Closed(ConnId(1))))
