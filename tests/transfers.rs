@@ -170,6 +170,8 @@ fn a_piped_sender_waits_for_its_upload_and_reports_failures(bin: &str) {
     bob.close_stdin();
     let status = bob.wait_exit();
     assert!(!status.success(), "a failed transfer fails the run");
-    assert!(bob.has_line(|l| l.contains("big.bin is 2.0 MB; this server takes files up to 2.0 MB.")));
+    assert!(
+        bob.has_line(|l| l.contains("big.bin is 2.0 MB; this server takes files up to 2.0 MB."))
+    );
     assert!(bob.has_line(|l| l.contains("No such file") && l.contains("/no/such/file.txt")));
 }

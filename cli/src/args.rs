@@ -277,9 +277,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 /// nothing sensible (use `--no-files`).
 fn parse_files_keep(s: &str) -> Result<Keep, String> {
     match parse_keep(s)? {
-        Keep::Nothing => Err("a shared file must be kept for some time; --no-files turns \
+        Keep::Nothing => Err(
+            "a shared file must be kept for some time; --no-files turns \
                               sharing off"
-            .to_string()),
+                .to_string(),
+        ),
         keep => Ok(keep),
     }
 }

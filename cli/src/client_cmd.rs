@@ -100,12 +100,17 @@ struct Trust {
 
 /// A worker for a session's file requests, saving downloads in
 /// `download_dir` and answering through `control`.
-fn file_worker(download_dir: &std::path::Path, control: &Control) -> Option<crate::transfer_io::FileWorker> {
+fn file_worker(
+    download_dir: &std::path::Path,
+    control: &Control,
+) -> Option<crate::transfer_io::FileWorker> {
     {
         let answer = control.clone();
-        match crate::transfer_io::FileWorker::spawn(None, Some(download_dir.to_path_buf()), move |r| {
-            answer(Command::Files(Box::new(r)))
-        }) {
+        match crate::transfer_io::FileWorker::spawn(
+            None,
+            Some(download_dir.to_path_buf()),
+            move |r| answer(Command::Files(Box::new(r))),
+        ) {
             Ok(worker) => Some(worker),
             Err(e) => {
                 term::eprint(&Line::plain(format!(

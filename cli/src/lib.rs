@@ -19,6 +19,7 @@ mod scan_cmd;
 mod server_cmd;
 mod style;
 mod term;
+mod transfer_io;
 mod transfers;
 
 use std::process::ExitCode;

@@ -14,11 +14,11 @@ use lantalk_core::driver::{Command, Control, Runtime, ServerHost};
 use lantalk_core::history::StoreRequest;
 use lantalk_core::password::{HashParams, PasswordHash};
 use lantalk_core::secure::Suite;
-use lantalk_core::server::{FilesConfig, HistoryConfig};
 use lantalk_core::server::SecureConfig;
 use lantalk_core::server::{
     ApprovalRequest, EventDetail, EventKind, Level, ServerEvent, TrustedPeer,
 };
+use lantalk_core::server::{FilesConfig, HistoryConfig};
 use lantalk_core::text::is_forbidden;
 use lantalk_core::{BanList, Now, Server, ServerConfig};
 
@@ -135,7 +135,11 @@ fn start<R: Runtime>(
             lantalk_core::transfer::human_size(args.max_file_size),
             lantalk_core::transfer::human_size(args.files_quota),
             files_dir.display(),
-            files_config.kept.iter().filter(|f| f.hash.is_some()).count()
+            files_config
+                .kept
+                .iter()
+                .filter(|f| f.hash.is_some())
+                .count()
         )
     };
 
@@ -179,8 +183,7 @@ fn start<R: Runtime>(
         &data_dir,
         runtime_name,
         &fingerprint,
-        &history_said,
-        &files_said,
+        &[("History", &history_said), ("Files", &files_said)],
     );
     if let Some((a, path)) = &approval {
         term::print(&crate::host_cmd::banner(a, max_peers, path));
@@ -240,7 +243,7 @@ fn start<R: Runtime>(
         announcer: None,
         history,
         control: None,
-        files: (!args.no_files).then(|| (files_dir, offers_path)),
+        files: (!args.no_files).then_some((files_dir, offers_path)),
         file_worker: None,
         approval: approval.map(|(_, trusted_path)| crate::host_cmd::ApprovalConsole {
             trusted_path,
@@ -363,8 +366,7 @@ fn print_banner(
     data_dir: &std::path::Path,
     runtime_name: &str,
     fingerprint: &str,
-    history: &str,
-    files: &str,
+    kept: &[(&str, &str)],
 ) {
     let rule = "═".repeat(54);
     let what = if config.max_users.is_some() {
@@ -395,8 +397,10 @@ fn print_banner(
             "OFF"
         }
     ));
-    s.push_str(&format!("  History: {history}\n"));
-    s.push_str(&format!("  Files: {files}\n"));
+    // What is kept on disk: history, shared files.
+    for (what, said) in kept {
+        s.push_str(&format!("  {what}: {said}\n"));
+    }
     if !bans.is_empty() {
         s.push_str(&format!("  Loaded {} persistent ban(s)\n", bans.len()));
     }
@@ -550,7 +554,10 @@ impl ServerHost for CliServerHost {
         if let Err(e) = crate::transfer_io::save_offers(offers_path, list) {
             self.logger.log(
                 Level::Warning,
-                &format!("Could not save the list of files to {}: {e}", offers_path.display()),
+                &format!(
+                    "Could not save the list of files to {}: {e}",
+                    offers_path.display()
+                ),
             );
         }
     }

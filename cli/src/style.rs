@@ -256,21 +256,21 @@ impl Style {
                 let size = human_size(f.size);
                 let text = if f.from == me {
                     let to = room.map_or_else(|| format!(" to {}", f.to), |r| format!(" in {r}"));
-                    format!("Your file {} ({size}) is offered{to} as file {}", f.name, f.id)
+                    format!(
+                        "Your file {} ({size}) is offered{to} as file {}",
+                        f.name, f.id
+                    )
                 } else {
                     let to = if room.is_some() { "" } else { " with you" };
-                    format!(
-                        "{} shared {} ({size}){to}: /get {}",
-                        f.from, f.name, f.id
-                    )
+                    format!("{} shared {} ({size}){to}: /get {}", f.from, f.name, f.id)
                 };
                 self.start(room, now, at)
                     .painted("32", format!("*** {text} ***"))
             }
-            ClientEvent::FileRemoved { id, name } => self
-                .ts(now)
-                .text(" ")
-                .painted("32", format!("*** File {id} ({name}) is no longer offered ***")),
+            ClientEvent::FileRemoved { id, name } => self.ts(now).text(" ").painted(
+                "32",
+                format!("*** File {id} ({name}) is no longer offered ***"),
+            ),
             ClientEvent::TransferDone {
                 name,
                 upload: true,
@@ -278,7 +278,10 @@ impl Style {
                 ..
             } => self.ts(now).text(" ").painted(
                 "36",
-                format!("Sent {name} ({}); the server keeps it for the others.", human_size(*size)),
+                format!(
+                    "Sent {name} ({}); the server keeps it for the others.",
+                    human_size(*size)
+                ),
             ),
             ClientEvent::TransferDone {
                 path: Some(path),
@@ -295,7 +298,12 @@ impl Style {
                         .unwrap_or_default()
                 ),
             ),
-            ClientEvent::TransferFailed { name, reason, upload, .. } => {
+            ClientEvent::TransferFailed {
+                name,
+                reason,
+                upload,
+                ..
+            } => {
                 let what = match (name.is_empty(), upload) {
                     (true, _) => String::new(),
                     (false, true) => format!("Sending {name} failed: "),
@@ -337,15 +345,14 @@ impl Style {
             } => self.history(place, *reason, lines, *more, at),
             ClientEvent::FileList { files, got } => {
                 if files.is_empty() {
-                    return vec![self.info("No files are offered to you. /send <user|#room> <path> shares one.")];
+                    return vec![self.info(
+                        "No files are offered to you. /send <user|#room> <path> shares one.",
+                    )];
                 }
                 let mut out = vec![self.info("Files offered to you (/get <id> downloads):")];
                 for (f, got) in files.iter().zip(got) {
-                    let mut line = format!(
-                        "  {}  {}",
-                        lantalk_core::client::describe(f),
-                        age(f.at_ms)
-                    );
+                    let mut line =
+                        format!("  {}  {}", lantalk_core::client::describe(f), age(f.at_ms));
                     if *got {
                         line.push_str("  (downloaded)");
                     }

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
@@ -148,7 +148,9 @@ impl State {
 
 impl std::fmt::Debug for Screen {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Screen").field("width", &self.width).finish()
+        f.debug_struct("Screen")
+            .field("width", &self.width)
+            .finish()
     }
 }
 
@@ -232,9 +234,6 @@ impl TermLike for Screen {
         Ok(())
     }
 }
-
-/// Shared by the session's host and whoever draws (tests look at it).
-pub type SharedBars = Arc<Mutex<Bars>>;
 
 #[cfg(test)]
 mod tests {
