@@ -574,6 +574,15 @@ fn interactive_session<R: Runtime>(
         // up from the last line seen.
         if lost {
             rejoin = outcome.rejoin.clone();
+            // Transfers under way go on from their last checked chunk once
+            // back: their commands are typed again, first.
+            if !outcome.resume.is_empty() {
+                term::print(&style.info(format!(
+                    "{} transfer(s) will resume after reconnecting.",
+                    outcome.resume.len()
+                )));
+                unsent.splice(0..0, outcome.resume.iter().cloned());
+            }
             let wait = backoff(tries);
             tries += 1;
             term::print(&style.error(format!(

@@ -132,8 +132,8 @@ fn start<R: Runtime>(
         };
         format!(
             "up to {} each, {} in all, kept {keep}, in {} ({} kept from before)",
-            lantalk_core::transfer::human_size(args.max_file_size),
-            lantalk_core::transfer::human_size(args.files_quota),
+            binary_size(args.max_file_size),
+            binary_size(args.files_quota),
             files_dir.display(),
             files_config
                 .kept
@@ -357,6 +357,21 @@ fn listen_error(bind: SocketAddr, e: std::io::Error) -> String {
         ),
         _ => format!("cannot listen on {bind}: {e}"),
     }
+}
+
+/// A limit as it is usually given: `2 GiB`, `500 MiB`, else decimal.
+fn binary_size(bytes: u64) -> String {
+    for (unit, size) in [
+        ("TiB", 1u64 << 40),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+    ] {
+        if bytes >= size && bytes.is_multiple_of(size) {
+            return format!("{} {unit}", bytes / size);
+        }
+    }
+    lantalk_core::transfer::human_size(bytes)
 }
 
 fn print_banner(

@@ -21,6 +21,23 @@ use crate::editor::LivePrompt;
 
 /// Redraws per second at most.
 const REFRESH_HZ: u8 = 4;
+/// Characters of a file's name shown beside its bar.
+const NAME_WIDTH: usize = 32;
+
+/// `name` in at most `width` characters: a long one keeps its start and
+/// its end (`very-long-na…ame.pdf`), where the extension is.
+fn short(name: &str, width: usize) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    if chars.len() <= width {
+        return format!("{name:<width$}");
+    }
+    let tail = width / 3;
+    let head = width - tail - 1;
+    let mut out: String = chars[..head].iter().collect();
+    out.push('…');
+    out.extend(&chars[chars.len() - tail..]);
+    out
+}
 
 /// The bars of the transfers under way.
 pub struct Bars {
@@ -44,7 +61,7 @@ impl Bars {
         };
         let target = ProgressDrawTarget::term_like_with_hz(Box::new(screen), REFRESH_HZ);
         let style = ProgressStyle::with_template(
-            "{prefix} {wide_msg} [{bar:20}] {percent:>3}% {binary_bytes_per_sec} ETA {eta}",
+            "{prefix} {msg} [{bar:24}] {percent:>3}% {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ");
@@ -70,7 +87,7 @@ impl Bars {
                     let bar = self.multi.add(ProgressBar::new(*total));
                     bar.set_style(self.style.clone());
                     bar.set_prefix(if *upload { "up  " } else { "down" });
-                    bar.set_message(visible(name).into_owned());
+                    bar.set_message(short(&visible(name), NAME_WIDTH));
                     // The first position is where an earlier try stopped:
                     // the rate counts only what moves now.
                     bar.set_position(*done);
@@ -238,6 +255,14 @@ impl TermLike for Screen {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_names_keep_their_ends() {
+        assert_eq!(short("a.pdf", 8), "a.pdf   ");
+        let s = short("quarterly-report-final-v2.pdf", 12);
+        assert_eq!(s.chars().count(), 12);
+        assert!(s.starts_with("quarter") && s.ends_with(".pdf"), "{s}");
+    }
 
     #[test]
     fn the_screen_keeps_what_indicatif_draws_last() {

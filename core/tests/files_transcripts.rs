@@ -374,3 +374,83 @@ fn the_sender_can_withdraw_a_file() {
         ["There is no file 1 for you (see /files)."]
     );
 }
+
+/// LanTalk 2.0 members in the lobby hear of a file shared there, as a
+/// system line they can show; they cannot download it.
+#[test]
+fn lantalk_members_hear_of_a_file_as_a_system_line() {
+    let mut cfg = config();
+    cfg.allow_plaintext = true;
+    let mut pair = Pair::new(cfg);
+    let dee = pair.connect_raw("dee", "10.0.0.4:1");
+    pair.send_raw(dee, b"{\"username\": \"dee\", \"password\": \"\"}\n");
+    let ann = pair.connect("ann", "10.0.0.1:1", ours("ann", 0x31));
+    pair.disk(ann)
+        .local
+        .insert("plan.txt".into(), contents(2000));
+    typed(&mut pair, ann, "/send #lobby plan.txt");
+    let heard: Vec<String> = pair
+        .received(dee)
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .filter(|l| l.contains("shared"))
+        .collect();
+    assert_eq!(heard.len(), 1, "{heard:?}");
+    assert!(
+        heard[0].starts_with("{\"type\": \"system\", \"ts\": \"")
+            && heard[0].contains(
+                "\"text\": \"ann shared plan.txt (2.0 kB). Download it with a newer LanTalk \
+                 client: /get 1\"}"
+            ),
+        "{heard:?}"
+    );
+}
+
+/// Offers are limited per person: the eleventh within a minute is refused.
+#[test]
+fn offers_are_rate_limited() {
+    let mut pair = Pair::new(config());
+    let ann = pair.connect("ann", "10.0.0.1:1", ours("ann", 0x31));
+    for i in 0..11 {
+        pair.disk(ann).local.insert(format!("f{i}"), vec![i as u8]);
+        typed(&mut pair, ann, &format!("/send #lobby f{i}"));
+    }
+    assert_eq!(
+        failures(&pair, ann),
+        ["Too many files offered; wait a minute."]
+    );
+    assert_eq!(pair.server_disk.done.len(), 10);
+}
+
+/// The network drops a download midway: the client takes it up again by
+/// itself from the last verified chunk, and the file is whole.
+#[test]
+fn a_dropped_download_resumes_by_itself() {
+    let mut pair = Pair::new(config());
+    let ann = pair.connect("ann", "10.0.0.1:1", ours("ann", 0x31));
+    let bob = pair.connect("bob", "10.0.0.2:1", ours("bob", 0x32));
+    let data = contents(4 * CHUNK as usize);
+    pair.disk(ann).local.insert("v.mp4".into(), data.clone());
+    typed(&mut pair, ann, "/send #lobby v.mp4");
+    pair.cut_side_after = Some(2 * CHUNK as usize + 1000);
+    typed(&mut pair, bob, "/get 1");
+    assert!(holds(pair.disk(bob).done.get("v.mp4"), &data));
+    let notices: Vec<&String> = pair
+        .events(bob)
+        .filter_map(|e| match e {
+            ClientEvent::Notice(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        notices,
+        ["The file connection was lost. Resuming v.mp4 after its last checked chunk (try 2 of 3)."]
+    );
+    let writes = pair
+        .disk(bob)
+        .log
+        .iter()
+        .filter(|l| l.starts_with("write"))
+        .count();
+    assert_eq!(writes, 4, "no chunk written twice");
+    assert_eq!(failures(&pair, bob), Vec::<String>::new());
+}

@@ -24,6 +24,8 @@ use crate::transfer::{
 const READ_AHEAD: usize = 2;
 /// Verified chunks waiting to be written before reading pauses.
 const MAX_PENDING_WRITES: usize = 4;
+/// Tries of a transfer whose side connection keeps being lost.
+const MAX_TRIES: u32 = 3;
 
 /// How a transfer is going, for a progress bar.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,7 +48,7 @@ pub(super) struct Transfers {
     /// Requests sent to the server, waiting for its answer, by `ref`.
     asked: HashMap<u64, Asked>,
     /// `/send`s waiting for the file's size, by op.
-    stats: HashMap<OpId, (String, String)>,
+    stats: HashMap<OpId, Redo>,
     /// File requests of side connections, by op.
     ops: HashMap<OpId, (SideId, SideOp)>,
     sides: BTreeMap<SideId, Active>,
@@ -57,8 +59,32 @@ pub(super) struct Transfers {
 }
 
 enum Asked {
-    Offer { path: String, stamp: Stamp },
-    Get,
+    Offer { redo: Redo, stamp: Stamp },
+    Get { redo: Redo },
+}
+
+/// How to start a transfer again: what the user typed, and how many times
+/// it was tried.
+#[derive(Clone, Debug)]
+struct Redo {
+    what: Again,
+    tries: u32,
+}
+
+#[derive(Clone, Debug)]
+enum Again {
+    Send { to: String, path: String },
+    Get { id: u64 },
+}
+
+impl Redo {
+    /// The command that does it again, as the user would type it.
+    fn line(&self) -> String {
+        match &self.what {
+            Again::Send { to, path } => format!("/send {to} {path}"),
+            Again::Get { id } => format!("/get {id}"),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -81,6 +107,8 @@ struct Active {
     hashes: Vec<[u8; 32]>,
     /// Chunks verified before this connection (a resumed transfer).
     resumed_from: u64,
+    /// How to start it again if its connection is lost.
+    redo: Redo,
 }
 
 enum SideWire {
@@ -136,6 +164,23 @@ impl Transfers {
     pub(super) fn busy(&self) -> bool {
         !self.asked.is_empty() || !self.stats.is_empty() || !self.sides.is_empty()
     }
+
+    /// The commands that would take up the transfers under way again.
+    pub(super) fn resume_lines(&self) -> Vec<String> {
+        let asked = self.asked.values().map(|a| match a {
+            Asked::Offer { redo, .. } | Asked::Get { redo } => redo,
+        });
+        let mut lines: Vec<String> = self
+            .stats
+            .values()
+            .chain(asked)
+            .chain(self.sides.values().map(|a| &a.redo))
+            .map(Redo::line)
+            .collect();
+        lines.sort();
+        lines.dedup();
+        lines
+    }
 }
 
 impl Client {
@@ -148,10 +193,24 @@ impl Client {
         if to.is_empty() || path.is_empty() {
             return self.notice("Usage: /send <user|#room> <path>".to_string());
         }
+        let redo = Redo {
+            what: Again::Send {
+                to: to.to_string(),
+                path: path.to_string(),
+            },
+            tries: 1,
+        };
+        self.start_send(redo);
+    }
+
+    /// Looks at the file, then offers it (a first try, or again).
+    fn start_send(&mut self, redo: Redo) {
+        let Again::Send { path, .. } = &redo.what else {
+            return;
+        };
+        let path = path.clone();
         let op = self.transfers.op();
-        self.transfers
-            .stats
-            .insert(op, (to.to_string(), path.to_string()));
+        self.transfers.stats.insert(op, redo);
         self.actions
             .push_back(ClientAction::Files(Box::new(FileRequest::Stat {
                 op,
@@ -174,15 +233,21 @@ impl Client {
         let Ok(id) = arg.parse::<u64>() else {
             return self.notice("Usage: /get <id|all> (see /files)".to_string());
         };
-        self.ask_get(id);
+        self.ask_get(Redo {
+            what: Again::Get { id },
+            tries: 1,
+        });
     }
 
-    fn ask_get(&mut self, id: u64) {
+    fn ask_get(&mut self, redo: Redo) {
+        let Again::Get { id } = redo.what else {
+            return;
+        };
         if self.transfers.sides.values().any(|a| a.id.0 == id) {
             return self.notice(format!("File {id} is already being transferred."));
         }
         let reference = self.transfers.reference();
-        self.transfers.asked.insert(reference, Asked::Get);
+        self.transfers.asked.insert(reference, Asked::Get { redo });
         self.send_line(FileAsk::FileGet { reference, id }.to_line());
     }
 
@@ -266,26 +331,35 @@ impl Client {
                 let Some(ticket) = unhex::<16>(&ticket) else {
                     return self.notice("The server sent a bad ticket.".to_string());
                 };
-                let dir = match (asked, upload) {
-                    (Some(Asked::Offer { path, stamp }), true) => Dir::Up {
-                        path,
-                        stamp,
-                        next_read: 0,
-                        reads_pending: 0,
-                        ready: BTreeMap::new(),
-                        next_send: 0,
-                        draining: false,
-                        sent_all: false,
-                    },
-                    (Some(Asked::Get), false) => Dir::Down {
-                        expected: sha256.as_deref().and_then(unhex::<32>),
-                        prepared: false,
-                        buf: Vec::new(),
-                        writes_pending: 0,
-                        paused: false,
-                        done: false,
-                        finishing: false,
-                    },
+                let (dir, redo) = match (asked, upload) {
+                    (Some(Asked::Offer { redo, stamp }), true) => {
+                        let Again::Send { path, .. } = &redo.what else {
+                            return;
+                        };
+                        let dir = Dir::Up {
+                            path: path.clone(),
+                            stamp,
+                            next_read: 0,
+                            reads_pending: 0,
+                            ready: BTreeMap::new(),
+                            next_send: 0,
+                            draining: false,
+                            sent_all: false,
+                        };
+                        (dir, redo)
+                    }
+                    (Some(Asked::Get { redo }), false) => (
+                        Dir::Down {
+                            expected: sha256.as_deref().and_then(unhex::<32>),
+                            prepared: false,
+                            buf: Vec::new(),
+                            writes_pending: 0,
+                            paused: false,
+                            done: false,
+                            finishing: false,
+                        },
+                        redo,
+                    ),
                     // Not something we asked for.
                     _ => return,
                 };
@@ -305,6 +379,7 @@ impl Client {
                         dir,
                         hashes: Vec::new(),
                         resumed_from: 0,
+                        redo,
                     },
                 );
                 if down {
@@ -351,7 +426,10 @@ impl Client {
                         return self.notice("Nothing new to download.".to_string());
                     }
                     for id in wanted {
-                        self.ask_get(id);
+                        self.ask_get(Redo {
+                            what: Again::Get { id },
+                            tries: 1,
+                        });
                     }
                 } else {
                     let got = files
@@ -366,6 +444,12 @@ impl Client {
     }
 
     // ── Side connections ────────────────────────────────────────────────
+
+    /// The commands that would take up the transfers under way again (after
+    /// a reconnection), from their last checked chunk.
+    pub fn resume_lines(&self) -> Vec<String> {
+        self.transfers.resume_lines()
+    }
 
     pub fn handle_side_opened(&mut self, _now: Now, side: SideId) {
         let max = self.config.max_line;
@@ -382,8 +466,36 @@ impl Client {
                 dir: Dir::Down { done: true, .. },
                 ..
             }) => {}
-            Some(_) => self.side_failed(now, side, "The file connection was lost."),
+            Some(_) => self.side_lost(now, side, "The file connection was lost."),
             None => {}
+        }
+    }
+
+    /// The side connection broke (closed under us, or tampered with): the
+    /// transfer starts again, from its last verified chunk, a few times.
+    fn side_lost(&mut self, now: Now, side: SideId, reason: &str) {
+        let Some(a) = self.transfers.sides.get(&side) else {
+            return;
+        };
+        let redo = a.redo.clone();
+        if redo.tries >= MAX_TRIES || self.phase != Phase::Chatting {
+            return self.side_failed(now, side, reason);
+        }
+        let name = a.name.clone();
+        self.transfers.sides.remove(&side);
+        self.transfers.ops.retain(|_, (s, _)| *s != side);
+        self.actions.push_back(ClientAction::SideClose(side));
+        let again = Redo {
+            tries: redo.tries + 1,
+            ..redo
+        };
+        self.notice(format!(
+            "{reason} Resuming {name} after its last checked chunk (try {} of {MAX_TRIES}).",
+            again.tries
+        ));
+        match again.what {
+            Again::Send { .. } => self.start_send(again),
+            Again::Get { .. } => self.ask_get(again),
         }
     }
 
@@ -433,7 +545,7 @@ impl Client {
                     }
                 }
                 if opened.is_err() && self.transfers.sides.contains_key(&side) {
-                    self.side_failed(now, side, "The file connection was tampered with.");
+                    self.side_lost(now, side, "The file connection was tampered with.");
                 }
             }
         }
@@ -819,8 +931,8 @@ impl Client {
     // ── The host's answers ──────────────────────────────────────────────
 
     pub fn handle_file_reply(&mut self, now: Now, reply: FileReply) {
-        if let Some((to, path)) = self.transfers.stats.remove(&reply.op) {
-            return self.stat_answered(now, to, path, reply);
+        if let Some(redo) = self.transfers.stats.remove(&reply.op) {
+            return self.stat_answered(now, redo, reply);
         }
         let Some((side, op)) = self.transfers.ops.remove(&reply.op) else {
             return;
@@ -899,13 +1011,16 @@ impl Client {
     }
 
     /// The file to `/send` was found (or not): offer it.
-    fn stat_answered(&mut self, now: Now, to: String, path: String, reply: FileReply) {
+    fn stat_answered(&mut self, now: Now, redo: Redo, reply: FileReply) {
+        let Again::Send { to, path } = redo.what.clone() else {
+            return;
+        };
         match reply.result {
             Ok(FileAnswer::Stat { stamp, name }) => {
                 let reference = self.transfers.reference();
                 self.transfers
                     .asked
-                    .insert(reference, Asked::Offer { path, stamp });
+                    .insert(reference, Asked::Offer { redo, stamp });
                 let ask = FileAsk::FileOffer {
                     reference,
                     to,

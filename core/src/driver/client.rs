@@ -182,9 +182,11 @@ impl ClientDriver {
                 reason: "Connection closed.".to_string(),
                 why: None,
                 rejoin: Vec::new(),
+                resume: Vec::new(),
             });
             let outcome = ClientOutcome {
                 rejoin: self.client.rejoin_points(),
+                resume: self.client.resume_lines(),
                 ..outcome
             };
             return Some(ClientOutput::Done(outcome));
@@ -259,6 +261,7 @@ pub fn dispatch_client(
                             refused: true,
                             reason: reason.clone(),
                             rejoin: Vec::new(),
+                            resume: Vec::new(),
                             why: Some(*why),
                         })
                     }
@@ -269,6 +272,7 @@ pub fn dispatch_client(
                             refused: false,
                             reason: reason.clone(),
                             rejoin: Vec::new(),
+                            resume: Vec::new(),
                             why: None,
                         });
                     }
@@ -416,6 +420,7 @@ mod tests {
             refused: false,
             reason: "You left.".into(),
             rejoin: Vec::new(),
+            resume: Vec::new(),
             why: None,
         };
         assert_eq!(out, [ClientOutput::Done(outcome)]);
@@ -459,6 +464,7 @@ mod tests {
                 refused: false,
                 reason: "You left.".into(),
                 rejoin: Vec::new(),
+                resume: Vec::new(),
                 why: None,
             })]
         );
@@ -475,6 +481,7 @@ mod tests {
             refused: true,
             reason: "Name taken.".into(),
             rejoin: Vec::new(),
+            resume: Vec::new(),
             why: Some(Refusal::Other),
         };
         assert_eq!(out, [ClientOutput::HalfClose, ClientOutput::Done(outcome)]);
@@ -514,6 +521,7 @@ mod tests {
                 refused: false,
                 reason: "Connection closed by the server.".into(),
                 rejoin: Vec::new(),
+                resume: Vec::new(),
                 why: None,
             })]
         );

@@ -107,6 +107,10 @@ pub struct ClientOutcome {
     /// Where to pick up again if the user reconnects: the rooms and the
     /// last message seen in each (servers of ours).
     pub rejoin: Vec<crate::client::Rejoin>,
+    /// Transfers under way when it ended, as the commands that take them up
+    /// again from their last checked chunk (`/send #team slides.pdf`,
+    /// `/get 3`): typed again after reconnecting.
+    pub resume: Vec<String>,
 }
 
 /// One way of running the core on real sockets.

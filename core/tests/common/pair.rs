@@ -113,6 +113,10 @@ pub struct Pair {
     /// Connections the server stopped reading, with what waits for it.
     server_paused: std::collections::HashMap<ConnId, Vec<Vec<u8>>>,
     later: Vec<Later>,
+    /// Cut the side connection that carries the server's bytes past this
+    /// many (once: a network that drops a transfer midway).
+    pub cut_side_after: Option<usize>,
+    side_bytes: usize,
 }
 
 /// Rounds of [`Pair::drive`] after which two sides that keep answering each
@@ -140,6 +144,8 @@ impl Pair {
             sides: Vec::new(),
             server_paused: Default::default(),
             later: Vec::new(),
+            cut_side_after: None,
+            side_bytes: 0,
         }
     }
 
@@ -399,6 +405,20 @@ impl Pair {
         let (peer, side) = (self.sides[i].peer, self.sides[i].side);
         match action {
             Action::Send { bytes, .. } => {
+                self.side_bytes += bytes.len();
+                if self.cut_side_after.is_some_and(|n| self.side_bytes > n) {
+                    self.cut_side_after = None;
+                    let l = &mut self.sides[i];
+                    if !l.closed {
+                        l.closed = true;
+                        let conn = l.conn;
+                        let _ =
+                            self.server
+                                .handle_disconnect(now, conn, DisconnectCause::PeerClosed);
+                        self.client_mut(peer).handle_side_closed(now, side);
+                    }
+                    return;
+                }
                 let l = &mut self.sides[i];
                 if l.closed {
                     return;
