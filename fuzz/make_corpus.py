@@ -492,6 +492,29 @@ def rooms_seeds():
     }
 
 
+# ── transfer ────────────────────────────────────────────────────────────────
+# Two bytes: the file's length in KiB (little-endian); then op bytes, each
+# with the argument bytes it reads: see fuzz_targets/transfer.rs.
+
+
+def transfer_seeds():
+    kib = lambda n: bytes([n & 0xFF, n >> 8])
+    return {
+        # Upload, download, list.
+        "send_get": kib(2560) + bytes([0, 2, 4]),
+        # An empty file, a private one, everything at once.
+        "empty_private": kib(0) + bytes([1, 3]),
+        # The network cuts the side connection, then the download again.
+        "cut_resume": kib(1100) + bytes([0, 6, 0, 2, 6, 0, 2]),
+        # A tampered upload, then a tampered download.
+        "tamper": kib(1500) + bytes([8, 0, 0, 2, 8, 2]),
+        # The disks fail (server full; the receiver full), time passes.
+        "disks": kib(300) + bytes([7, 0, 0, 0, 7, 2, 0, 0, 2, 9, 200, 2]),
+        # The file changes while sent; cancels; Ctrl-C.
+        "change_cancel": kib(2100) + bytes([10, 33, 0, 5, 0, 5, 1, 11, 1, 2]),
+    }
+
+
 def write(target, seeds):
     d = os.path.join(CORPUS, target)
     os.makedirs(d, exist_ok=True)
@@ -514,6 +537,7 @@ def main():
     write("server_lines", server_lines_seeds())
     write("visible", visible_seeds())
     write("rooms", rooms_seeds())
+    write("transfer", transfer_seeds())
 
 
 if __name__ == "__main__":
