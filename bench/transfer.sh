@@ -66,6 +66,7 @@ KbdInteractiveAuthentication no
 UsePAM no
 PidFile $WORK/ssh/sshd.pid
 StrictModes no
+Subsystem sftp /usr/lib/openssh/sftp-server
 EOF
 mkdir -p /run/sshd
 /usr/sbin/sshd -f "$WORK/ssh/sshd_config" -D &
@@ -77,7 +78,7 @@ sleep 0.5
 start_server() {
     rm -rf "$WORK/srv" && mkdir -p "$WORK/srv"
     LANTALK_DATA_DIR="$WORK/srv" "$BIN" server --bind 127.0.0.1 --port 0 --no-discovery \
-        --max-file-size 4GiB --files-quota 16GiB </dev/null >"$WORK/srv.log" 2>&1 &
+        --max-file-size 4GiB --files-quota 16GiB --rate-limit off </dev/null >"$WORK/srv.log" 2>&1 &
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")
     for _ in $(seq 100); do
@@ -95,6 +96,8 @@ client() { # NAME INPUT [extra args]
 rss() { awk "/^$1:/ {print \$2}" "/proc/$SERVER_PID/status"; }
 
 up_ours=(); down_ours=(); up_scp=(); down_scp=(); up_raw=(); down_raw=(); growth=()
+# CHAT_ONLY=1 skips the throughput legs (to re-measure the chat latency).
+[ -n "${CHAT_ONLY:-}" ] && RUNS=0
 for run in $(seq "$RUNS"); do
     # lantalk: upload, then download (a fresh server each run: nothing cached
     # but the page cache, which every contender shares).
@@ -119,22 +122,23 @@ for run in $(seq "$RUNS"); do
     # Raw TCP: the physical limit (no encryption, no hashing, no protocol).
     RAW_PORT=$(free_port)
     rm -f "$WORK/raw.bin"
-    socat -u "TCP-LISTEN:$RAW_PORT,bind=127.0.0.1,reuseaddr" "OPEN:$WORK/raw.bin,creat,trunc" &
+    socat -b 1048576 -u "TCP-LISTEN:$RAW_PORT,bind=127.0.0.1,reuseaddr" "OPEN:$WORK/raw.bin,creat,trunc" &
     sink=$!
     sleep 0.2
-    t0=$(now); socat -u "FILE:$SRC" "TCP:127.0.0.1:$RAW_PORT"; wait "$sink"; t1=$(now)
+    t0=$(now); socat -b 1048576 -u "FILE:$SRC" "TCP:127.0.0.1:$RAW_PORT"; wait "$sink"; t1=$(now)
     up_raw+=("$(mibps "$t0" "$t1")")
     RAW_PORT=$(free_port)
-    socat -u "TCP-LISTEN:$RAW_PORT,bind=127.0.0.1,reuseaddr" "FILE:$WORK/raw.bin" &
+    socat -b 1048576 -u "FILE:$WORK/raw.bin" "TCP-LISTEN:$RAW_PORT,bind=127.0.0.1,reuseaddr" &
     source_pid=$!
     sleep 0.2
-    t0=$(now); socat -u "TCP:127.0.0.1:$RAW_PORT" "OPEN:$WORK/raw-down.bin,creat,trunc"; t1=$(now)
+    t0=$(now); socat -b 1048576 -u "TCP:127.0.0.1:$RAW_PORT" "OPEN:$WORK/raw-down.bin,creat,trunc"; t1=$(now)
     wait "$source_pid" || true
     down_raw+=("$(mibps "$t0" "$t1")")
     rm -f "$WORK/raw.bin" "$WORK/raw-down.bin" "$WORK/scp-up.bin" "$WORK/scp-down.bin"
 done
 
 ratio() { python3 -c "print(f'{$1 / $2:.2f}x')"; }
+if [ "$RUNS" -gt 0 ]; then
 U=$(median "${up_ours[@]}"); D=$(median "${down_ours[@]}")
 US=$(median "${up_scp[@]}"); DS=$(median "${down_scp[@]}")
 UR=$(median "${up_raw[@]}"); DR=$(median "${down_raw[@]}")
@@ -148,6 +152,7 @@ echo "| download | $D | $DS | $DR | $(ratio "$D" "$DS") | $(ratio "$D" "$DR") |"
 echo
 echo "Server memory growth during upload+download (VmHWM - VmRSS before), median: ${G} MiB"
 echo "runs: up ${up_ours[*]} / scp ${up_scp[*]} / raw ${up_raw[*]}; down ${down_ours[*]} / scp ${down_scp[*]} / raw ${down_raw[*]}"
+fi
 
 # ── Chat latency beside a download ─────────────────────────────────────────
 start_server

@@ -12,6 +12,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use sha2::{Digest, Sha256};
+
 use super::*;
 use crate::transfer::lines::{FileAsk, FileInfo, FileNews};
 use crate::transfer::record::{self, Control, Record};
@@ -141,7 +143,9 @@ enum Dir {
         expected: Option<[u8; 32]>,
         /// Prepared (the partial file found or made).
         prepared: bool,
+        /// The chunk arriving, and its hash so far (hashed as it arrives).
         buf: Vec<u8>,
+        hasher: Sha256,
         writes_pending: usize,
         paused: bool,
         done: bool,
@@ -353,6 +357,7 @@ impl Client {
                             expected: sha256.as_deref().and_then(unhex::<32>),
                             prepared: false,
                             buf: Vec::new(),
+                            hasher: Sha256::new(),
                             writes_pending: 0,
                             paused: false,
                             done: false,
@@ -651,7 +656,7 @@ impl Client {
         };
         let index = a.hashes.len() as u64;
         let size = a.size;
-        let Dir::Down { buf, .. } = &mut a.dir else {
+        let Dir::Down { buf, hasher, .. } = &mut a.dir else {
             return self.side_failed(now, side, "The server sent data on an upload.");
         };
         if (buf.len() + data.len()) as u64 > chunk_len(size, index) {
@@ -660,6 +665,7 @@ impl Client {
         if buf.capacity() == 0 {
             buf.reserve_exact(CHUNK as usize);
         }
+        hasher.update(data);
         buf.extend_from_slice(data);
     }
 
@@ -699,6 +705,7 @@ impl Client {
                 let name = a.name.clone();
                 let Dir::Down {
                     buf,
+                    hasher,
                     writes_pending,
                     paused,
                     ..
@@ -708,7 +715,7 @@ impl Client {
                 };
                 if index != expected_index
                     || buf.len() as u64 != chunk_len(size, index)
-                    || chunk_hash(buf) != hash
+                    || <[u8; 32]>::from(hasher.finalize_reset()) != hash
                 {
                     return self.side_failed(
                         now,

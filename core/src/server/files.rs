@@ -14,14 +14,16 @@
 
 use std::collections::BTreeMap;
 
+use sha2::{Digest, Sha256};
+
 use super::*;
 use crate::ratelimit::Rate;
 use crate::rooms::room_key;
 use crate::transfer::lines::{FileAsk, FileInfo, FileNews};
 use crate::transfer::record::{self, Control, Record};
 use crate::transfer::{
-    self, chunk_hash, chunk_len, chunks, file_hash, hex, names, Audience, FileAnswer, FileError,
-    FileErrorKind, FileId, FileReply, FileRequest, OpId, Place, SharedFile, Stamp, Ticket, CHUNK,
+    self, chunk_len, chunks, file_hash, hex, names, Audience, FileAnswer, FileError, FileErrorKind,
+    FileId, FileReply, FileRequest, OpId, Place, SharedFile, Stamp, Ticket, CHUNK,
 };
 
 /// What a server offers of file sharing.
@@ -61,8 +63,10 @@ const TICKET_LIFETIME: Duration = Duration::from_secs(30);
 const MAX_PENDING_WRITES: usize = 4;
 /// Chunks read ahead of what is sent.
 const READ_AHEAD: usize = 2;
-/// Bytes of file data sent before waiting for them to leave.
-const SEND_PIECE: usize = 512 * 1024;
+/// Bytes of file data sent before waiting for them to leave. Sealing and
+/// hashing a piece is the longest the event loop works for a transfer at
+/// once, so a chat line never waits long behind one.
+const SEND_PIECE: usize = 256 * 1024;
 /// How often expired files are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
@@ -116,8 +120,10 @@ struct Upload {
     /// Chunks verified (including those from an earlier connection); `None`
     /// until the partial file was prepared.
     hashes: Option<Vec<[u8; 32]>>,
-    /// The chunk being received.
+    /// The chunk being received, and its hash so far (hashed as records
+    /// arrive: no event hashes a whole chunk).
     buf: Vec<u8>,
+    hasher: Sha256,
     writes_pending: usize,
     paused: bool,
     /// The sender said it is done; the hash it gave, if any.
@@ -131,9 +137,10 @@ struct Download {
     reads_pending: usize,
     /// Chunks read and not sent yet, by index.
     ready: BTreeMap<u64, Vec<u8>>,
-    /// The chunk being sent, and how much of it went.
+    /// The chunk being sent, how much of it went, and the hash of that.
     next_send: u64,
     sent_in_chunk: usize,
+    hasher: Sha256,
     /// A piece was sent and has not left yet.
     draining: bool,
 }
@@ -609,6 +616,7 @@ impl Server {
             Direction::Up(Upload {
                 hashes: None,
                 buf: Vec::new(),
+                hasher: Sha256::new(),
                 writes_pending: 0,
                 paused: false,
                 done: None,
@@ -622,6 +630,7 @@ impl Server {
                 ready: BTreeMap::new(),
                 next_send: from,
                 sent_in_chunk: 0,
+                hasher: Sha256::new(),
                 draining: false,
             })
         };
@@ -687,6 +696,7 @@ impl Server {
             u.buf.reserve_exact(CHUNK as usize);
         }
         u.buf.extend_from_slice(bytes);
+        u.hasher.update(bytes);
     }
 
     fn upload_control(&mut self, now: Now, conn: ConnId, control: Control) {
@@ -707,7 +717,8 @@ impl Server {
                 if index != expected || u.done.is_some() {
                     return self.side_error(conn, &format!("Expected chunk {expected}."));
                 }
-                if u.buf.len() as u64 != chunk_len(size, index) || chunk_hash(&u.buf) != hash {
+                let got: [u8; 32] = u.hasher.finalize_reset().into();
+                if u.buf.len() as u64 != chunk_len(size, index) || got != hash {
                     return self.side_error(conn, &format!("Chunk {index} failed its check."));
                 }
                 hashes.push(hash);
@@ -870,11 +881,12 @@ impl Server {
                     return;
                 };
                 let end = (d.sent_in_chunk + SEND_PIECE).min(chunk.len());
-                sealed_ok &=
-                    record::seal_data(session, &chunk[d.sent_in_chunk..end], &mut out).is_ok();
+                let piece = &chunk[d.sent_in_chunk..end];
+                sealed_ok &= record::seal_data(session, piece, &mut out).is_ok();
+                d.hasher.update(piece);
                 d.sent_in_chunk = end;
                 if end == chunk.len() {
-                    let hash = chunk_hash(chunk);
+                    let hash: [u8; 32] = d.hasher.finalize_reset().into();
                     sealed_ok &= record::seal_control(
                         session,
                         &Control::Chunk {
