@@ -75,6 +75,10 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
 /// for idle connections too (not Linux), this is 7 KiB more per connection
 /// than a 1 KiB buffer, which fits in the stack page every thread touches.
 const READ_CHUNK: usize = 8 * 1024;
+/// A connection whose reads keep filling [`READ_CHUNK`] is carrying bulk
+/// data (a file on a side connection): it reads this much at a time from
+/// then on, so a gigabyte is 4096 inputs for the core rather than 131,072.
+const BULK_READ: usize = 256 * 1024;
 const STALLED_WRITE: Duration = Duration::from_secs(30);
 /// A writer with nothing to write for this long leaves.
 const WRITER_IDLE: Duration = Duration::from_secs(2);
@@ -746,21 +750,32 @@ fn cut_off(shared: &Shared) {
 /// Reads until the peer closes (or, on Linux, until it has been quiet for a
 /// while: then the connection waits without a thread, see `idle`).
 fn read_loop(id: ConnId, shared: Arc<Shared>, readers: &Readers) {
-    let mut buf = [0u8; READ_CHUNK];
+    let mut small = [0u8; READ_CHUNK];
+    // Allocated once a read fills `small` (see BULK_READ).
+    let mut bulk: Vec<u8> = Vec::new();
     loop {
         // A pause that comes while the read below is blocked takes effect
-        // after it: one more read (at most READ_CHUNK) reaches the core.
+        // after it: one more read (at most one buffer) reaches the core.
         shared.wait_while_paused();
-        match (&shared.stream).read(&mut buf) {
+        let buf: &mut [u8] = if bulk.is_empty() {
+            &mut small
+        } else {
+            &mut bulk
+        };
+        match (&shared.stream).read(buf) {
             Ok(0) => break,
             Ok(_) if shared.done.load(Ordering::Acquire) => break,
             Ok(n) => {
+                let full = n == buf.len();
                 if readers
                     .tx
                     .send(Input::Core(ServerInput::Data(id, buf[..n].to_vec())))
                     .is_err()
                 {
                     return;
+                }
+                if full && bulk.is_empty() {
+                    bulk = vec![0; BULK_READ];
                 }
             }
             #[cfg(any(target_os = "linux", target_os = "android"))]
