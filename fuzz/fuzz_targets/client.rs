@@ -193,6 +193,15 @@ impl Harness {
                     assert_eq!(self.close_actions, 1, "step {step}: a second Close action");
                 }
                 ClientAction::Event(e) => self.check_event(e),
+                // File transfers: nothing answers them here (no side
+                // connection opens, no file request is answered); they may
+                // only come while the client is open, as checked above.
+                ClientAction::Open(_)
+                | ClientAction::SideSend(..)
+                | ClientAction::SideWatchDrain(_)
+                | ClientAction::SidePause(..)
+                | ClientAction::SideClose(_)
+                | ClientAction::Files(_) => {}
             }
         }
         let closed = self.client.is_closed();

@@ -512,6 +512,14 @@ impl Harness {
                         self.step
                     )
                 }
+                // File sharing is off on the fuzzed servers (and needs an
+                // encrypted session): none of its effects may appear.
+                Action::Files(_)
+                | Action::PersistFiles(_)
+                | Action::WatchDrain(_)
+                | Action::PauseReading { .. } => {
+                    panic!("step {}: a file effect with sharing off: {action:?}", self.step)
+                }
                 Action::Shutdown => {
                     assert!(
                         !self.shutdown_seen,

@@ -42,6 +42,16 @@ fuzz_target!(|data: &[u8]| {
         );
     }
 
+    // A file request re-encodes to one line that reads back the same.
+    if let Ok(ClientLine::File(ask)) = protocol::parse_client_line(data) {
+        let enc = ask.to_line();
+        assert_eq!(
+            protocol::parse_client_line(one_line(&enc)),
+            Ok(ClientLine::File(ask.clone())),
+            "file request {ask:?}"
+        );
+    }
+
     if let Ok(login) = protocol::parse_login(data) {
         let w = ObjectWriter::new()
             .str("username", &login.username)
@@ -143,6 +153,7 @@ fuzz_target!(|data: &[u8]| {
                 .finish_line()
             }
             ServerLine::Room(view) => protocol::room_state(WallTime::default(), view),
+            ServerLine::File(news) => news.to_line(),
             ServerLine::RoomLeft { room, reason } => {
                 protocol::room_left(WallTime::default(), room, reason)
             }
