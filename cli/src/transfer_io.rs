@@ -164,8 +164,13 @@ fn stamp_of(meta: &fs::Metadata) -> Stamp {
 }
 
 /// The first line of a list of hashes: which file it is for.
-fn list_header(id: FileId, size: u64) -> String {
-    format!("lantalk-part 1 {id} {size}\n")
+fn list_header(id: FileId, size: u64, whole: Option<[u8; 32]>) -> String {
+    match whole {
+        // A download: bound to the file's contents, so another server's
+        // file with the same id and size never passes for it.
+        Some(h) => format!("lantalk-part 2 {id} {size} {}\n", hex(&h)),
+        None => format!("lantalk-part 1 {id} {size}\n"),
+    }
 }
 
 impl Disk {
@@ -179,7 +184,9 @@ impl Disk {
                 stamp,
                 ..
             } => self.read(&place, offset, len, stamp),
-            FileRequest::Prepare { place, size, .. } => self.prepare(&place, size),
+            FileRequest::Prepare {
+                place, size, whole, ..
+            } => self.prepare(&place, size, whole),
             FileRequest::Write {
                 place,
                 offset,
@@ -307,7 +314,7 @@ impl Disk {
 
     /// Finds or makes the partial file for `place`, and says which chunks
     /// in it are verified.
-    fn prepare(&mut self, place: &Place, size: u64) -> Answer {
+    fn prepare(&mut self, place: &Place, size: u64, whole: Option<[u8; 32]>) -> Answer {
         let key = place_key(place);
         // A transfer of the same file that stopped: what it wrote is
         // recorded first.
@@ -325,7 +332,8 @@ impl Disk {
             }
             Place::Download { id, name } => {
                 let dir = self.download_dir()?.to_path_buf();
-                let (path, list) = self.download_part(&dir, *id, size, &names::sanitise(name));
+                let (path, list) =
+                    self.download_part(&dir, *id, size, whole, &names::sanitise(name));
                 (*id, path, list)
             }
             Place::Local(_) => {
@@ -333,7 +341,7 @@ impl Disk {
             }
         };
         let shown = path.display().to_string();
-        let verified = read_list(&list, id, size);
+        let verified = read_list(&list, &list_header(id, size, whole), size);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -343,12 +351,12 @@ impl Disk {
             .map_err(|e| io_error(&e, &format!("Cannot create {shown}")))?;
         let on_disk = file.metadata().map(|m| m.len()).unwrap_or(0);
         // Only chunks whose bytes are all there count.
-        let whole = usize::try_from(on_disk / CHUNK).unwrap_or(usize::MAX);
+        let full_chunks = usize::try_from(on_disk / CHUNK).unwrap_or(usize::MAX);
         let complete_last = verified.len() as u64 * CHUNK > size && on_disk >= size;
         let keep = if complete_last {
             verified.len()
         } else {
-            verified.len().min(whole)
+            verified.len().min(full_chunks)
         };
         let verified = verified[..keep].to_vec();
         let kept_bytes = (keep as u64 * CHUNK).min(size);
@@ -356,7 +364,7 @@ impl Disk {
             .map_err(|e| io_error(&e, &format!("Cannot write {shown}")))?;
         // The list again, exactly as kept (atomically: a crash leaves the old
         // or the new one).
-        let mut contents = list_header(id, size).into_bytes();
+        let mut contents = list_header(id, size, whole).into_bytes();
         for h in &verified {
             contents.extend_from_slice(h);
         }
@@ -392,7 +400,15 @@ impl Disk {
 
     /// The partial file for a download: `<name>.part`, unless that one is
     /// another file's (by its list), then `<name (1)>.part`, and so on.
-    fn download_part(&self, dir: &Path, id: FileId, size: u64, name: &str) -> (PathBuf, PathBuf) {
+    fn download_part(
+        &self,
+        dir: &Path,
+        id: FileId,
+        size: u64,
+        whole: Option<[u8; 32]>,
+        name: &str,
+    ) -> (PathBuf, PathBuf) {
+        let header = list_header(id, size, whole);
         let in_use: Vec<&PathBuf> = self.partials.values().map(|p| &p.path).collect();
         for n in 0.. {
             let base = if n == 0 {
@@ -407,7 +423,7 @@ impl Disk {
             }
             let ours = fs::read(&list)
                 .ok()
-                .is_some_and(|bytes| bytes.starts_with(list_header(id, size).as_bytes()));
+                .is_some_and(|bytes| bytes.starts_with(header.as_bytes()));
             if ours || (!path.exists() && !list.exists()) {
                 return (path, list);
             }
@@ -536,14 +552,13 @@ fn replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
     fs::rename(&tmp, path)
 }
 
-/// The verified chunk hashes a list holds for file `id` of `size` bytes;
-/// none if it is missing, for another file, or unreadable. A hash cut off
-/// by a crash is dropped.
-fn read_list(list: &Path, id: FileId, size: u64) -> Vec<[u8; 32]> {
+/// The verified chunk hashes a list with `header` holds for a file of
+/// `size` bytes; none if it is missing, for another file, or unreadable. A
+/// hash cut off by a crash is dropped.
+fn read_list(list: &Path, header: &str, size: u64) -> Vec<[u8; 32]> {
     let Ok(bytes) = fs::read(list) else {
         return Vec::new();
     };
-    let header = list_header(id, size);
     let Some(rest) = bytes.strip_prefix(header.as_bytes()) else {
         return Vec::new();
     };
@@ -752,6 +767,7 @@ mod tests {
                 op: OpId(1),
                 place: place.clone(),
                 size: data.len() as u64,
+                whole: None,
             },
         );
         assert_eq!(prepared, Ok(FileAnswer::Prepared { verified: vec![] }));
@@ -781,6 +797,7 @@ mod tests {
                 op: OpId(3),
                 place: place.clone(),
                 size: data.len() as u64,
+                whole: None,
             },
         )
         .unwrap();
@@ -808,6 +825,7 @@ mod tests {
                     op: OpId(1),
                     place: place.clone(),
                     size: data.len() as u64,
+                    whole: None,
                 },
             )
             .unwrap();
@@ -833,6 +851,7 @@ mod tests {
                 op: OpId(2),
                 place: place.clone(),
                 size: data.len() as u64,
+                whole: None,
             },
         ) else {
             panic!("prepared")
@@ -846,6 +865,53 @@ mod tests {
         write_all(&mut d, &place, &data, 2);
         run(&mut d, FileRequest::Finish { op: OpId(3), place }).unwrap();
         assert_eq!(fs::read(dir.join("files/3")).unwrap(), data);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// A partial download from another server (same file id and size,
+    /// other contents) is not resumed: the list is bound to the file's hash.
+    #[test]
+    fn a_partial_copy_of_other_contents_is_not_resumed() {
+        let dir = temp("contents");
+        let place = Place::Download {
+            id: FileId(3),
+            name: "x.bin".into(),
+        };
+        let prepare = |op, whole| FileRequest::Prepare {
+            op: OpId(op),
+            place: place.clone(),
+            size: 2 * CHUNK,
+            whole: Some(whole),
+        };
+        let mut d = disk(&dir);
+        run(&mut d, prepare(1, [1; 32])).unwrap();
+        let chunk = vec![9u8; CHUNK as usize];
+        run(
+            &mut d,
+            FileRequest::Write {
+                op: OpId(2),
+                place: place.clone(),
+                offset: 0,
+                bytes: chunk.clone(),
+                hash: chunk_hash(&chunk),
+            },
+        )
+        .unwrap();
+        // The worker stops (its pending hashes are recorded as it prepares
+        // again); a new one resumes the same file, but not another.
+        run(&mut d, prepare(3, [1; 32])).unwrap();
+        let mut d = disk(&dir);
+        assert_eq!(
+            run(&mut d, prepare(4, [1; 32])),
+            Ok(FileAnswer::Prepared {
+                verified: vec![chunk_hash(&chunk)]
+            })
+        );
+        let mut d = disk(&dir);
+        assert_eq!(
+            run(&mut d, prepare(5, [2; 32])),
+            Ok(FileAnswer::Prepared { verified: vec![] })
+        );
         let _ = fs::remove_dir_all(&dir);
     }
 
@@ -867,6 +933,7 @@ mod tests {
                 op: OpId(1),
                 place: a.clone(),
                 size: 5,
+                whole: None,
             },
         )
         .unwrap();
@@ -876,6 +943,7 @@ mod tests {
                 op: OpId(2),
                 place: b.clone(),
                 size: 6,
+                whole: None,
             },
         )
         .unwrap();

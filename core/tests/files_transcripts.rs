@@ -4,11 +4,14 @@
 
 mod common;
 
-use common::pair::{Pair, PeerId};
+use common::pair::{Closed, Pair, PeerId};
+use common::secure_peer::SecurePeer;
 use lantalk_core::client::{ClientConfig, ClientEvent, ClientSecure, NewKey};
 use lantalk_core::password::HashParams;
 use lantalk_core::secure::StaticKey;
-use lantalk_core::server::{Action, FilesConfig, RoomLimits, SecureConfig};
+use lantalk_core::server::{Action, CloseReason, FilesConfig, RoomLimits, SecureConfig};
+use lantalk_core::transfer::lines::FileAsk;
+use lantalk_core::transfer::record::{self, Control};
 use lantalk_core::transfer::{chunk_hash, file_hash, hex, CHUNK};
 use lantalk_core::ServerConfig;
 
@@ -453,4 +456,226 @@ fn a_dropped_download_resumes_by_itself() {
         .count();
     assert_eq!(writes, 4, "no chunk written twice");
     assert_eq!(failures(&pair, bob), Vec::<String>::new());
+}
+
+// ── A hostile client of ours ────────────────────────────────────────────
+
+/// The ticket in the first `file_ticket` line among `lines`.
+fn ticket_in(lines: &[String]) -> [u8; 16] {
+    let line = lines
+        .iter()
+        .find(|l| l.contains("\"file_ticket\""))
+        .unwrap_or_else(|| panic!("no ticket in {lines:?}"));
+    let v: serde_json::Value = serde_json::from_str(line).expect("JSON");
+    lantalk_core::transfer::unhex::<16>(v["ticket"].as_str().expect("a ticket")).expect("16 bytes")
+}
+
+/// Opens a side connection as `identity` and presents `ticket`.
+fn attach(pair: &mut Pair, identity: [u8; 32], ticket: [u8; 16]) -> SecurePeer {
+    let mut side = SecurePeer::handshake(pair, "side", "10.0.0.9:2", identity);
+    side.send_plain(pair, &record::encode(&Control::Attach { ticket, from: 0 }));
+    side
+}
+
+/// Sends `bytes` as one chunk `index` with its true hash.
+fn send_chunk(pair: &mut Pair, side: &mut SecurePeer, index: u64, bytes: &[u8]) {
+    if !bytes.is_empty() {
+        let mut record = vec![record::DATA];
+        record.extend_from_slice(bytes);
+        side.send_plain(pair, &record);
+    }
+    let hash = chunk_hash(bytes);
+    side.send_plain(pair, &record::encode(&Control::Chunk { index, hash }));
+}
+
+/// A client that sends chunks past the end of its file (empty ones pass any
+/// length check) is cut off: nothing is written for them.
+#[test]
+fn chunks_past_the_end_of_a_file_are_refused() {
+    let mut pair = Pair::new(config());
+    let mut eve = SecurePeer::join(&mut pair, "eve", "10.0.0.9:1", [0x44; 32]);
+    eve.lines(&pair);
+    let offer = FileAsk::FileOffer {
+        reference: 1,
+        to: "#lobby".into(),
+        name: "x.bin".into(),
+        size: 10,
+        modified_ms: 0,
+    };
+    eve.send(&mut pair, &offer.to_line());
+    let ticket = ticket_in(&eve.lines(&pair));
+    let mut side = attach(&mut pair, [0x44; 32], ticket);
+    assert!(side.lines(&pair).iter().any(|l| l.contains("attached")));
+    send_chunk(&mut pair, &mut side, 0, &[7; 10]);
+    assert_eq!(pair.closed(side.peer), None, "a true chunk is taken");
+    send_chunk(&mut pair, &mut side, 1, &[]);
+    assert!(
+        matches!(
+            pair.closed(side.peer),
+            Some(Closed::ByServer(CloseReason::Malformed))
+        ),
+        "{:?}",
+        pair.closed(side.peer)
+    );
+    let writes = pair
+        .server_disk
+        .log
+        .iter()
+        .filter(|l| l.starts_with("write"))
+        .count();
+    assert_eq!(writes, 1, "{:?}", pair.server_disk.log);
+}
+
+/// The same offer sent twice gives two tickets. Once the file is complete,
+/// the spare one cannot write it again.
+#[test]
+fn a_spare_ticket_cannot_overwrite_a_finished_file() {
+    let mut pair = Pair::new(config());
+    let mut eve = SecurePeer::join(&mut pair, "eve", "10.0.0.9:1", [0x44; 32]);
+    eve.lines(&pair);
+    let offer = FileAsk::FileOffer {
+        reference: 1,
+        to: "#lobby".into(),
+        name: "x.bin".into(),
+        size: 10,
+        modified_ms: 0,
+    };
+    eve.send(&mut pair, &offer.to_line());
+    eve.send(&mut pair, &offer.to_line());
+    let lines = eve.lines(&pair);
+    let first = ticket_in(&lines);
+    let spare = ticket_in(
+        &lines[lines
+            .iter()
+            .position(|l| l.contains("file_ticket"))
+            .unwrap()
+            + 1..],
+    );
+    assert_ne!(first, spare);
+
+    let mut side = attach(&mut pair, [0x44; 32], first);
+    send_chunk(&mut pair, &mut side, 0, &[7; 10]);
+    side.send_plain(&mut pair, &record::encode(&Control::Done { hash: None }));
+    assert!(side.lines(&pair).iter().any(|l| l.contains("stored")));
+    assert_eq!(pair.server_disk.done.get("shared/1"), Some(&vec![7; 10]));
+
+    let mut late = attach(&mut pair, [0x44; 32], spare);
+    assert!(
+        matches!(
+            pair.closed(late.peer),
+            Some(Closed::ByServer(CloseReason::AuthFailed))
+        ),
+        "{:?}",
+        pair.closed(late.peer)
+    );
+    assert!(late.lines(&pair).iter().all(|l| !l.contains("attached")));
+    assert_eq!(pair.server_disk.done.get("shared/1"), Some(&vec![7; 10]));
+}
+
+/// Offers that never send a byte cannot hold the server's space: a person
+/// has at most three unfinished uploads, and one without progress for an
+/// hour is dropped.
+#[test]
+fn unfinished_uploads_are_bounded_and_expire() {
+    let mut pair = Pair::new(ServerConfig {
+        idle_timeout: None,
+        ..config()
+    });
+    let mut eve = SecurePeer::join(&mut pair, "eve", "10.0.0.9:1", [0x44; 32]);
+    eve.lines(&pair);
+    for i in 0..4 {
+        let offer = FileAsk::FileOffer {
+            reference: i,
+            to: "#lobby".into(),
+            name: format!("f{i}"),
+            size: 1 << 30,
+            modified_ms: 0,
+        };
+        eve.send(&mut pair, &offer.to_line());
+    }
+    let lines = eve.lines(&pair);
+    assert_eq!(
+        lines.iter().filter(|l| l.contains("file_ticket")).count(),
+        3
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("file_refused") && l.contains("3 unfinished uploads")),
+        "{lines:?}"
+    );
+    pair.jump_to(3700.0);
+    let offer = FileAsk::FileOffer {
+        reference: 9,
+        to: "#lobby".into(),
+        name: "late".into(),
+        size: 1 << 30,
+        modified_ms: 0,
+    };
+    eve.send(&mut pair, &offer.to_line());
+    let lines = eve.lines(&pair);
+    assert!(
+        lines.iter().any(|l| l.contains("file_ticket")),
+        "the stalled ones expired: {lines:?}"
+    );
+    assert!(pair.server_actions().any(
+        |a| matches!(a, Action::PersistFiles(list) if list.len() == 1 && list[0].name == "late")
+    ));
+}
+
+/// Two `/get`s of one file before its ticket arrives are one download, and
+/// `/cancel` stops a download still waiting for its ticket.
+#[test]
+fn a_download_is_asked_for_once_and_can_be_cancelled_before_it_starts() {
+    let mut pair = Pair::new(config());
+    let ann = pair.connect("ann", "10.0.0.1:1", ours("ann", 0x31));
+    let bob = pair.connect("bob", "10.0.0.2:1", ours("bob", 0x32));
+    let data = contents(CHUNK as usize + 3);
+    pair.disk(ann).local.insert("a.bin".into(), data.clone());
+    typed(&mut pair, ann, "/send #lobby a.bin");
+    pair.with_client(bob, |c, now| {
+        c.handle_user_line(now, "/get 1");
+        c.handle_user_line(now, "/get 1");
+    });
+    assert!(holds(pair.disk(bob).done.get("a.bin"), &data));
+    assert!(!pair.disk(bob).done.contains_key("a (1).bin"));
+    assert!(pair.events(bob).any(
+        |e| matches!(e, ClientEvent::Notice(n) if n == "File 1 is already being downloaded.")
+    ));
+
+    pair.with_client(bob, |c, now| {
+        c.handle_user_line(now, "/get 1");
+        c.handle_user_line(now, "/cancel 1");
+    });
+    assert!(!pair.disk(bob).done.contains_key("a (1).bin"));
+    assert!(pair
+        .events(bob)
+        .any(|e| matches!(e, ClientEvent::Notice(n) if n == "Download of file 1 cancelled.")));
+}
+
+/// `/get all` of many files runs four at a time; every file arrives.
+#[test]
+fn many_downloads_queue_behind_four() {
+    let mut pair = Pair::new(config());
+    let ann = pair.connect("ann", "10.0.0.1:1", ours("ann", 0x31));
+    let bob = pair.connect("bob", "10.0.0.2:1", ours("bob", 0x32));
+    for i in 0..10 {
+        pair.disk(ann)
+            .local
+            .insert(format!("f{i}"), vec![i as u8; 100]);
+        typed(&mut pair, ann, &format!("/send #lobby f{i}"));
+    }
+    typed(&mut pair, bob, "/get all");
+    assert_eq!(failures(&pair, bob), Vec::<String>::new());
+    for i in 0..10 {
+        assert!(holds(
+            pair.disk(bob).done.get(&format!("f{i}")),
+            &[i as u8; 100]
+        ));
+    }
+    let queued = pair
+        .events(bob)
+        .filter(|e| matches!(e, ClientEvent::Notice(n) if n.contains("waits until")))
+        .count();
+    assert_eq!(queued, 6);
 }

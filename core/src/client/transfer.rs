@@ -10,7 +10,7 @@
 //! ([`ClientAction::SideWatchDrain`]) and receiving pauses while writes lag,
 //! so a transfer holds a few megabytes at most.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use sha2::{Digest, Sha256};
 
@@ -28,6 +28,9 @@ const READ_AHEAD: usize = 2;
 const MAX_PENDING_WRITES: usize = 4;
 /// Tries of a transfer whose side connection keeps being lost.
 const MAX_TRIES: u32 = 3;
+/// Transfers under way at once; more wait their turn (`/get all` of fifty
+/// files runs four at a time, and the server holds few tickets per session).
+const MAX_RUNNING: usize = 4;
 
 /// How a transfer is going, for a progress bar.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,6 +61,8 @@ pub(super) struct Transfers {
     get_all: bool,
     /// Files downloaded this session (for `/files` and `/get all`).
     got: HashSet<u64>,
+    /// Transfers waiting for one under way to end.
+    waiting: VecDeque<Redo>,
 }
 
 enum Asked {
@@ -166,7 +171,23 @@ impl Transfers {
 
     /// Whether anything is being sent or received (leaving waits for it).
     pub(super) fn busy(&self) -> bool {
-        !self.asked.is_empty() || !self.stats.is_empty() || !self.sides.is_empty()
+        self.running() > 0 || !self.waiting.is_empty()
+    }
+
+    /// Transfers started and not ended.
+    fn running(&self) -> usize {
+        self.asked.len() + self.stats.len() + self.sides.len()
+    }
+
+    /// Whether file `id` is being (or about to be) downloaded.
+    fn getting(&self, id: u64) -> bool {
+        let is = |r: &Redo| matches!(r.what, Again::Get { id: i } if i == id);
+        self.sides.values().any(|a| a.id.0 == id && is(&a.redo))
+            || self.asked.values().any(|a| match a {
+                Asked::Get { redo } => is(redo),
+                Asked::Offer { .. } => false,
+            })
+            || self.waiting.iter().any(is)
     }
 
     /// The commands that would take up the transfers under way again.
@@ -179,6 +200,7 @@ impl Transfers {
             .values()
             .chain(asked)
             .chain(self.sides.values().map(|a| &a.redo))
+            .chain(self.waiting.iter())
             .map(Redo::line)
             .collect();
         lines.sort();
@@ -204,7 +226,28 @@ impl Client {
             },
             tries: 1,
         };
-        self.start_send(redo);
+        self.begin(redo);
+    }
+
+    /// Starts a transfer the user asked for, or queues it behind those
+    /// under way.
+    fn begin(&mut self, redo: Redo) {
+        if let Again::Get { id } = redo.what {
+            if self.transfers.getting(id) {
+                return self.notice(format!("File {id} is already being downloaded."));
+            }
+        }
+        if self.transfers.running() >= MAX_RUNNING {
+            self.notice(format!(
+                "{} waits until one of the {MAX_RUNNING} transfers under way ends.",
+                redo.line()
+            ));
+            return self.transfers.waiting.push_back(redo);
+        }
+        match redo.what {
+            Again::Send { .. } => self.start_send(redo),
+            Again::Get { .. } => self.ask_get(redo),
+        }
     }
 
     /// Looks at the file, then offers it (a first try, or again).
@@ -237,7 +280,7 @@ impl Client {
         let Ok(id) = arg.parse::<u64>() else {
             return self.notice("Usage: /get <id|all> (see /files)".to_string());
         };
-        self.ask_get(Redo {
+        self.begin(Redo {
             what: Again::Get { id },
             tries: 1,
         });
@@ -247,9 +290,6 @@ impl Client {
         let Again::Get { id } = redo.what else {
             return;
         };
-        if self.transfers.sides.values().any(|a| a.id.0 == id) {
-            return self.notice(format!("File {id} is already being transferred."));
-        }
         let reference = self.transfers.reference();
         self.transfers.asked.insert(reference, Asked::Get { redo });
         self.send_line(FileAsk::FileGet { reference, id }.to_line());
@@ -268,6 +308,20 @@ impl Client {
             .filter(|(_, a)| a.id.0 == id)
             .map(|(s, _)| *s)
             .collect();
+        // Not started yet, or waiting for the server's ticket (which is then
+        // ignored): nothing to close.
+        let is = |r: &Redo| matches!(r.what, Again::Get { id: i } if i == id);
+        let queued = self.transfers.waiting.len();
+        self.transfers.waiting.retain(|r| !is(r));
+        let asked = self.transfers.asked.len();
+        self.transfers.asked.retain(|_, a| match a {
+            Asked::Get { redo } => !is(redo),
+            Asked::Offer { .. } => true,
+        });
+        if queued != self.transfers.waiting.len() || asked != self.transfers.asked.len() {
+            self.notice(format!("Download of file {id} cancelled."));
+            return self.transfer_settled(now);
+        }
         let mut cancelled_upload = false;
         for side in &sides {
             if let Some(a) = self.transfers.sides.remove(side) {
@@ -313,6 +367,15 @@ impl Client {
 
     /// A transfer ended: a user leaving once it is done can go now.
     fn transfer_settled(&mut self, now: Now) {
+        while self.transfers.running() < MAX_RUNNING {
+            let Some(redo) = self.transfers.waiting.pop_front() else {
+                break;
+            };
+            match redo.what {
+                Again::Send { .. } => self.start_send(redo),
+                Again::Get { .. } => self.ask_get(redo),
+            }
+        }
         if self.leaving {
             self.flush(now);
         }
@@ -373,6 +436,10 @@ impl Client {
                 self.transfers.next_side += 1;
                 let side = SideId(self.transfers.next_side);
                 let down = matches!(dir, Dir::Down { .. });
+                let expected = match &dir {
+                    Dir::Down { expected, .. } => *expected,
+                    Dir::Up { .. } => None,
+                };
                 self.transfers.sides.insert(
                     side,
                     Active {
@@ -400,6 +467,7 @@ impl Client {
                                 name,
                             },
                             size,
+                            whole: expected,
                         })));
                 } else {
                     self.actions.push_back(ClientAction::Open(side));
@@ -431,7 +499,7 @@ impl Client {
                         return self.notice("Nothing new to download.".to_string());
                     }
                     for id in wanted {
-                        self.ask_get(Redo {
+                        self.begin(Redo {
                             what: Again::Get { id },
                             tries: 1,
                         });
@@ -714,6 +782,7 @@ impl Client {
                     return self.side_failed(now, side, "Unexpected chunk on an upload.");
                 };
                 if index != expected_index
+                    || index >= chunks(size)
                     || buf.len() as u64 != chunk_len(size, index)
                     || <[u8; 32]>::from(hasher.finalize_reset()) != hash
                 {
@@ -754,10 +823,22 @@ impl Client {
                     return self.side_failed(now, side, "The server ended before the last chunk.");
                 }
                 if hash != Some(whole) || *expected != Some(whole) {
+                    // Every chunk matched what the server sent, so what was
+                    // kept from before (a partial file left by something
+                    // else) is wrong: start again from nothing.
+                    let place = Place::Download {
+                        id: a.id,
+                        name: a.name.clone(),
+                    };
+                    self.actions
+                        .push_back(ClientAction::Files(Box::new(FileRequest::Discard {
+                            place,
+                        })));
                     return self.side_failed(
                         now,
                         side,
-                        "The file's hash does not match: it is kept as .part; /get it again.",
+                        "The file's hash does not match; its partial copy was removed: /get it \
+                         again.",
                     );
                 }
                 *done = true;

@@ -8,7 +8,7 @@
 //! [`Phase::Side`] for that file. Uploads arrive chunk by chunk; each chunk
 //! is checked against its SHA-256 and handed to the application to write
 //! ([`FileRequest::Write`]); when writes lag, reading pauses. Downloads read
-//! two chunks ahead and send half a megabyte at a time, each piece only once
+//! two chunks ahead and send a quarter of a megabyte at a time, each piece only once
 //! the one before has left ([`Action::WatchDrain`]), so a slow receiver
 //! holds the server to a bounded amount of memory.
 
@@ -69,6 +69,17 @@ const READ_AHEAD: usize = 2;
 const SEND_PIECE: usize = 256 * 1024;
 /// How often expired files are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// An upload that makes no progress for this long is dropped, so offers
+/// that never send a byte cannot hold the quota.
+const UNFINISHED_KEEP: Duration = Duration::from_secs(3600);
+/// Unfinished uploads one person (or one address) may hold at once.
+const MAX_UNFINISHED: usize = 3;
+/// Tickets one session may hold unused at once (a client of ours runs at
+/// most four transfers at a time).
+const MAX_TICKETS: usize = 8;
+const TOO_MANY_TICKETS: &str = "Too many transfers starting at once; try again in a moment.";
+/// Downloads asked for per person and minute (`/get all` counts each file).
+const GET_RATE: (u32, Duration) = (120, Duration::from_secs(60));
 
 /// The server's files.
 #[derive(Default)]
@@ -83,7 +94,17 @@ pub(super) struct Files {
     next_op: u64,
     /// Offers per user (by name key).
     offers: HashMap<String, Window>,
+    /// Downloads asked for per user (by name key).
+    gets: HashMap<String, Window>,
+    /// Unfinished uploads: when each last made progress, and from where.
+    unfinished: HashMap<FileId, Progress>,
     next_sweep: Option<Instant>,
+}
+
+/// An unfinished upload's last progress (a verified chunk, or its offer).
+struct Progress {
+    at: Instant,
+    addr: Option<core::net::IpAddr>,
 }
 
 /// What a ticket lets a side connection do.
@@ -337,6 +358,7 @@ impl Server {
         if !window.try_hit(now.instant) {
             return self.refuse_file(conn, reference, "Too many files offered; wait a minute.");
         }
+        let addr = self.conns.get(&conn).map(|c| c.addr.ip());
         let cfg = &self.config.files;
         if size > cfg.max_file_size {
             let text = format!(
@@ -389,6 +411,13 @@ impl Server {
         let id = match resumed {
             Some(id) => id,
             None => {
+                let (mine, here) = self.unfinished_of(&from, addr);
+                if mine >= MAX_UNFINISHED || here >= MAX_UNFINISHED {
+                    let text = format!(
+                        "You have {MAX_UNFINISHED} unfinished uploads; finish or /cancel one first."
+                    );
+                    return self.refuse_file(conn, reference, &text);
+                }
                 let used = self.files.used();
                 if used.saturating_add(size) > cfg.quota {
                     let text = format!(
@@ -419,8 +448,14 @@ impl Server {
                 id
             }
         };
+        // Offering again is no progress: only verified chunks keep an
+        // upload alive.
+        self.files.unfinished.entry(id).or_insert(Progress {
+            at: now.instant,
+            addr,
+        });
         let Some(ticket) = self.issue_ticket(now, conn, id, true) else {
-            return;
+            return self.refuse_file(conn, reference, TOO_MANY_TICKETS);
         };
         self.event(
             Level::Info,
@@ -446,6 +481,18 @@ impl Server {
     fn file_get(&mut self, now: Now, conn: ConnId, reference: u64, id: FileId) {
         let name = self.conns.get(&conn).and_then(Conn::name).unwrap_or("");
         let name = name.to_string();
+        let window = self
+            .files
+            .gets
+            .entry(name_key(&name))
+            .or_insert_with(|| Window::new(Rate::new(GET_RATE.0, GET_RATE.1)));
+        if !window.try_hit(now.instant) {
+            return self.refuse_file(
+                conn,
+                reference,
+                "Too many downloads asked for; wait a minute.",
+            );
+        }
         let file = self
             .files
             .shared
@@ -457,7 +504,7 @@ impl Server {
             return self.refuse_file(conn, reference, &text);
         };
         let Some(ticket) = self.issue_ticket(now, conn, id, false) else {
-            return;
+            return self.refuse_file(conn, reference, TOO_MANY_TICKETS);
         };
         let line = FileNews::FileTicket {
             reference,
@@ -493,6 +540,7 @@ impl Server {
         let Some(f) = self.files.shared.remove(&id) else {
             return;
         };
+        self.files.unfinished.remove(&id);
         let sides: Vec<ConnId> = self
             .files
             .sides
@@ -536,6 +584,16 @@ impl Server {
         ticket.copy_from_slice(&seed[..16]);
         let now_i = now.instant;
         self.files.tickets.retain(|_, p| p.expires > now_i);
+        if self
+            .files
+            .tickets
+            .values()
+            .filter(|p| p.session == conn)
+            .count()
+            >= MAX_TICKETS
+        {
+            return None;
+        }
         self.files.tickets.insert(
             ticket,
             Pass {
@@ -584,6 +642,11 @@ impl Server {
         let Some(file) = self.files.shared.get(&pass.file).cloned() else {
             return self.side_error_unattached(conn, "The file is no longer offered.");
         };
+        if pass.upload && file.hash.is_some() {
+            // A spare ticket (the offer sent twice): the file is complete and
+            // nobody may write it again.
+            return self.side_error_unattached(conn, "The file is already complete.");
+        }
         // One connection per upload: an earlier one (its client gone, the
         // server not told yet) stops first, so two never write one file.
         // Its writes were asked for before this one's preparation, and the
@@ -612,6 +675,7 @@ impl Server {
                     op,
                     place: Place::Shared(file.id),
                     size: file.size,
+                    whole: None,
                 })));
             Direction::Up(Upload {
                 hashes: None,
@@ -714,7 +778,7 @@ impl Server {
         match control {
             Control::Chunk { index, hash } => {
                 let expected = hashes.len() as u64;
-                if index != expected || u.done.is_some() {
+                if index != expected || index >= chunks(size) || u.done.is_some() {
                     return self.side_error(conn, &format!("Expected chunk {expected}."));
                 }
                 let got: [u8; 32] = u.hasher.finalize_reset().into();
@@ -722,6 +786,9 @@ impl Server {
                     return self.side_error(conn, &format!("Chunk {index} failed its check."));
                 }
                 hashes.push(hash);
+                if let Some(p) = self.files.unfinished.get_mut(&file) {
+                    p.at = now.instant;
+                }
                 let bytes = std::mem::take(&mut u.buf);
                 u.writes_pending += 1;
                 let pause = u.writes_pending >= MAX_PENDING_WRITES && !u.paused;
@@ -788,6 +855,12 @@ impl Server {
         let hash = file_hash(&u.hashes.unwrap_or_default());
         self.send_control(conn, &Control::Stored);
         self.close(conn, CloseReason::Quit);
+        self.files.unfinished.remove(&side.file);
+        // Spare upload tickets (the offer sent twice) are void now.
+        let id = side.file;
+        self.files
+            .tickets
+            .retain(|_, p| !(p.file == id && p.upload));
         let Some(f) = self.files.shared.get_mut(&side.file) else {
             return;
         };
@@ -1026,7 +1099,7 @@ impl Server {
     }
 
     fn arm_sweep(&mut self, now: Now) {
-        if self.config.files.keep.is_some() && self.files.next_sweep.is_none() {
+        if self.files.next_sweep.is_none() {
             self.files.next_sweep = Some(now.instant + SWEEP_EVERY);
         }
     }
@@ -1045,18 +1118,29 @@ impl Server {
             return;
         }
         self.files.next_sweep = None;
-        let Some(keep) = self.config.files.keep else {
-            return;
-        };
-        let keep_ms = keep.as_millis() as i64;
-        let expired: Vec<FileId> = self
+        let keep_ms = self
+            .config
+            .files
+            .keep
+            .map_or(i64::MAX, |k| k.as_millis() as i64);
+        let mut expired: Vec<FileId> = self
             .files
             .shared
             .values()
+            .filter(|f| f.hash.is_some())
             .filter(|f| now.wall.unix_ms.saturating_sub(f.at_ms) >= keep_ms)
             .filter(|f| !self.files.sides.values().any(|s| s.file == f.id))
             .map(|f| f.id)
             .collect();
+        // An upload that stalled (an active side connection that sends
+        // nothing included) goes after an hour without progress.
+        expired.extend(
+            self.files
+                .unfinished
+                .iter()
+                .filter(|(_, p)| now.instant.saturating_since(p.at) >= UNFINISHED_KEEP)
+                .map(|(id, _)| *id),
+        );
         for id in expired {
             self.remove_file(now, id);
         }
@@ -1067,9 +1151,41 @@ impl Server {
 
     /// At start: expire what the last run kept too long.
     pub(super) fn start_files(&mut self, now: Now) {
+        // Uploads the last run left unfinished get a fresh hour to resume.
+        let unfinished: Vec<FileId> = self
+            .files
+            .shared
+            .values()
+            .filter(|f| f.hash.is_none())
+            .map(|f| f.id)
+            .collect();
+        for id in unfinished {
+            let at = now.instant;
+            self.files
+                .unfinished
+                .insert(id, Progress { at, addr: None });
+        }
         if !self.files.shared.is_empty() {
             self.files.next_sweep = Some(now.instant);
         }
+    }
+
+    /// Unfinished uploads held by `from`, and from `addr`.
+    fn unfinished_of(&self, from: &str, addr: Option<core::net::IpAddr>) -> (usize, usize) {
+        let me = name_key(from);
+        let mine = self
+            .files
+            .shared
+            .values()
+            .filter(|f| f.hash.is_none() && name_key(&f.from) == me)
+            .count();
+        let here = self
+            .files
+            .unfinished
+            .values()
+            .filter(|p| addr.is_some() && p.addr == addr)
+            .count();
+        (mine, here)
     }
 }
 

@@ -94,8 +94,16 @@ pub enum FileRequest {
     /// or find the one an interrupted transfer left, and answer with the
     /// hashes of the chunks already verified in it (in order; the partial
     /// file is cut after them). Fails with [`FileErrorKind::NoSpace`] when
-    /// the disk cannot hold it. Answer: [`FileAnswer::Prepared`].
-    Prepare { op: OpId, place: Place, size: u64 },
+    /// the disk cannot hold it. `whole` is the file's hash when it is known
+    /// (downloads): a partial file left by another file of the same id and
+    /// size (another server's) is not taken for this one. Answer:
+    /// [`FileAnswer::Prepared`].
+    Prepare {
+        op: OpId,
+        place: Place,
+        size: u64,
+        whole: Option<[u8; 32]>,
+    },
     /// Write a verified chunk at `offset`, and remember its hash so a
     /// resumed transfer can skip it. Answer: [`FileAnswer::Written`].
     Write {

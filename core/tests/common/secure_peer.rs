@@ -25,7 +25,21 @@ impl SecurePeer {
     /// Connects, does the handshake as `identity` and logs in as `name`
     /// (the server must want no password).
     pub fn join(pair: &mut Pair, name: &str, address: &str, identity: [u8; 32]) -> SecurePeer {
-        let peer = pair.connect_raw(name, address);
+        let mut me = SecurePeer::handshake(pair, name, address, identity);
+        let login = protocol::secure_login(name, None);
+        me.send(pair, &login);
+        me
+    }
+
+    /// Connects and does the handshake as `identity`, and says nothing more
+    /// (a side connection, before it presents its ticket).
+    pub fn handshake(
+        pair: &mut Pair,
+        label: &str,
+        address: &str,
+        identity: [u8; 32],
+    ) -> SecurePeer {
+        let peer = pair.connect_raw(label, address);
         let offer: Vec<u8> = pair.received(peer).flatten().copied().collect();
         let offer_line = offer
             .split_inclusive(|&b| b == b'\n')
@@ -49,13 +63,9 @@ impl SecurePeer {
             .next_frame()
             .expect("the server's handshake")
             .to_vec();
-        let (mut out, mut session) = initiator
+        let (out, session) = initiator
             .finish(&msg2, FrameBuffer::default())
             .expect("the server's handshake message");
-        let login = protocol::secure_login(name, None);
-        session
-            .seal_into(login.as_bytes(), &mut out)
-            .expect("sealed");
         let read = pair.received(peer).count();
         pair.send_raw(peer, &out);
         SecurePeer {
@@ -68,10 +78,14 @@ impl SecurePeer {
 
     /// Seals `line` (a JSON line with its newline) and sends it.
     pub fn send(&mut self, pair: &mut Pair, line: &str) {
+        self.send_plain(pair, line.as_bytes());
+    }
+
+    /// Seals one frame of `plaintext` (a line, or a side connection's
+    /// record) and sends it.
+    pub fn send_plain(&mut self, pair: &mut Pair, plaintext: &[u8]) {
         let mut out = Vec::new();
-        self.session
-            .seal_into(line.as_bytes(), &mut out)
-            .expect("sealed");
+        self.session.seal_into(plaintext, &mut out).expect("sealed");
         pair.send_raw(self.peer, &out);
     }
 
