@@ -40,6 +40,7 @@ macro_rules! host_tests {
                 host_leaving_refuses_the_waiting_peer,
                 server_approve_and_plaintext_peer,
                 ipv6_loopback,
+                host_and_peer_share_files,
             );
         }
     };
@@ -554,5 +555,72 @@ fn ipv6_loopback(bin: &str) {
         .wait_for("the welcome", |l| l.starts_with("Connected as Bob"));
     bob.close_stdin();
     assert!(bob.wait("Bob").success(), "{}", bob.report());
+    host.quit();
+}
+
+/// In host mode the host shares a file from its console and the peer
+/// downloads it; the peer shares one and the host saves it with `/get`.
+fn host_and_peer_share_files(bin: &str) {
+    let dir = Arc::new(TempDir::new("host"));
+    let host_dl = dir.path().join("saved");
+    let host_dl_arg = host_dl.display().to_string();
+    let mut host = Host::start_in(
+        bin,
+        "host",
+        "127.0.0.1",
+        &["--name", "Alice", "--download-dir", &host_dl_arg],
+        Arc::clone(&dir),
+    );
+    let plan = dir.path().join("plan of the day.txt");
+    std::fs::write(&plan, b"09:00 stand-up\n").unwrap();
+    let bob_dir = TempDir::new("bob");
+    let bob_dl = bob_dir.path().join("dl");
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "client",
+        &host.addr.to_string(),
+        "--name",
+        "Bob",
+        "--accept-new",
+    ])
+    .arg("--data-dir")
+    .arg(bob_dir.path())
+    .arg("--download-dir")
+    .arg(&bob_dl);
+    let mut bob = Proc::spawn("Bob", cmd);
+    host.question("Bob");
+    host.console("y");
+    bob.stdout
+        .wait_for("the welcome", |l| l == "Connected as Bob to Alice.");
+
+    host.console(&format!("/send #lobby {}", plan.display()));
+    host.wait_output("Shared plan of the day.txt (15 B, hash ");
+    bob.stdout.wait_for("the offer", |l| {
+        l.contains("Alice (server) shared plan of the day.txt (15 B): /get 1")
+    });
+    bob.send("/get 1");
+    let saved = bob_dl.join("plan of the day.txt");
+    bob.stdout.wait_for("the download", |l| {
+        l.contains(&format!("Saved {}", saved.display()))
+    });
+    assert_eq!(std::fs::read(&saved).unwrap(), b"09:00 stand-up\n");
+
+    let notes = bob_dir.path().join("notes.md");
+    std::fs::write(&notes, b"# notes\n").unwrap();
+    bob.send(&format!("/send #lobby {}", notes.display()));
+    host.wait_output("Bob shared notes.md (8 B) with #lobby as file 2");
+    host.console("/get 2");
+    host.wait_output(&format!(
+        "Saved {} (8 B, hash ",
+        host_dl.join("notes.md").display()
+    ));
+    assert_eq!(
+        std::fs::read(host_dl.join("notes.md")).unwrap(),
+        b"# notes\n"
+    );
+
+    bob.close_stdin();
+    let status = bob.wait("Bob");
+    assert!(status.success(), "{}", bob.report());
     host.quit();
 }

@@ -246,6 +246,10 @@ pub struct ServerArgs {
     /// Do not let people share files through this server.
     #[arg(long)]
     pub no_files: bool,
+    /// Where files saved from the console (`/get`) go [default: the
+    /// platform's Downloads folder].
+    #[arg(long, value_name = "DIR", env = "LANTALK_DOWNLOAD_DIR")]
+    pub download_dir: Option<PathBuf>,
     #[command(flatten)]
     pub approval: ApprovalArgs,
 }

@@ -244,6 +244,10 @@ fn start<R: Runtime>(
         history,
         control: None,
         files: (!args.no_files).then_some((files_dir, offers_path)),
+        download_dir: args
+            .download_dir
+            .clone()
+            .unwrap_or_else(crate::transfer_io::default_download_dir),
         file_worker: None,
         approval: approval.map(|(_, trusted_path)| crate::host_cmd::ApprovalConsole {
             trusted_path,
@@ -482,6 +486,8 @@ struct CliServerHost {
     /// Shared files: their folder and the list of offers (`None`: sharing
     /// is off).
     files: Option<(PathBuf, PathBuf)>,
+    /// Where the console's `/get` saves files.
+    download_dir: PathBuf,
     /// Carries out file requests off the event loop (started once running).
     file_worker: Option<crate::transfer_io::FileWorker>,
     /// Questions, trusted peers and (host mode) chat, when connections are
@@ -581,9 +587,12 @@ impl ServerHost for CliServerHost {
         self.control = Some(control.clone());
         if let Some((files_dir, _)) = &self.files {
             let answer = control.clone();
-            match crate::transfer_io::FileWorker::spawn(Some(files_dir.clone()), None, move |r| {
-                answer(Command::Files(Box::new(r)))
-            }) {
+            let downloads = Some(self.download_dir.clone());
+            match crate::transfer_io::FileWorker::spawn(
+                Some(files_dir.clone()),
+                downloads,
+                move |r| answer(Command::Files(Box::new(r))),
+            ) {
                 Ok(worker) => self.file_worker = Some(worker),
                 Err(e) => self.logger.log(
                     Level::Warning,

@@ -28,8 +28,8 @@ use std::sync::mpsc;
 use std::time::UNIX_EPOCH;
 
 use lantalk_core::transfer::{
-    chunk_hash, hex, names, unhex, Audience, FileAnswer, FileError, FileErrorKind, FileId,
-    FileReply, FileRequest, Place, SharedFile, Stamp, CHUNK,
+    chunk_hash, file_hash, hex, names, unhex, Audience, FileAnswer, FileError, FileErrorKind,
+    FileId, FileReply, FileRequest, Place, SharedFile, Stamp, CHUNK,
 };
 use serde::{Deserialize, Serialize};
 
@@ -195,6 +195,9 @@ impl Disk {
                 ..
             } => self.write(&place, offset, &bytes, hash),
             FileRequest::Finish { place, .. } => self.finish(&place),
+            FileRequest::Copy {
+                from, to, stamp, ..
+            } => self.copy(&from, &to, stamp),
             FileRequest::Discard { place } => {
                 self.discard(&place);
                 return None;
@@ -492,6 +495,51 @@ impl Disk {
         })
     }
 
+    /// Copies `from` to `to` in one pass, hashing chunk by chunk. The copy
+    /// is written beside its final name and renamed when whole, so nothing
+    /// half-copied is ever offered or saved.
+    fn copy(&mut self, from: &Place, to: &Place, stamp: Option<Stamp>) -> Answer {
+        let source = self.source(from)?;
+        let shown = source.display().to_string();
+        let mut input =
+            File::open(&source).map_err(|e| io_error(&e, &format!("Cannot read {shown}")))?;
+        let size = input.metadata().map(|m| m.len()).unwrap_or(0);
+        let target = match to {
+            Place::Shared(id) => self.shared_dir()?.join(id.to_string()),
+            Place::Download { name, .. } => {
+                let dir = self.download_dir()?.to_path_buf();
+                reserve_name(&dir, &names::sanitise(name))
+                    .map_err(|e| io_error(&e, &format!("Cannot save in {}", dir.display())))?
+            }
+            Place::Local(_) => {
+                return Err(error(FileErrorKind::Other, "a local file is not written"))
+            }
+        };
+        let mut part = target.clone().into_os_string();
+        part.push(".part");
+        let part = PathBuf::from(part);
+        let result = copy_hashing(&mut input, &part, size, stamp, &source);
+        let result = result.and_then(|hash| {
+            fs::rename(&part, &target)
+                .map_err(|e| io_error(&e, &format!("Cannot name {}", target.display())))?;
+            Ok(hash)
+        });
+        match result {
+            Ok(hash) => Ok(FileAnswer::Copied {
+                path: target.display().to_string(),
+                hash,
+            }),
+            Err(e) => {
+                let _ = fs::remove_file(&part);
+                if matches!(to, Place::Download { .. }) {
+                    // The name reserved for it, still empty.
+                    let _ = fs::remove_file(&target);
+                }
+                Err(e)
+            }
+        }
+    }
+
     fn discard(&mut self, place: &Place) {
         let key = place_key(place);
         let partial = self.partials.remove(&key);
@@ -571,6 +619,71 @@ fn read_list(list: &Path, header: &str, size: u64) -> Vec<[u8; 32]> {
             h
         })
         .collect()
+}
+
+/// Copies `input` (`size` bytes, from `source`) into a new file `part`,
+/// synced, and answers the whole file's hash ([`file_hash`] of its chunks).
+/// If `stamp` is given, the source must still match it afterwards.
+fn copy_hashing(
+    input: &mut File,
+    part: &Path,
+    size: u64,
+    stamp: Option<Stamp>,
+    source: &Path,
+) -> Result<[u8; 32], FileError> {
+    let shown = part.display().to_string();
+    if let Some(free) = free_space(part.parent().unwrap_or(Path::new("."))) {
+        if free < size {
+            return Err(error(
+                FileErrorKind::NoSpace,
+                format!(
+                    "Not enough space to copy {}: needs {}, {} free",
+                    source.display(),
+                    lantalk_core::transfer::human_size(size),
+                    lantalk_core::transfer::human_size(free)
+                ),
+            ));
+        }
+    }
+    let mut out =
+        File::create(part).map_err(|e| io_error(&e, &format!("Cannot create {shown}")))?;
+    let mut hashes = Vec::new();
+    let mut buf = vec![0u8; CHUNK as usize];
+    loop {
+        let mut filled = 0;
+        while filled < buf.len() {
+            let n = input
+                .read(&mut buf[filled..])
+                .map_err(|e| io_error(&e, &format!("Cannot read {}", source.display())))?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        if filled == 0 {
+            break;
+        }
+        hashes.push(chunk_hash(&buf[..filled]));
+        out.write_all(&buf[..filled])
+            .map_err(|e| io_error(&e, &format!("Cannot write {shown}")))?;
+        if filled < buf.len() {
+            break;
+        }
+    }
+    out.sync_all()
+        .map_err(|e| io_error(&e, &format!("Cannot write {shown}")))?;
+    let now = fs::metadata(source).map(|m| stamp_of(&m)).ok();
+    let copied: u64 = out.metadata().map(|m| m.len()).unwrap_or(0);
+    if stamp.is_some_and(|s| now != Some(s) || copied != s.size) {
+        return Err(error(
+            FileErrorKind::Changed,
+            format!(
+                "{} changed while it was copied: nothing is shared",
+                source.display()
+            ),
+        ));
+    }
+    Ok(file_hash(&hashes))
 }
 
 /// A name in `dir` that no file has, for `name`: `name`, else `name (1)`,

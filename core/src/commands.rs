@@ -145,6 +145,14 @@ pub const CONSOLE: &[CommandSpec] = &[
     ),
     cmd("/bans", "", "list banned addresses"),
     cmd("/unban", "<ip>", "lift a ban"),
+    cmd(
+        "/send",
+        "<user|#room> <path>",
+        "share a file from this machine",
+    ),
+    cmd("/files", "", "every file shared"),
+    cmd("/get", "<id|all>", "save a shared file (--download-dir)"),
+    cmd("/cancel", "<id>", "stop offering any file"),
     cmd("/help", "", "this list"),
     CommandSpec {
         aliases: QUIT_ALIASES,

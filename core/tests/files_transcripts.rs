@@ -679,3 +679,77 @@ fn many_downloads_queue_behind_four() {
         .count();
     assert_eq!(queued, 6);
 }
+
+/// The console's replies, in order.
+fn replies(pair: &Pair) -> Vec<String> {
+    pair.server_actions()
+        .filter_map(|a| match a {
+            Action::Event(e) if e.kind == lantalk_core::server::EventKind::Reply => {
+                Some(e.message.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The operator (the host, in host mode) shares a file from the console,
+/// a member downloads it; a member's file is saved from the console; the
+/// operator can withdraw any file.
+#[test]
+fn the_console_shares_saves_and_withdraws_files() {
+    let mut pair = Pair::new(config());
+    let ann = pair.connect("ann", "10.0.0.1:1", ours("ann", 0x31));
+    let data = contents(CHUNK as usize + 10);
+    pair.server_disk
+        .local
+        .insert("docs/rules.pdf".into(), data.clone());
+    pair.with_server(|s, now| s.handle_console(now, "/send #lobby docs/rules.pdf"));
+    let hash = whole_hash(&data);
+    assert_eq!(
+        replies(&pair),
+        [format!(
+            "Shared rules.pdf (1.0 MB, hash {hash}) with #lobby as file 1."
+        )]
+    );
+    assert_eq!(shared_ids(&pair, ann), [1]);
+    typed(&mut pair, ann, "/get 1");
+    assert!(holds(pair.disk(ann).done.get("rules.pdf"), &data));
+
+    pair.disk(ann)
+        .local
+        .insert("notes.txt".into(), b"hi".to_vec());
+    typed(&mut pair, ann, "/send #lobby notes.txt");
+    pair.with_server(|s, now| s.handle_console(now, "/files"));
+    let listed = replies(&pair).pop().unwrap();
+    assert!(
+        listed.starts_with("Files:\n1  rules.pdf  1.0 MB  from Hub (server) for #lobby"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("\n2  notes.txt  2 B  from ann for #lobby"),
+        "{listed}"
+    );
+    pair.with_server(|s, now| s.handle_console(now, "/get 2"));
+    assert_eq!(
+        pair.server_disk.done.get("notes.txt"),
+        Some(&b"hi".to_vec())
+    );
+    assert!(replies(&pair)
+        .pop()
+        .unwrap()
+        .starts_with("Saved notes.txt (2 B, hash "));
+
+    pair.with_server(|s, now| s.handle_console(now, "/cancel 2"));
+    assert_eq!(
+        replies(&pair).pop().unwrap(),
+        "File 2 (notes.txt) is no longer offered."
+    );
+    assert!(pair
+        .events(ann)
+        .any(|e| matches!(e, ClientEvent::FileRemoved { id: 2, .. })));
+
+    pair.with_server(|s, now| s.handle_console(now, "/send #nowhere docs/rules.pdf"));
+    assert_eq!(replies(&pair).pop().unwrap(), "No room #nowhere.");
+    pair.with_server(|s, now| s.handle_console(now, "/send #lobby missing.pdf"));
+    assert_eq!(replies(&pair).pop().unwrap(), "No such file: missing.pdf");
+}

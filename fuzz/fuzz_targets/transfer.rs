@@ -20,7 +20,7 @@ use lantalk_core::client::{Client, ClientAction, ClientConfig, ClientEvent, Clie
 use lantalk_core::secure::StaticKey;
 use lantalk_core::server::{Action, ConnId, DisconnectCause, FilesConfig, SecureConfig};
 use lantalk_core::transfer::{
-    names, FileAnswer, FileError, FileErrorKind, FileReply, FileRequest, Place, SideId, Stamp,
+    chunk_hash, file_hash, names, FileAnswer, FileError, FileErrorKind, FileReply, FileRequest, Place, SideId, Stamp,
     CHUNK,
 };
 use lantalk_core::{Now, Server, ServerConfig};
@@ -113,6 +113,17 @@ impl Disk {
                 self.files.insert(name.clone(), data);
                 Ok(FileAnswer::Finished { path: name })
             }
+            FileRequest::Copy { from, to, .. } => match self.files.get(&key(&from)).cloned() {
+                Some(b) => {
+                    let hashes: Vec<[u8; 32]> = b.chunks(CHUNK as usize).map(chunk_hash).collect();
+                    self.files.insert(key(&to), b);
+                    Ok(FileAnswer::Copied {
+                        path: key(&to),
+                        hash: file_hash(&hashes),
+                    })
+                }
+                None => Err(FileError::new(FileErrorKind::NotFound, "none")),
+            },
             FileRequest::Discard { .. } => unreachable!("has no op"),
         };
         Some(FileReply { op, result })

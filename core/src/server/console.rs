@@ -52,7 +52,11 @@ impl Server {
             Some((cmd, arg)) => (cmd, arg.trim()),
             None => (line, ""),
         };
-        match (cmd.to_lowercase().as_str(), arg) {
+        let cmd = cmd.to_lowercase();
+        if self.console_files(now, &cmd, arg) {
+            return;
+        }
+        match (cmd.as_str(), arg) {
             ("/users", _) => {
                 let names = self.roster();
                 let list = if names.is_empty() {

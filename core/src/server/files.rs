@@ -91,6 +91,8 @@ pub(super) struct Files {
     sides: HashMap<ConnId, Side>,
     /// File requests handed to the application, by id.
     ops: HashMap<OpId, (ConnId, Op)>,
+    /// The console's own file requests (`/send`, `/get`), by id.
+    console_ops: HashMap<OpId, ConsoleOp>,
     next_op: u64,
     /// Offers per user (by name key).
     offers: HashMap<String, Window>,
@@ -123,6 +125,16 @@ enum Op {
     Write,
     Finish,
     Read(u64),
+}
+
+/// What a console file request is for.
+enum ConsoleOp {
+    /// `/send`: the file was looked at; offer it to `to`.
+    Look { to: Audience, path: String },
+    /// `/send`: the file is being copied into the shared folder as `FileId`.
+    Share(FileId),
+    /// `/get`: the shared file is being copied to the download folder.
+    Save(FileId),
 }
 
 /// A side connection's transfer.
@@ -229,6 +241,9 @@ impl Server {
 
     /// The application's answer to a [`FileRequest`].
     pub fn handle_file_reply(&mut self, now: Now, reply: FileReply) {
+        if let Some(op) = self.files.console_ops.remove(&reply.op) {
+            return self.console_file_reply(now, op, reply.result);
+        }
         let Some((conn, op)) = self.files.ops.remove(&reply.op) else {
             return;
         };
@@ -1192,3 +1207,253 @@ impl Server {
 /// A side connection that neither sends nor drains for this long is taken
 /// for dead.
 pub(super) const SIDE_IDLE: Duration = Duration::from_secs(120);
+
+// ── The console: the operator shares and saves files too ─────────────────
+
+impl Server {
+    /// Who the operator's files are from (as its messages are).
+    fn operator(&self) -> String {
+        format!("{} (server)", self.config.name)
+    }
+
+    fn console_op(&mut self, op: ConsoleOp) -> OpId {
+        self.files.next_op += 1;
+        let id = OpId(self.files.next_op);
+        self.files.console_ops.insert(id, op);
+        id
+    }
+
+    /// The console's `/send`, `/files`, `/get` and `/cancel`; false for
+    /// another command.
+    pub(super) fn console_files(&mut self, now: Now, cmd: &str, arg: &str) -> bool {
+        if !matches!(cmd, "/send" | "/files" | "/get" | "/cancel") {
+            return false;
+        }
+        if !self.config.files.enabled {
+            self.reply("This server does not share files (started with --no-files).");
+            return true;
+        }
+        match (cmd, arg) {
+            ("/send", arg) => self.console_send(arg),
+            ("/files", _) => self.console_list(now),
+            ("/get", "all") => {
+                let ids: Vec<FileId> = self
+                    .files
+                    .shared
+                    .values()
+                    .filter(|f| f.hash.is_some())
+                    .map(|f| f.id)
+                    .collect();
+                if ids.is_empty() {
+                    self.reply("No files are shared.");
+                }
+                for id in ids {
+                    self.console_get(id);
+                }
+            }
+            ("/get", arg) => match arg.parse::<u64>() {
+                Ok(id) => self.console_get(FileId(id)),
+                Err(_) => self.reply("Usage: /get <id|all> (see /files)"),
+            },
+            (_, arg) => match arg.parse::<u64>() {
+                Ok(id) if self.files.shared.contains_key(&FileId(id)) => {
+                    let name = self.files.shared[&FileId(id)].name.clone();
+                    self.remove_file(now, FileId(id));
+                    self.reply(format!("File {id} ({name}) is no longer offered."));
+                }
+                Ok(id) => self.reply(format!("There is no file {id} (see /files).")),
+                Err(_) => self.reply("Usage: /cancel <id>"),
+            },
+        }
+        true
+    }
+
+    fn console_send(&mut self, arg: &str) {
+        let (to, path) = protocol::split_word(arg);
+        let path = path.trim();
+        if to.is_empty() || path.is_empty() {
+            return self.reply("Usage: /send <user|#room> <path>");
+        }
+        let audience = if to.starts_with('#') {
+            match self.rooms.get(&room_key(to)) {
+                Some(r) => Audience::Room(r.name.clone()),
+                None => return self.reply(format!("No room {to}.")),
+            }
+        } else {
+            match self
+                .users
+                .get(&name_key(to))
+                .and_then(|c| self.conns.get(c))
+            {
+                Some(c) => Audience::User(c.name().unwrap_or(to).to_string()),
+                None => return self.reply(format!("{to} is not online.")),
+            }
+        };
+        let op = self.console_op(ConsoleOp::Look {
+            to: audience,
+            path: path.to_string(),
+        });
+        self.actions
+            .push_back(Action::Files(Box::new(FileRequest::Stat {
+                op,
+                place: Place::Local(path.to_string()),
+            })));
+    }
+
+    fn console_list(&mut self, now: Now) {
+        let files: Vec<String> = self
+            .files
+            .shared
+            .values()
+            .filter(|f| f.hash.is_some())
+            .map(|f| {
+                let age = now.wall.unix_ms.saturating_sub(f.at_ms).max(0) / 60_000;
+                crate::text::visible(&format!(
+                    "{}  {}  {}  from {} for {}, {age} min ago",
+                    f.id,
+                    f.name,
+                    transfer::human_size(f.size),
+                    f.from,
+                    f.to.shown()
+                ))
+                .into_owned()
+            })
+            .collect();
+        if files.is_empty() {
+            self.reply("No files are shared.");
+        } else {
+            self.reply(format!("Files:\n{}", files.join("\n")));
+        }
+    }
+
+    fn console_get(&mut self, id: FileId) {
+        let Some(f) = self.files.shared.get(&id).filter(|f| f.hash.is_some()) else {
+            return self.reply(format!("There is no file {id} (see /files)."));
+        };
+        let to = Place::Download {
+            id,
+            name: f.name.clone(),
+        };
+        let op = self.console_op(ConsoleOp::Save(id));
+        self.actions
+            .push_back(Action::Files(Box::new(FileRequest::Copy {
+                op,
+                from: Place::Shared(id),
+                to,
+                stamp: None,
+            })));
+    }
+
+    fn console_file_reply(
+        &mut self,
+        now: Now,
+        op: ConsoleOp,
+        result: Result<FileAnswer, FileError>,
+    ) {
+        match (op, result) {
+            (ConsoleOp::Look { to, path }, Ok(FileAnswer::Stat { stamp, name })) => {
+                self.console_offer(now, to, &path, &name, stamp)
+            }
+            (ConsoleOp::Share(id), Ok(FileAnswer::Copied { hash, .. })) => {
+                let Some(f) = self.files.shared.get_mut(&id) else {
+                    return;
+                };
+                f.hash = Some(hash);
+                f.at_ms = now.wall.unix_ms;
+                let f = f.clone();
+                self.persist_files();
+                self.event(
+                    Level::Info,
+                    EventKind::Chat,
+                    format!(
+                        "{} shared {} ({}) with {} as file {}",
+                        f.from,
+                        f.name,
+                        transfer::human_size(f.size),
+                        f.to.shown(),
+                        f.id
+                    ),
+                );
+                let news = FileNews::FileShared { file: info(&f) }.to_line();
+                self.tell_audience(now, &f, &news, None);
+                self.reply(format!(
+                    "Shared {} ({}, hash {}) with {} as file {}.",
+                    crate::text::visible(&f.name),
+                    transfer::human_size(f.size),
+                    hex(&hash),
+                    f.to.shown(),
+                    f.id
+                ));
+            }
+            (ConsoleOp::Save(id), Ok(FileAnswer::Copied { path, hash })) => {
+                let size = self.files.shared.get(&id).map_or(0, |f| f.size);
+                self.reply(format!(
+                    "Saved {} ({}, hash {}).",
+                    crate::text::visible(&path),
+                    transfer::human_size(size),
+                    hex(&hash)
+                ));
+            }
+            (op, Err(e)) => {
+                if let ConsoleOp::Share(id) = op {
+                    // Nothing is offered: the copy is removed.
+                    self.files.shared.remove(&id);
+                    self.actions
+                        .push_back(Action::Files(Box::new(FileRequest::Discard {
+                            place: Place::Shared(id),
+                        })));
+                    self.persist_files();
+                }
+                self.reply(crate::text::visible(&e.message).into_owned());
+            }
+            (_, Ok(_)) => {}
+        }
+    }
+
+    /// `/send` from the console: the file was looked at; check the limits,
+    /// then copy it into the shared folder.
+    fn console_offer(&mut self, now: Now, to: Audience, path: &str, name: &str, stamp: Stamp) {
+        let cfg = &self.config.files;
+        let size = stamp.size;
+        if size > cfg.max_file_size {
+            return self.reply(format!(
+                "{name} is {}; this server takes files up to {} (--max-file-size).",
+                transfer::human_size(size),
+                transfer::human_size(cfg.max_file_size)
+            ));
+        }
+        let used = self.files.used();
+        if used.saturating_add(size) > cfg.quota {
+            return self.reply(format!(
+                "The space for files is full ({} of {} used, --files-quota).",
+                transfer::human_size(used),
+                transfer::human_size(cfg.quota)
+            ));
+        }
+        let id = FileId(self.files.next_id);
+        self.files.next_id += 1;
+        let from = self.operator();
+        self.files.shared.insert(
+            id,
+            SharedFile {
+                id,
+                name: names::sanitise(name),
+                size,
+                from,
+                to,
+                hash: None,
+                at_ms: now.wall.unix_ms,
+                stamp,
+            },
+        );
+        self.arm_sweep(now);
+        let op = self.console_op(ConsoleOp::Share(id));
+        self.actions
+            .push_back(Action::Files(Box::new(FileRequest::Copy {
+                op,
+                from: Place::Local(path.to_string()),
+                to: Place::Shared(id),
+                stamp: Some(stamp),
+            })));
+    }
+}

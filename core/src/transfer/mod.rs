@@ -116,6 +116,18 @@ pub enum FileRequest {
     /// Every chunk is in and the whole file's hash checked: flush it to disk
     /// and give it its final name. Answer: [`FileAnswer::Finished`].
     Finish { op: OpId, place: Place },
+    /// Copy a whole file from `from` to `to` in one pass, hashing it chunk
+    /// by chunk on the way: what the server's own console shares
+    /// (`Local` to `Shared`) and saves (`Shared` to `Download`). If `stamp`
+    /// is given and the source no longer matches it at the end, fail with
+    /// [`FileErrorKind::Changed`] and keep nothing. Answer:
+    /// [`FileAnswer::Copied`].
+    Copy {
+        op: OpId,
+        from: Place,
+        to: Place,
+        stamp: Option<Stamp>,
+    },
     /// Forget a file (cancelled, expired, or refused): remove it and its
     /// partial file. No answer.
     Discard { place: Place },
@@ -128,7 +140,8 @@ impl FileRequest {
             | FileRequest::Read { op, .. }
             | FileRequest::Prepare { op, .. }
             | FileRequest::Write { op, .. }
-            | FileRequest::Finish { op, .. } => Some(*op),
+            | FileRequest::Finish { op, .. }
+            | FileRequest::Copy { op, .. } => Some(*op),
             FileRequest::Discard { .. } => None,
         }
     }
@@ -159,6 +172,12 @@ pub enum FileAnswer {
     /// under).
     Finished {
         path: String,
+    },
+    /// A copy is done: where it is now, and the whole file's hash
+    /// ([`file_hash`] of its chunks).
+    Copied {
+        path: String,
+        hash: [u8; 32],
     },
 }
 

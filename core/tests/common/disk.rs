@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 
 use lantalk_core::transfer::{
-    names, FileAnswer, FileError, FileErrorKind, FileReply, FileRequest, Place, Stamp, CHUNK,
+    chunk_hash, file_hash, names, FileAnswer, FileError, FileErrorKind, FileReply, FileRequest,
+    Place, Stamp, CHUNK,
 };
 
 #[derive(Default)]
@@ -158,6 +159,45 @@ impl MemDisk {
                 }
                 self.done.insert(name.clone(), data);
                 Ok(FileAnswer::Finished { path: name })
+            }
+            FileRequest::Copy {
+                from, to, stamp, ..
+            } => {
+                self.log.push(format!("copy {} {}", key(&from), key(&to)));
+                let k = key(&from);
+                match self.local.get(&k).or_else(|| self.done.get(&k)).cloned() {
+                    None => Err(FileError::new(
+                        FileErrorKind::NotFound,
+                        format!("No such file: {k}"),
+                    )),
+                    Some(b)
+                        if stamp.is_some_and(|s| {
+                            s.size != b.len() as u64 || s.modified_ms != modified(&b)
+                        }) =>
+                    {
+                        Err(FileError::new(
+                            FileErrorKind::Changed,
+                            format!("{k} changed while being copied"),
+                        ))
+                    }
+                    Some(b) => {
+                        let hashes: Vec<[u8; 32]> =
+                            b.chunks(CHUNK as usize).map(chunk_hash).collect();
+                        let base = final_name(&to);
+                        let mut name = base.clone();
+                        let mut n = 0;
+                        while matches!(to, Place::Download { .. }) && self.done.contains_key(&name)
+                        {
+                            n += 1;
+                            name = names::numbered(&base, n);
+                        }
+                        self.done.insert(name.clone(), b);
+                        Ok(FileAnswer::Copied {
+                            path: name,
+                            hash: file_hash(&hashes),
+                        })
+                    }
+                }
             }
             FileRequest::Discard { place } => {
                 let k = key(&place);
