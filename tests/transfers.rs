@@ -24,6 +24,7 @@ macro_rules! transfer_tests {
             transfer_tests!(@tests $bin;
                 a_file_shared_in_a_room_is_downloaded_intact,
                 a_piped_sender_waits_for_its_upload_and_reports_failures,
+                a_folder_arrives_with_its_paths,
             );
         }
     };
@@ -174,4 +175,39 @@ fn a_piped_sender_waits_for_its_upload_and_reports_failures(bin: &str) {
         bob.has_line(|l| l.contains("big.bin is 2.0 MB; this server takes files up to 2.0 MB."))
     );
     assert!(bob.has_line(|l| l.contains("No such file") && l.contains("/no/such/file.txt")));
+}
+
+/// A folder goes as one offer and arrives as a folder: its files in their
+/// subfolders, byte for byte, next to (not over) one of the same name.
+fn a_folder_arrives_with_its_paths(bin: &str) {
+    let server = OurServer::start(bin, &[]);
+    let (mut ann, _ann_downloads) = piped(bin, server.port, "ann");
+    let (mut bob, bob_downloads) = piped(bin, server.port, "bob");
+    let source = TempDir::new("source");
+    let top = source.path().join("team notes");
+    std::fs::create_dir_all(top.join("day 1/photos")).unwrap();
+    std::fs::write(top.join("agenda.md"), b"# agenda\n").unwrap();
+    let big = contents(1024 * 1024 + 5);
+    std::fs::write(top.join("day 1/photos/board.png"), &big).unwrap();
+    std::fs::create_dir_all(bob_downloads.path().join("team notes")).unwrap();
+
+    ann.send(&format!("/send #lobby {}", top.display()));
+    ann.wait_line("the upload done", |l| l.contains("Sent team notes"));
+    bob.wait_line("one offer for the folder", |l| {
+        l.contains("*** ann shared team notes/ (") && l.ends_with("): /get 1 ***")
+    });
+    bob.send("/get 1");
+    let saved = bob_downloads.path().join("team notes (1)");
+    bob.wait_line("the folder saved", |l| {
+        l.contains(&format!("Saved {}", saved.display()))
+    });
+    assert_eq!(read(&saved.join("agenda.md")), b"# agenda\n");
+    assert_eq!(read(&saved.join("day 1/photos/board.png")), big);
+    let leftovers: Vec<_> = std::fs::read_dir(bob_downloads.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 2, "no .part left: {leftovers:?}");
+    ann.finish_ok();
+    bob.finish_ok();
 }

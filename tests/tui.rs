@@ -1414,8 +1414,8 @@ fn console_help_stays_on_screen(bin: &str) {
     let prompt = "[Hall | console] > ";
     term.wait_prompt(prompt);
     term.enter("/help");
-    let first = "/users                  list connected users";
-    let last = "/quit                   tell everyone and shut down";
+    let first = "/users                      list connected users";
+    let last = "/quit                       tell everyone and shut down";
     let screen = term.wait("the whole of /help on screen", |s| {
         s.row(first).is_some() && s.row(last).is_some()
     });

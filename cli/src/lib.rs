@@ -8,6 +8,7 @@ mod clock;
 mod discovery;
 mod editor;
 mod files;
+mod folder;
 mod history;
 mod host_cmd;
 mod keys;

@@ -258,11 +258,13 @@ impl Style {
                     let to = room.map_or_else(|| format!(" to {}", f.to), |r| format!(" in {r}"));
                     format!(
                         "Your file {} ({size}) is offered{to} as file {}",
-                        f.name, f.id
+                        f.shown_name(),
+                        f.id
                     )
                 } else {
                     let to = if room.is_some() { "" } else { " with you" };
-                    format!("{} shared {} ({size}){to}: /get {}", f.from, f.name, f.id)
+                    let name = f.shown_name();
+                    format!("{} shared {name} ({size}){to}: /get {}", f.from, f.id)
                 };
                 self.start(room, now, at)
                     .painted("32", format!("*** {text} ***"))

@@ -60,6 +60,7 @@ impl FileWorker {
             download_dir,
             readers: HashMap::new(),
             partials: HashMap::new(),
+            packed: HashMap::new(),
         };
         std::thread::Builder::new()
             .name("files".into())
@@ -102,6 +103,17 @@ struct Disk {
     readers: HashMap<PathBuf, File>,
     /// Partial files, by the place they are for.
     partials: HashMap<PlaceKey, Partial>,
+    /// Folders being sent, packed into temporary files (see
+    /// [`crate::folder`]), by the folder's path.
+    packed: HashMap<PathBuf, PathBuf>,
+}
+
+impl Drop for Disk {
+    fn drop(&mut self) {
+        for pack in self.packed.values() {
+            let _ = fs::remove_file(pack);
+        }
+    }
 }
 
 /// A place as a map key.
@@ -194,10 +206,14 @@ impl Disk {
                 hash,
                 ..
             } => self.write(&place, offset, &bytes, hash),
-            FileRequest::Finish { place, .. } => self.finish(&place),
+            FileRequest::Finish { place, unpack, .. } => self.finish(&place, unpack),
             FileRequest::Copy {
-                from, to, stamp, ..
-            } => self.copy(&from, &to, stamp),
+                from,
+                to,
+                stamp,
+                unpack,
+                ..
+            } => self.copy(&from, &to, stamp, unpack),
             FileRequest::Discard { place } => {
                 self.discard(&place);
                 return None;
@@ -224,14 +240,21 @@ impl Disk {
     /// The file a read is for.
     fn source(&self, place: &Place) -> Result<PathBuf, FileError> {
         match place {
-            Place::Local(p) => Ok(expand(p)),
+            Place::Local(p) => {
+                let path = expand(p);
+                // A folder is read from its packed copy.
+                Ok(self.packed.get(&path).cloned().unwrap_or(path))
+            }
             Place::Shared(id) => Ok(self.shared_dir()?.join(id.to_string())),
             Place::Download { .. } => Err(error(FileErrorKind::Other, "a download is not read")),
         }
     }
 
     fn stat(&mut self, place: &Place) -> Answer {
-        let path = self.source(place)?;
+        let path = match place {
+            Place::Local(p) => expand(p),
+            other => self.source(other)?,
+        };
         let shown = path.display().to_string();
         let meta = fs::metadata(&path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => {
@@ -240,12 +263,7 @@ impl Disk {
             _ => io_error(&e, &format!("Cannot read {shown}")),
         })?;
         if meta.is_dir() {
-            return Err(error(
-                FileErrorKind::NotAFile,
-                format!(
-                    "{shown} is a folder: send the files in it one by one (or an archive of it)"
-                ),
-            ));
+            return self.pack(&path);
         }
         if !meta.is_file() {
             return Err(error(
@@ -262,11 +280,50 @@ impl Disk {
         Ok(FileAnswer::Stat {
             stamp: stamp_of(&meta),
             name,
+            folder: false,
+        })
+    }
+
+    /// Packs a folder to send into a temporary file, read in its place from
+    /// now until the upload is over ([`FileRequest::Discard`]).
+    fn pack(&mut self, folder: &Path) -> Answer {
+        let shown = folder.display().to_string();
+        let name = folder
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "folder".into());
+        let dir = std::env::temp_dir().join("lantalk-send");
+        fs::create_dir_all(&dir).map_err(|e| io_error(&e, "Cannot make a temporary folder"))?;
+        let digest = chunk_hash(folder.to_string_lossy().as_bytes());
+        let pack = dir.join(format!(
+            "{}-{}.tar",
+            std::process::id(),
+            &hex(&digest)[..16]
+        ));
+        if let Some(old) = self.packed.remove(folder) {
+            self.readers.remove(&old);
+        }
+        let packed = crate::folder::pack(folder, &pack).map_err(|e| {
+            let _ = fs::remove_file(&pack);
+            io_error(&e, &format!("Cannot pack {shown}"))
+        })?;
+        let size = fs::metadata(&pack).map(|m| m.len()).unwrap_or(0);
+        self.packed.insert(folder.to_path_buf(), pack);
+        Ok(FileAnswer::Stat {
+            stamp: Stamp {
+                size,
+                modified_ms: packed.newest_ms,
+            },
+            name,
+            folder: true,
         })
     }
 
     fn read(&mut self, place: &Place, offset: u64, len: u32, stamp: Option<Stamp>) -> Answer {
         let path = self.source(place)?;
+        // A packed folder is a snapshot taken when it was offered: it does
+        // not change, whatever happens to the folder meanwhile.
+        let stamp = stamp.filter(|_| !self.packed.values().any(|p| *p == path));
         let shown = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -460,7 +517,7 @@ impl Disk {
         Ok(FileAnswer::Written)
     }
 
-    fn finish(&mut self, place: &Place) -> Answer {
+    fn finish(&mut self, place: &Place, unpack: bool) -> Answer {
         let key = place_key(place);
         let partial = self
             .partials
@@ -473,6 +530,20 @@ impl Disk {
             .map_err(|e| io_error(&e, &format!("Cannot write {shown}")))?;
         let target = match place {
             Place::Shared(id) => self.shared_dir()?.join(id.to_string()),
+            Place::Download { name, .. } if unpack => {
+                let dir = partial
+                    .path
+                    .parent()
+                    .unwrap_or(Path::new("."))
+                    .to_path_buf();
+                drop(partial.file);
+                let folder = unpack_into(&partial.path, &dir, name)?;
+                let _ = fs::remove_file(&partial.path);
+                let _ = fs::remove_file(&partial.list);
+                return Ok(FileAnswer::Finished {
+                    path: folder.display().to_string(),
+                });
+            }
             Place::Download { name, .. } => {
                 let dir = partial
                     .path
@@ -498,12 +569,47 @@ impl Disk {
     /// Copies `from` to `to` in one pass, hashing chunk by chunk. The copy
     /// is written beside its final name and renamed when whole, so nothing
     /// half-copied is ever offered or saved.
-    fn copy(&mut self, from: &Place, to: &Place, stamp: Option<Stamp>) -> Answer {
+    fn copy(&mut self, from: &Place, to: &Place, stamp: Option<Stamp>, unpack: bool) -> Answer {
+        if let (Place::Local(p), Place::Shared(_)) = (from, to) {
+            // A folder shared from the console: packed first, as a client
+            // does; the packed copy is what is kept.
+            if expand(p).is_dir() {
+                self.stat(from)?;
+                let answer = self.copy_file(from, to, None, false);
+                self.discard(from);
+                return answer;
+            }
+        }
+        self.copy_file(from, to, stamp, unpack)
+    }
+
+    fn copy_file(
+        &mut self,
+        from: &Place,
+        to: &Place,
+        stamp: Option<Stamp>,
+        unpack: bool,
+    ) -> Answer {
         let source = self.source(from)?;
         let shown = source.display().to_string();
         let mut input =
             File::open(&source).map_err(|e| io_error(&e, &format!("Cannot read {shown}")))?;
         let size = input.metadata().map(|m| m.len()).unwrap_or(0);
+        if let (true, Place::Download { name, .. }) = (unpack, to) {
+            // A folder saved from the console: checked, then unpacked.
+            let dir = self.download_dir()?.to_path_buf();
+            let part = dir.join(format!("{}.part", names::sanitise(name)));
+            let hash = copy_hashing(&mut input, &part, size, stamp, &source);
+            let result = hash.and_then(|hash| {
+                let folder = unpack_into(&part, &dir, name)?;
+                Ok(FileAnswer::Copied {
+                    path: folder.display().to_string(),
+                    hash,
+                })
+            });
+            let _ = fs::remove_file(&part);
+            return result;
+        }
         let target = match to {
             Place::Shared(id) => self.shared_dir()?.join(id.to_string()),
             Place::Download { name, .. } => {
@@ -563,9 +669,26 @@ impl Disk {
                     let _ = fs::remove_file(&p.list);
                 }
             }
-            Place::Local(_) => {}
+            Place::Local(p) => {
+                // An upload is over: a folder's packed copy goes (the
+                // user's own files are never touched).
+                if let Some(pack) = self.packed.remove(&expand(p)) {
+                    self.readers.remove(&pack);
+                    let _ = fs::remove_file(pack);
+                }
+            }
         }
     }
+}
+
+/// Unpacks a downloaded folder `archive` into a new folder for `name` in
+/// `dir` (numbered if the name is taken).
+fn unpack_into(archive: &Path, dir: &Path, name: &str) -> Result<PathBuf, FileError> {
+    let folder = crate::folder::reserve_folder(dir, &names::sanitise(name))
+        .map_err(|e| io_error(&e, &format!("Cannot make a folder in {}", dir.display())))?;
+    crate::folder::unpack(archive, &folder)
+        .map_err(|e| io_error(&e, &format!("Cannot unpack into {}", folder.display())))?;
+    Ok(folder)
 }
 
 impl Partial {
@@ -741,6 +864,9 @@ struct OfferEntry {
     sha256: Option<String>,
     at_ms: i64,
     modified_ms: i64,
+    /// A packed folder (absent in lists written before folders were sent).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    folder: bool,
 }
 
 /// Writes the list of offers (atomically, under a lock).
@@ -761,6 +887,7 @@ pub fn save_offers(path: &Path, files: &[SharedFile]) -> io::Result<()> {
                 sha256: f.hash.map(|h| hex(&h)),
                 at_ms: f.at_ms,
                 modified_ms: f.stamp.modified_ms,
+                folder: f.folder,
             })
             .collect(),
     };
@@ -813,6 +940,7 @@ pub fn load_offers(path: &Path) -> Result<Vec<SharedFile>, String> {
                     size: e.size,
                     modified_ms: e.modified_ms,
                 },
+                folder: e.folder,
             })
         })
         .collect()
@@ -837,6 +965,7 @@ mod tests {
             download_dir: Some(dir.join("downloads")),
             readers: HashMap::new(),
             partials: HashMap::new(),
+            packed: HashMap::new(),
         }
     }
 
@@ -894,6 +1023,7 @@ mod tests {
             FileRequest::Finish {
                 op: OpId(2),
                 place: place.clone(),
+                unpack: false,
             },
         ) else {
             panic!("finished")
@@ -915,9 +1045,14 @@ mod tests {
         )
         .unwrap();
         write_all(&mut d, &place, &data, 0);
-        let Ok(FileAnswer::Finished { path }) =
-            run(&mut d, FileRequest::Finish { op: OpId(4), place })
-        else {
+        let Ok(FileAnswer::Finished { path }) = run(
+            &mut d,
+            FileRequest::Finish {
+                op: OpId(4),
+                place,
+                unpack: false,
+            },
+        ) else {
             panic!("finished")
         };
         assert_eq!(PathBuf::from(&path), dir.join("downloads/passwd (1)"));
@@ -976,7 +1111,15 @@ mod tests {
             "cut after the verified chunks"
         );
         write_all(&mut d, &place, &data, 2);
-        run(&mut d, FileRequest::Finish { op: OpId(3), place }).unwrap();
+        run(
+            &mut d,
+            FileRequest::Finish {
+                op: OpId(3),
+                place,
+                unpack: false,
+            },
+        )
+        .unwrap();
         assert_eq!(fs::read(dir.join("files/3")).unwrap(), data);
         let _ = fs::remove_dir_all(&dir);
     }
@@ -1067,6 +1210,7 @@ mod tests {
             FileRequest::Finish {
                 op: OpId(3),
                 place: b,
+                unpack: false,
             },
         ) else {
             panic!()
@@ -1076,6 +1220,7 @@ mod tests {
             FileRequest::Finish {
                 op: OpId(4),
                 place: a,
+                unpack: false,
             },
         ) else {
             panic!()
@@ -1093,7 +1238,7 @@ mod tests {
         let path = dir.join("notes.txt");
         fs::write(&path, b"first").unwrap();
         let place = Place::Local(path.display().to_string());
-        let Ok(FileAnswer::Stat { stamp, name }) = run(
+        let Ok(FileAnswer::Stat { stamp, name, .. }) = run(
             &mut d,
             FileRequest::Stat {
                 op: OpId(1),
@@ -1130,16 +1275,41 @@ mod tests {
             panic!()
         };
         assert_eq!(e.kind, FileErrorKind::Changed);
-        let Err(e) = run(
+        // A folder is packed, read in its place, and its packed copy goes
+        // when the upload is over; the folder itself stays.
+        let folder = Place::Local(dir.display().to_string());
+        let Ok(FileAnswer::Stat {
+            stamp,
+            folder: true,
+            ..
+        }) = run(
             &mut d,
             FileRequest::Stat {
                 op: OpId(4),
-                place: Place::Local(dir.display().to_string()),
+                place: folder.clone(),
+            },
+        )
+        else {
+            panic!("a folder is packed")
+        };
+        let pack = d.packed[&dir].clone();
+        assert_eq!(fs::metadata(&pack).unwrap().len(), stamp.size);
+        let Ok(FileAnswer::Data(head)) = run(
+            &mut d,
+            FileRequest::Read {
+                op: OpId(6),
+                place: folder.clone(),
+                offset: 0,
+                len: 512,
+                stamp: Some(stamp),
             },
         ) else {
-            panic!()
+            panic!("the packed copy is read")
         };
-        assert_eq!(e.kind, FileErrorKind::NotAFile);
+        assert!(head.starts_with(b"notes.txt"), "a tar header first");
+        d.carry_out(FileRequest::Discard { place: folder });
+        assert!(!pack.exists());
+        assert!(path.exists());
         let Err(e) = run(
             &mut d,
             FileRequest::Stat {
@@ -1171,6 +1341,7 @@ mod tests {
                     size: 10,
                     modified_ms: 9,
                 },
+                folder: false,
             },
             SharedFile {
                 id: FileId(2),
@@ -1184,6 +1355,7 @@ mod tests {
                     size: 0,
                     modified_ms: 1,
                 },
+                folder: false,
             },
         ];
         save_offers(&path, &files).unwrap();

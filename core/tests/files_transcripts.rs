@@ -286,6 +286,7 @@ fn an_upload_resumes_after_a_server_restart() {
         hash: None,
         at_ms: 0,
         stamp,
+        folder: false,
     }];
     let mut pair = Pair::new(cfg);
     pair.server_disk.partial.insert(
@@ -501,6 +502,7 @@ fn chunks_past_the_end_of_a_file_are_refused() {
         name: "x.bin".into(),
         size: 10,
         modified_ms: 0,
+        folder: false,
     };
     eve.send(&mut pair, &offer.to_line());
     let ticket = ticket_in(&eve.lines(&pair));
@@ -539,6 +541,7 @@ fn a_spare_ticket_cannot_overwrite_a_finished_file() {
         name: "x.bin".into(),
         size: 10,
         modified_ms: 0,
+        folder: false,
     };
     eve.send(&mut pair, &offer.to_line());
     eve.send(&mut pair, &offer.to_line());
@@ -590,6 +593,7 @@ fn unfinished_uploads_are_bounded_and_expire() {
             name: format!("f{i}"),
             size: 1 << 30,
             modified_ms: 0,
+            folder: false,
         };
         eve.send(&mut pair, &offer.to_line());
     }
@@ -611,6 +615,7 @@ fn unfinished_uploads_are_bounded_and_expire() {
         name: "late".into(),
         size: 1 << 30,
         modified_ms: 0,
+        folder: false,
     };
     eve.send(&mut pair, &offer.to_line());
     let lines = eve.lines(&pair);

@@ -65,6 +65,7 @@ impl Disk {
                         modified_ms: 1,
                     },
                     name: "f.bin".into(),
+                    folder: false,
                 }),
                 None => Err(FileError::new(FileErrorKind::NotFound, "none")),
             },

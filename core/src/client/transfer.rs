@@ -146,6 +146,8 @@ enum Dir {
     Down {
         /// The whole file's hash, as the server announced it.
         expected: Option<[u8; 32]>,
+        /// A folder, unpacked once it is whole.
+        folder: bool,
         /// Prepared (the partial file found or made).
         prepared: bool,
         /// The chunk arriving, and its hash so far (hashed as it arrives).
@@ -326,6 +328,7 @@ impl Client {
         for side in &sides {
             if let Some(a) = self.transfers.sides.remove(side) {
                 self.actions.push_back(ClientAction::SideClose(*side));
+                self.upload_over(&a);
                 match a.dir {
                     Dir::Down { .. } => {
                         self.actions.push_back(ClientAction::Files(Box::new(
@@ -393,13 +396,14 @@ impl Client {
                 name,
                 size,
                 sha256,
+                folder,
             } => {
                 let asked = self.transfers.asked.remove(&reference);
                 let Some(ticket) = unhex::<16>(&ticket) else {
                     return self.notice("The server sent a bad ticket.".to_string());
                 };
                 let (dir, redo) = match (asked, upload) {
-                    (Some(Asked::Offer { redo, stamp }), true) => {
+                    (Some(Asked::Offer { redo, stamp, .. }), true) => {
                         let Again::Send { path, .. } = &redo.what else {
                             return;
                         };
@@ -418,6 +422,7 @@ impl Client {
                     (Some(Asked::Get { redo }), false) => (
                         Dir::Down {
                             expected: sha256.as_deref().and_then(unhex::<32>),
+                            folder,
                             prepared: false,
                             buf: Vec::new(),
                             hasher: Sha256::new(),
@@ -851,6 +856,7 @@ impl Client {
                 let a = self.transfers.sides.remove(&side);
                 self.actions.push_back(ClientAction::SideClose(side));
                 if let Some(a) = a {
+                    self.upload_over(&a);
                     self.event(ClientEvent::TransferDone {
                         id: a.id.0,
                         name: a.name,
@@ -962,6 +968,7 @@ impl Client {
             writes_pending: 0,
             done: true,
             finishing,
+            folder,
             ..
         } = &mut a.dir
         else {
@@ -970,6 +977,7 @@ impl Client {
         if *finishing {
             return;
         }
+        let unpack = *folder;
         *finishing = true;
         let place = Place::Download {
             id: a.id,
@@ -981,6 +989,7 @@ impl Client {
             .push_back(ClientAction::Files(Box::new(FileRequest::Finish {
                 op,
                 place,
+                unpack,
             })));
     }
 
@@ -1007,6 +1016,7 @@ impl Client {
         };
         self.transfers.ops.retain(|_, (s, _)| *s != side);
         self.actions.push_back(ClientAction::SideClose(side));
+        self.upload_over(&a);
         self.event(ClientEvent::TransferFailed {
             id: Some(a.id.0),
             name: a.name,
@@ -1014,6 +1024,18 @@ impl Client {
             reason: reason.to_string(),
         });
         self.transfer_settled(now);
+    }
+
+    /// An upload ended (sent, failed or cancelled): the host may let go of
+    /// what it read it from (a packed folder's temporary file goes).
+    fn upload_over(&mut self, a: &Active) {
+        if let Dir::Up { path, .. } = &a.dir {
+            let place = Place::Local(path.clone());
+            self.actions
+                .push_back(ClientAction::Files(Box::new(FileRequest::Discard {
+                    place,
+                })));
+        }
     }
 
     // ── The host's answers ──────────────────────────────────────────────
@@ -1104,7 +1126,11 @@ impl Client {
             return;
         };
         match reply.result {
-            Ok(FileAnswer::Stat { stamp, name }) => {
+            Ok(FileAnswer::Stat {
+                stamp,
+                name,
+                folder,
+            }) => {
                 let reference = self.transfers.reference();
                 self.transfers
                     .asked
@@ -1115,6 +1141,7 @@ impl Client {
                     name,
                     size: stamp.size,
                     modified_ms: stamp.modified_ms,
+                    folder,
                 };
                 self.send_line(ask.to_line());
             }
@@ -1142,7 +1169,7 @@ pub fn describe(f: &FileInfo) -> String {
     format!(
         "{}  {}  {}  from {}{to}",
         f.id,
-        crate::text::visible(&f.name),
+        f.shown_name(),
         crate::transfer::human_size(f.size),
         crate::text::visible(&f.from)
     )

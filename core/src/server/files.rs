@@ -129,7 +129,7 @@ enum Op {
 
 /// What a console file request is for.
 enum ConsoleOp {
-    /// `/send`: the file was looked at; offer it to `to`.
+    /// `/send`: the file (or folder) was looked at; offer it to `to`.
     Look { to: Audience, path: String },
     /// `/send`: the file is being copied into the shared folder as `FileId`.
     Share(FileId),
@@ -219,6 +219,7 @@ fn info(f: &SharedFile) -> FileInfo {
         to: f.to.shown(),
         at_ms: f.at_ms,
         sha256: f.hash.map(|h| hex(&h)),
+        folder: f.folder,
     }
 }
 
@@ -309,7 +310,8 @@ impl Server {
                 name,
                 size,
                 modified_ms,
-            } => self.file_offer(now, conn, reference, &to, &name, size, modified_ms),
+                folder,
+            } => self.file_offer(now, conn, reference, &to, &name, size, modified_ms, folder),
             FileAsk::FileGet { reference, id } => self.file_get(now, conn, reference, FileId(id)),
             FileAsk::FileList => {
                 let name = self.conns.get(&conn).and_then(Conn::name).unwrap_or("");
@@ -356,6 +358,7 @@ impl Server {
         name: &str,
         size: u64,
         modified_ms: i64,
+        folder: bool,
     ) {
         let Some(from) = self
             .conns
@@ -420,6 +423,7 @@ impl Server {
                     && name_key(&f.from) == name_key(&from)
                     && f.name == name
                     && f.stamp == stamp
+                    && f.folder == folder
                     && f.to == audience
             })
             .map(|f| f.id);
@@ -456,6 +460,7 @@ impl Server {
                         hash: None,
                         at_ms: now.wall.unix_ms,
                         stamp,
+                        folder,
                     },
                 );
                 self.persist_files();
@@ -489,6 +494,7 @@ impl Server {
             name,
             size,
             sha256: None,
+            folder,
         };
         self.send(conn, line.to_line());
     }
@@ -529,6 +535,7 @@ impl Server {
             name: f.name.clone(),
             size: f.size,
             sha256: f.hash.map(|h| hex(&h)),
+            folder: f.folder,
         };
         self.send(conn, line.to_line());
     }
@@ -857,6 +864,7 @@ impl Server {
             .push_back(Action::Files(Box::new(FileRequest::Finish {
                 op,
                 place: Place::Shared(file),
+                unpack: false,
             })));
     }
 
@@ -891,7 +899,7 @@ impl Server {
             format!(
                 "{} shared {} ({}) with {} as file {}",
                 f.from,
-                f.name,
+                info(&f).shown_name(),
                 transfer::human_size(f.size),
                 f.to.shown(),
                 f.id
@@ -917,7 +925,7 @@ impl Server {
         let plain = format!(
             "{} shared {} ({}). Download it with a newer LanTalk client: /get {}",
             f.from,
-            f.name,
+            info(f).shown_name(),
             transfer::human_size(f.size),
             f.id
         );
@@ -1311,7 +1319,7 @@ impl Server {
                 crate::text::visible(&format!(
                     "{}  {}  {}  from {} for {}, {age} min ago",
                     f.id,
-                    f.name,
+                    info(f).shown_name(),
                     transfer::human_size(f.size),
                     f.from,
                     f.to.shown()
@@ -1334,6 +1342,7 @@ impl Server {
             id,
             name: f.name.clone(),
         };
+        let unpack = f.folder;
         let op = self.console_op(ConsoleOp::Save(id));
         self.actions
             .push_back(Action::Files(Box::new(FileRequest::Copy {
@@ -1341,6 +1350,7 @@ impl Server {
                 from: Place::Shared(id),
                 to,
                 stamp: None,
+                unpack,
             })));
     }
 
@@ -1351,9 +1361,14 @@ impl Server {
         result: Result<FileAnswer, FileError>,
     ) {
         match (op, result) {
-            (ConsoleOp::Look { to, path }, Ok(FileAnswer::Stat { stamp, name })) => {
-                self.console_offer(now, to, &path, &name, stamp)
-            }
+            (
+                ConsoleOp::Look { to, path },
+                Ok(FileAnswer::Stat {
+                    stamp,
+                    name,
+                    folder,
+                }),
+            ) => self.console_offer(now, to, &path, &name, stamp, folder),
             (ConsoleOp::Share(id), Ok(FileAnswer::Copied { hash, .. })) => {
                 let Some(f) = self.files.shared.get_mut(&id) else {
                     return;
@@ -1368,7 +1383,7 @@ impl Server {
                     format!(
                         "{} shared {} ({}) with {} as file {}",
                         f.from,
-                        f.name,
+                        info(&f).shown_name(),
                         transfer::human_size(f.size),
                         f.to.shown(),
                         f.id
@@ -1378,7 +1393,7 @@ impl Server {
                 self.tell_audience(now, &f, &news, None);
                 self.reply(format!(
                     "Shared {} ({}, hash {}) with {} as file {}.",
-                    crate::text::visible(&f.name),
+                    info(&f).shown_name(),
                     transfer::human_size(f.size),
                     hex(&hash),
                     f.to.shown(),
@@ -1412,7 +1427,15 @@ impl Server {
 
     /// `/send` from the console: the file was looked at; check the limits,
     /// then copy it into the shared folder.
-    fn console_offer(&mut self, now: Now, to: Audience, path: &str, name: &str, stamp: Stamp) {
+    fn console_offer(
+        &mut self,
+        now: Now,
+        to: Audience,
+        path: &str,
+        name: &str,
+        stamp: Stamp,
+        folder: bool,
+    ) {
         let cfg = &self.config.files;
         let size = stamp.size;
         if size > cfg.max_file_size {
@@ -1444,6 +1467,7 @@ impl Server {
                 hash: None,
                 at_ms: now.wall.unix_ms,
                 stamp,
+                folder,
             },
         );
         self.arm_sweep(now);
@@ -1454,6 +1478,7 @@ impl Server {
                 from: Place::Local(path.to_string()),
                 to: Place::Shared(id),
                 stamp: Some(stamp),
+                unpack: false,
             })));
     }
 }

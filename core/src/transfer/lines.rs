@@ -21,6 +21,10 @@ pub enum FileAsk {
         /// The sender's file's modification time: a resumed upload must
         /// find the same file.
         modified_ms: i64,
+        /// A folder, packed into one stream (see
+        /// [`super::FileAnswer::Stat`]).
+        #[serde(default, skip_serializing_if = "is_false")]
+        folder: bool,
     },
     /// Download a file the server keeps.
     FileGet {
@@ -47,6 +51,25 @@ pub struct FileInfo {
     /// Present once the file is complete.
     #[serde(default)]
     pub sha256: Option<String>,
+    /// A folder: downloaded, it is unpacked into a folder of this name.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub folder: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
+}
+
+impl FileInfo {
+    /// The name as people see it: a folder ends with `/`.
+    pub fn shown_name(&self) -> String {
+        let name = crate::text::visible(&self.name);
+        if self.folder {
+            format!("{name}/")
+        } else {
+            name.into_owned()
+        }
+    }
 }
 
 /// What the server says about files.
@@ -66,6 +89,9 @@ pub enum FileNews {
         /// The whole file's hash (downloads).
         #[serde(default)]
         sha256: Option<String>,
+        /// A folder, to unpack once downloaded.
+        #[serde(default, skip_serializing_if = "is_false")]
+        folder: bool,
     },
     /// The request `ref` was refused; `text` says why.
     FileRefused {
@@ -116,6 +142,7 @@ mod tests {
             name: "slides.pdf".into(),
             size: 1_400_000,
             modified_ms: 7,
+            folder: true,
         };
         let line = ask.to_line();
         assert!(
@@ -132,6 +159,7 @@ mod tests {
                 to: "#lobby".into(),
                 at_ms: 0,
                 sha256: None,
+                folder: false,
             }],
         };
         assert_eq!(

@@ -114,8 +114,14 @@ pub enum FileRequest {
         hash: [u8; 32],
     },
     /// Every chunk is in and the whole file's hash checked: flush it to disk
-    /// and give it its final name. Answer: [`FileAnswer::Finished`].
-    Finish { op: OpId, place: Place },
+    /// and give it its final name. `unpack`: it is a folder packed by
+    /// [`FileAnswer::Stat`]'s `folder`, to unpack into a folder of that name
+    /// (each path made safe). Answer: [`FileAnswer::Finished`].
+    Finish {
+        op: OpId,
+        place: Place,
+        unpack: bool,
+    },
     /// Copy a whole file from `from` to `to` in one pass, hashing it chunk
     /// by chunk on the way: what the server's own console shares
     /// (`Local` to `Shared`) and saves (`Shared` to `Download`). If `stamp`
@@ -127,6 +133,7 @@ pub enum FileRequest {
         from: Place,
         to: Place,
         stamp: Option<Stamp>,
+        unpack: bool,
     },
     /// Forget a file (cancelled, expired, or refused): remove it and its
     /// partial file. No answer.
@@ -157,10 +164,13 @@ pub struct FileReply {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FileAnswer {
     /// The file's size and stamp; `name` is its file name (the last part of
-    /// the path), as offered to others.
+    /// the path), as offered to others. `folder`: the path is a folder, and
+    /// what is read from it is the folder packed into one stream (its files
+    /// with their paths inside it), which the receiver unpacks.
     Stat {
         stamp: Stamp,
         name: String,
+        folder: bool,
     },
     Data(Vec<u8>),
     /// Hashes of the chunks already verified, in order.
@@ -239,6 +249,8 @@ pub struct SharedFile {
     /// The sender's file as it was when offered: a resumed upload must find
     /// it unchanged.
     pub stamp: Stamp,
+    /// A folder, packed (see [`FileAnswer::Stat`]).
+    pub folder: bool,
 }
 
 /// How many chunks a file of `size` bytes has.

@@ -74,6 +74,7 @@ impl MemDisk {
                             modified_ms: modified(bytes),
                         },
                         name: key(&place).rsplit('/').next().unwrap_or("").to_string(),
+                        folder: false,
                     }),
                     None => Err(FileError::new(
                         FileErrorKind::NotFound,
