@@ -10,6 +10,7 @@
 #
 #   bench/transfer.sh                  # smol, 1 GiB, 3 runs per leg (median)
 #   RUNTIME=std SIZE_MIB=256 RUNS=5 bench/transfer.sh
+#   RESUME_ONLY=1 bench/transfer.sh    # only: a download killed at 90 %, resumed
 #
 # The sshd is a throwaway one: its own host key and user key in a scratch
 # directory, on a local port, started and stopped here (openssh-server and
@@ -95,6 +96,44 @@ client() { # NAME INPUT [extra args]
 }
 rss() { awk "/^$1:/ {print \$2}" "/proc/$SERVER_PID/status"; }
 
+srv_io() { awk "/^$1:/ {print \$2}" "/proc/$SERVER_PID/io"; }
+
+# ── Resume: a download cut at 90 % ──────────────────────────────────────────
+# The client is killed (SIGKILL: nothing flushed on the way out) once its
+# .part holds 90 % of the file; `/get 1` again must send only what is
+# missing. Bytes, not seconds: the server's socket writes (wchar) and file
+# reads (rchar) during the resumed download, against the file's size.
+bench_resume() {
+    start_server
+    client up "/send #lobby $SRC"
+    rm -rf "$WORK/dlr" && mkdir -p "$WORK/dlr"
+    printf '/get 1\n' | "$BIN" client "127.0.0.1:$PORT" --name cut --accept-new \
+        --data-dir "$WORK/c-cut" --download-dir "$WORK/dlr" >"$WORK/c-cut.log" 2>&1 &
+    local cpid=$!
+    local part="$WORK/dlr/source.bin.part" target=$((BYTES * 9 / 10))
+    until [ -f "$part" ] && [ "$(stat -c %s "$part")" -ge "$target" ]; do sleep 0.005; done
+    kill -9 "$cpid"; wait "$cpid" 2>/dev/null || true
+    local cut_at kept_list
+    cut_at=$(stat -c %s "$part")
+    kept_list=$(( ($(stat -c %s "$part.lantalk") - $(head -1 "$part.lantalk" | wc -c)) / 32 ))
+    sleep 0.5 # the server notices the lost connections
+    local w0 r0
+    w0=$(srv_io wchar); r0=$(srv_io rchar)
+    client cut "/get 1" --download-dir "$WORK/dlr"
+    local sent read
+    sent=$(( $(srv_io wchar) - w0 )); read=$(( $(srv_io rchar) - r0 ))
+    cmp -s "$SRC" "$WORK/dlr/source.bin" || { echo "resumed download differs" >&2; exit 1; }
+    kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
+    echo "## Resume of a ${SIZE_MIB} MiB download killed at $((cut_at * 100 / BYTES)) % ($RUNTIME)"
+    echo
+    echo "- on disk when killed: $((cut_at / 1048576)) MiB; chunks recorded as checked: $kept_list"
+    echo "- server socket bytes written during the resumed /get: $((sent / 1048576)) MiB ($(python3 -c "print(f'{$sent / $BYTES * 100:.1f}')") % of the file)"
+    echo "- server bytes read during it: $((read / 1048576)) MiB"
+    echo "- resent beyond what was missing: $(( (sent - (BYTES - kept_list * 1048576)) / 1048576 )) MiB"
+    echo
+}
+if [ -n "${RESUME_ONLY:-}" ]; then bench_resume; exit 0; fi
+
 up_ours=(); down_ours=(); up_scp=(); down_scp=(); up_raw=(); down_raw=(); growth=()
 # CHAT_ONLY=1 skips the throughput legs (to re-measure the chat latency).
 [ -n "${CHAT_ONLY:-}" ] && RUNS=0
@@ -153,6 +192,8 @@ echo
 echo "Server memory growth during upload+download (VmHWM - VmRSS before), median: ${G} MiB"
 echo "runs: up ${up_ours[*]} / scp ${up_scp[*]} / raw ${up_raw[*]}; down ${down_ours[*]} / scp ${down_scp[*]} / raw ${down_raw[*]}"
 fi
+
+bench_resume
 
 # ── Chat latency beside a download ─────────────────────────────────────────
 start_server
