@@ -162,30 +162,26 @@ fn safe_path(raw: &str) -> Option<PathBuf> {
 
 /// Creates `name` in `dir`, or `name (1)` and so on if it exists.
 fn create_unique(dir: &Path, name: &str) -> io::Result<File> {
-    for n in 0..10_000 {
-        let candidate = if n == 0 {
-            name.to_string()
-        } else {
-            names::numbered(name, n)
-        };
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(dir.join(candidate))
-        {
-            Ok(f) => return Ok(f),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(io::Error::other(format!(
-        "too many files named like {name}"
-    )))
+    first_free(dir, name, |path| {
+        OpenOptions::new().write(true).create_new(true).open(path)
+    })
+    .map(|(_, f)| f)
 }
 
 /// Makes a new, empty folder in `dir` named `name`, or `name (1)` and so
 /// on: two downloads of one folder never share one.
 pub fn reserve_folder(dir: &Path, name: &str) -> io::Result<PathBuf> {
+    first_free(dir, name, |p| fs::create_dir(p)).map(|(path, ())| path)
+}
+
+/// Makes `name` in `dir` with `make` (which must fail with
+/// `AlreadyExists` when it is taken, atomically: `create_new`,
+/// `create_dir`), else `name (1)`, `name (2)`...: what it made, and where.
+pub fn first_free<T>(
+    dir: &Path,
+    name: &str,
+    make: impl Fn(&Path) -> io::Result<T>,
+) -> io::Result<(PathBuf, T)> {
     for n in 0..10_000 {
         let candidate = if n == 0 {
             name.to_string()
@@ -193,15 +189,13 @@ pub fn reserve_folder(dir: &Path, name: &str) -> io::Result<PathBuf> {
             names::numbered(name, n)
         };
         let path = dir.join(candidate);
-        match fs::create_dir(&path) {
-            Ok(()) => return Ok(path),
+        match make(&path) {
+            Ok(made) => return Ok((path, made)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),
         }
     }
-    Err(io::Error::other(format!(
-        "too many folders named like {name}"
-    )))
+    Err(io::Error::other(format!("too many named like {name}")))
 }
 
 #[cfg(test)]

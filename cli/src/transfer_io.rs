@@ -814,22 +814,10 @@ fn copy_hashing(
 /// returned, so two downloads finishing at once never pick the same one;
 /// renaming over that empty file then gives it its contents.
 fn reserve_name(dir: &Path, name: &str) -> io::Result<PathBuf> {
-    for n in 0..10_000 {
-        let candidate = if n == 0 {
-            name.to_string()
-        } else {
-            names::numbered(name, n)
-        };
-        let path = dir.join(candidate);
-        match OpenOptions::new().write(true).create_new(true).open(&path) {
-            Ok(_) => return Ok(path),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(io::Error::other(format!(
-        "too many files named like {name}"
-    )))
+    crate::folder::first_free(dir, name, |path| {
+        OpenOptions::new().write(true).create_new(true).open(path)
+    })
+    .map(|(path, _)| path)
 }
 
 /// Bytes free for us on the file system holding `dir`, where the platform

@@ -461,6 +461,19 @@ fn a_dropped_download_resumes_by_itself() {
 
 // ── A hostile client of ours ────────────────────────────────────────────
 
+/// A `file_offer` line for the lobby.
+fn offer(reference: u64, name: &str, size: u64) -> String {
+    FileAsk::FileOffer {
+        reference,
+        to: "#lobby".into(),
+        name: name.into(),
+        size,
+        modified_ms: 0,
+        folder: false,
+    }
+    .to_line()
+}
+
 /// The ticket in the first `file_ticket` line among `lines`.
 fn ticket_in(lines: &[String]) -> [u8; 16] {
     let line = lines
@@ -496,15 +509,8 @@ fn chunks_past_the_end_of_a_file_are_refused() {
     let mut pair = Pair::new(config());
     let mut eve = SecurePeer::join(&mut pair, "eve", "10.0.0.9:1", [0x44; 32]);
     eve.lines(&pair);
-    let offer = FileAsk::FileOffer {
-        reference: 1,
-        to: "#lobby".into(),
-        name: "x.bin".into(),
-        size: 10,
-        modified_ms: 0,
-        folder: false,
-    };
-    eve.send(&mut pair, &offer.to_line());
+    let offer = offer(1, "x.bin", 10);
+    eve.send(&mut pair, &offer);
     let ticket = ticket_in(&eve.lines(&pair));
     let mut side = attach(&mut pair, [0x44; 32], ticket);
     assert!(side.lines(&pair).iter().any(|l| l.contains("attached")));
@@ -535,16 +541,9 @@ fn a_spare_ticket_cannot_overwrite_a_finished_file() {
     let mut pair = Pair::new(config());
     let mut eve = SecurePeer::join(&mut pair, "eve", "10.0.0.9:1", [0x44; 32]);
     eve.lines(&pair);
-    let offer = FileAsk::FileOffer {
-        reference: 1,
-        to: "#lobby".into(),
-        name: "x.bin".into(),
-        size: 10,
-        modified_ms: 0,
-        folder: false,
-    };
-    eve.send(&mut pair, &offer.to_line());
-    eve.send(&mut pair, &offer.to_line());
+    let offer = offer(1, "x.bin", 10);
+    eve.send(&mut pair, &offer);
+    eve.send(&mut pair, &offer);
     let lines = eve.lines(&pair);
     let first = ticket_in(&lines);
     let spare = ticket_in(
@@ -587,15 +586,8 @@ fn unfinished_uploads_are_bounded_and_expire() {
     let mut eve = SecurePeer::join(&mut pair, "eve", "10.0.0.9:1", [0x44; 32]);
     eve.lines(&pair);
     for i in 0..4 {
-        let offer = FileAsk::FileOffer {
-            reference: i,
-            to: "#lobby".into(),
-            name: format!("f{i}"),
-            size: 1 << 30,
-            modified_ms: 0,
-            folder: false,
-        };
-        eve.send(&mut pair, &offer.to_line());
+        let offer = offer(i, &format!("f{i}"), 1 << 30);
+        eve.send(&mut pair, &offer);
     }
     let lines = eve.lines(&pair);
     assert_eq!(
@@ -609,15 +601,8 @@ fn unfinished_uploads_are_bounded_and_expire() {
         "{lines:?}"
     );
     pair.jump_to(3700.0);
-    let offer = FileAsk::FileOffer {
-        reference: 9,
-        to: "#lobby".into(),
-        name: "late".into(),
-        size: 1 << 30,
-        modified_ms: 0,
-        folder: false,
-    };
-    eve.send(&mut pair, &offer.to_line());
+    let offer = offer(9, "late", 1 << 30);
+    eve.send(&mut pair, &offer);
     let lines = eve.lines(&pair);
     assert!(
         lines.iter().any(|l| l.contains("file_ticket")),

@@ -884,9 +884,25 @@ impl Server {
         self.files
             .tickets
             .retain(|_, p| !(p.file == id && p.upload));
-        let Some(f) = self.files.shared.get_mut(&side.file) else {
+        let Some((_, news)) = self.file_complete(now, side.file, hash, Some(side.session)) else {
             return;
         };
+        // The sender hears it too (from any of its connections).
+        self.send(side.session, news);
+    }
+
+    /// A file is whole (uploaded, or copied from the console): it is
+    /// offered from now, kept, and announced to everyone offered it but
+    /// `except`. The file and its announcement, unless it was withdrawn
+    /// meanwhile.
+    fn file_complete(
+        &mut self,
+        now: Now,
+        id: FileId,
+        hash: [u8; 32],
+        except: Option<ConnId>,
+    ) -> Option<(SharedFile, String)> {
+        let f = self.files.shared.get_mut(&id)?;
         f.hash = Some(hash);
         // Offered from now: an upload that took a while does not expire
         // sooner for it.
@@ -906,9 +922,8 @@ impl Server {
             ),
         );
         let news = FileNews::FileShared { file: info(&f) }.to_line();
-        self.tell_audience(now, &f, &news, Some(side.session));
-        // The sender hears it too (from any of its connections).
-        self.send(side.session, news);
+        self.tell_audience(now, &f, &news, except);
+        Some((f, news))
     }
 
     /// Tells everyone offered `f` (but `except`): ours get `line`, LanTalk
@@ -1370,27 +1385,9 @@ impl Server {
                 }),
             ) => self.console_offer(now, to, &path, &name, stamp, folder),
             (ConsoleOp::Share(id), Ok(FileAnswer::Copied { hash, .. })) => {
-                let Some(f) = self.files.shared.get_mut(&id) else {
+                let Some((f, _)) = self.file_complete(now, id, hash, None) else {
                     return;
                 };
-                f.hash = Some(hash);
-                f.at_ms = now.wall.unix_ms;
-                let f = f.clone();
-                self.persist_files();
-                self.event(
-                    Level::Info,
-                    EventKind::Chat,
-                    format!(
-                        "{} shared {} ({}) with {} as file {}",
-                        f.from,
-                        info(&f).shown_name(),
-                        transfer::human_size(f.size),
-                        f.to.shown(),
-                        f.id
-                    ),
-                );
-                let news = FileNews::FileShared { file: info(&f) }.to_line();
-                self.tell_audience(now, &f, &news, None);
                 self.reply(format!(
                     "Shared {} ({}, hash {}) with {} as file {}.",
                     info(&f).shown_name(),
