@@ -101,8 +101,33 @@ srv_io() { awk "/^$1:/ {print \$2}" "/proc/$SERVER_PID/io"; }
 # ── Resume: a download cut at 90 % ──────────────────────────────────────────
 # The client is killed (SIGKILL: nothing flushed on the way out) once its
 # .part holds 90 % of the file; `/get 1` again must send only what is
-# missing. Bytes, not seconds: the server's socket writes (wchar) and file
-# reads (rchar) during the resumed download, against the file's size.
+# missing. Bytes, not seconds: what the server sends during the resumed
+# download (counted by a relay between it and the client, which every
+# connection of the client goes through) and what it reads from its files
+# (rchar), against the file's size.
+RELAY='
+import socket, sys, threading
+out = sys.argv[1]
+up = ("127.0.0.1", int(sys.argv[2]))
+lst = socket.socket(); lst.bind(("127.0.0.1", 0)); lst.listen()
+print(lst.getsockname()[1], flush=True)
+total = [0]; lock = threading.Lock()
+def pipe(a, b, count):
+    while True:
+        d = a.recv(1 << 20)
+        if not d: break
+        b.sendall(d)
+        if count:
+            with lock:
+                total[0] += len(d)
+                open(out, "w").write(str(total[0]))
+    try: b.shutdown(socket.SHUT_WR)
+    except OSError: pass
+while True:
+    c, _ = lst.accept(); s = socket.create_connection(up)
+    threading.Thread(target=pipe, args=(c, s, False), daemon=True).start()
+    threading.Thread(target=pipe, args=(s, c, True), daemon=True).start()
+'
 bench_resume() {
     start_server
     client up "/send #lobby $SRC"
@@ -117,17 +142,24 @@ bench_resume() {
     cut_at=$(stat -c %s "$part")
     kept_list=$(( ($(stat -c %s "$part.lantalk") - $(head -1 "$part.lantalk" | wc -c)) / 32 ))
     sleep 0.5 # the server notices the lost connections
-    local w0 r0
-    w0=$(srv_io wchar); r0=$(srv_io rchar)
-    client cut "/get 1" --download-dir "$WORK/dlr"
+    echo 0 >"$WORK/relayed"
+    python3 -c "$RELAY" "$WORK/relayed" "$PORT" >"$WORK/relay.port" &
+    local relay=$!
+    PIDS+=("$relay")
+    until [ -s "$WORK/relay.port" ]; do sleep 0.05; done
+    local r0 server_port=$PORT
+    r0=$(srv_io rchar)
+    PORT=$(cat "$WORK/relay.port") client cut "/get 1" --download-dir "$WORK/dlr"
+    PORT=$server_port
+    kill "$relay" 2>/dev/null || true
     local sent read
-    sent=$(( $(srv_io wchar) - w0 )); read=$(( $(srv_io rchar) - r0 ))
+    sent=$(cat "$WORK/relayed"); read=$(( $(srv_io rchar) - r0 ))
     cmp -s "$SRC" "$WORK/dlr/source.bin" || { echo "resumed download differs" >&2; exit 1; }
     kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
     echo "## Resume of a ${SIZE_MIB} MiB download killed at $((cut_at * 100 / BYTES)) % ($RUNTIME)"
     echo
     echo "- on disk when killed: $((cut_at / 1048576)) MiB; chunks recorded as checked: $kept_list"
-    echo "- server socket bytes written during the resumed /get: $((sent / 1048576)) MiB ($(python3 -c "print(f'{$sent / $BYTES * 100:.1f}')") % of the file)"
+    echo "- bytes the server sent during the resumed /get (login and lines included): $((sent / 1048576)) MiB ($(python3 -c "print(f'{$sent / $BYTES * 100:.1f}')") % of the file)"
     echo "- server bytes read during it: $((read / 1048576)) MiB"
     echo "- resent beyond what was missing: $(( (sent - (BYTES - kept_list * 1048576)) / 1048576 )) MiB"
     echo
