@@ -154,7 +154,17 @@ impl LineEditor {
             live.lock().unwrap_or_else(|e| e.into_inner()).repaint =
                 Some(Box::new(move || signal.request_repaint()));
         }
+        // A submitted line stays on screen with its prompt but without the
+        // status lines (progress bars): they belong to the line being typed,
+        // and would otherwise be left behind in the scrollback.
+        let transient = ChatPrompt {
+            text: prompt.clone(),
+            colour: style.colour,
+            live: live.clone(),
+            status_lines: false,
+        };
         let rl = rl
+            .with_transient_prompt(Box::new(transient))
             .with_edit_mode(Box::new(Emacs::new(keys)))
             .with_completer(Box::new(Completion {
                 commands,
@@ -172,6 +182,7 @@ impl LineEditor {
                 text: prompt,
                 colour: style.colour,
                 live,
+                status_lines: true,
             },
         }
     }
@@ -203,10 +214,31 @@ pub fn restore_terminal() {
     let _ = crossterm::terminal::disable_raw_mode();
 }
 
+/// Status rows the prompt drew above its line at its last paint, and
+/// whether a message printed since has cleared them already.
+static STATUS_ROWS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static STATUS_CLEARED: AtomicBool = AtomicBool::new(true);
+
+/// What a message printed above the prompt starts with: reedline's printer
+/// erases only the prompt's last row before it prints, so status lines
+/// drawn above that row (progress bars) would stay behind in the
+/// scrollback. The first message after a paint moves up over them and
+/// clears to the end of the screen; the prompt is drawn again below it.
+pub fn clear_status_rows() -> String {
+    use std::sync::atomic::Ordering;
+    let rows = STATUS_ROWS.load(Ordering::SeqCst);
+    if rows == 0 || STATUS_CLEARED.swap(true, Ordering::SeqCst) {
+        return String::new();
+    }
+    format!("\x1b[{rows}A\r\x1b[J")
+}
+
 struct ChatPrompt {
     text: String,
     colour: bool,
     live: Option<LivePrompt>,
+    /// Whether the live status lines are drawn above the prompt.
+    status_lines: bool,
 }
 
 impl ChatPrompt {
@@ -232,7 +264,7 @@ impl ChatPrompt {
 impl ChatPrompt {
     /// The status lines, each made safe and dimmed, each ending its row.
     fn status(&self) -> String {
-        let Some(live) = &self.live else {
+        let Some(live) = self.live.as_ref().filter(|_| self.status_lines) else {
             return String::new();
         };
         let live = live.lock().unwrap_or_else(|e| e.into_inner());
@@ -251,9 +283,14 @@ impl ChatPrompt {
 
 impl Prompt for ChatPrompt {
     fn render_prompt_left(&self) -> Cow<'_, str> {
+        use std::sync::atomic::Ordering;
         let current = self.current();
         let text = visible(&current);
         let status = self.status();
+        // Rendered to be painted (the submitted line's prompt has none).
+        let rows = status.matches('\n').count();
+        STATUS_ROWS.store(rows, Ordering::SeqCst);
+        STATUS_CLEARED.store(rows == 0, Ordering::SeqCst);
         if self.colour {
             Cow::Owned(format!("{status}\x1b[1;36m{text}\x1b[0m"))
         } else {

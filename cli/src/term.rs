@@ -97,8 +97,10 @@ pub fn eprint<L: Lines + ?Sized>(lines: &L) {
 fn emit(text: String, newline: bool) {
     if let Some(printer) = PRINTER.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
         // The printer shows each message as a line of its own above the
-        // prompt; it adds the line break itself.
-        if printer.send(text.clone()).is_ok() {
+        // prompt; it adds the line break itself. It knows only the prompt's
+        // last row: status lines drawn above it are cleared first.
+        let message = format!("{}{text}", crate::editor::clear_status_rows());
+        if printer.send(message).is_ok() {
             return;
         }
     }

@@ -23,6 +23,10 @@ use crate::editor::LivePrompt;
 const REFRESH_HZ: u8 = 4;
 /// Characters of a file's name shown beside its bar.
 const NAME_WIDTH: usize = 32;
+/// How long a finished transfer's bar stays: the line saying it finished
+/// is printed first, while the status lines are still as painted (see
+/// [`crate::editor::clear_status_rows`]).
+const LINGER: Duration = Duration::from_millis(400);
 
 /// `name` in at most `width` characters: a long one keeps its start and
 /// its end (`very-long-na…ame.pdf`), where the extension is.
@@ -104,8 +108,14 @@ impl Bars {
                 ..
             } => {
                 if let Some(bar) = self.bars.remove(&(*id, *upload)) {
-                    bar.finish_and_clear();
-                    self.multi.remove(&bar);
+                    let multi = self.multi.clone();
+                    let _ = std::thread::Builder::new()
+                        .name("bar".into())
+                        .spawn(move || {
+                            std::thread::sleep(LINGER);
+                            bar.finish_and_clear();
+                            multi.remove(&bar);
+                        });
                 }
             }
             ClientEvent::Disconnected { .. } => {

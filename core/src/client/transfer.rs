@@ -438,6 +438,12 @@ impl Client {
                 };
                 // Shown to people and handed to the host as one name.
                 let name = crate::text::visible(&name).into_owned();
+                // An upload's name is only shown: a folder's ends with `/`.
+                let name = if upload && folder {
+                    format!("{name}/")
+                } else {
+                    name
+                };
                 self.transfers.next_side += 1;
                 let side = SideId(self.transfers.next_side);
                 let down = matches!(dir, Dir::Down { .. });

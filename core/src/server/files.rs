@@ -481,7 +481,8 @@ impl Server {
             Level::Info,
             EventKind::Chat,
             format!(
-                "{from} is uploading {name} ({}) for {}",
+                "{from} is uploading {name}{} ({}) for {}",
+                if folder { "/" } else { "" },
                 transfer::human_size(size),
                 audience.shown()
             ),
