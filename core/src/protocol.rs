@@ -338,6 +338,31 @@ pub fn room_member(ts: WallTime, room: &str, user: &str, joined: bool, text: &st
         .finish_line()
 }
 
+/// A command a plugin offers, as clients of ours list and complete it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PluginCommand {
+    /// With its slash (`/roll`).
+    pub name: String,
+    #[serde(default)]
+    pub args: String,
+    #[serde(default)]
+    pub help: String,
+    /// The plugin that answers it.
+    #[serde(default)]
+    pub plugin: String,
+}
+
+/// The commands plugins offer now (at login, and whenever they change):
+/// for `/help` and Tab completion in clients of ours.
+pub fn plugin_commands(ts: WallTime, commands: &[PluginCommand]) -> String {
+    let list = serde_json::to_string(commands).unwrap_or_else(|_| "[]".to_string());
+    ObjectWriter::new()
+        .str("type", "plugin_commands")
+        .str("ts", &ts_str(ts))
+        .raw("commands", &list)
+        .finish_line()
+}
+
 // ── Client → server ──────────────────────────────────────────────────────────
 
 /// The login line. LanTalk 2.0 sends it without a `type` field.

@@ -24,6 +24,7 @@ mod files;
 mod history;
 mod login;
 mod moderation;
+mod plugins;
 mod rooms;
 mod timers;
 mod wire;
@@ -41,6 +42,7 @@ pub use console::console_help;
 pub use event::{ApprovalRequest, EventDetail, EventKind, Level, ServerEvent};
 pub use files::FilesConfig;
 pub use history::HistoryConfig;
+pub use plugins::PluginSpec;
 pub use rooms::RoomLimits;
 
 use crate::bans::{canonical, BanList};
@@ -146,6 +148,9 @@ pub enum Action {
     /// Carry out a file request in the server's files folder and give the
     /// answer to [`Server::handle_file_reply`].
     Files(Box<crate::transfer::FileRequest>),
+    /// Start, feed or stop a plugin process; what it says comes back
+    /// through [`Server::handle_plugin`].
+    Plugin(Box<crate::plugin::PluginRequest>),
     /// The files kept changed: store the whole list.
     PersistFiles(Vec<crate::transfer::SharedFile>),
     /// Feed `ServerInput::Drained` once everything queued for this
@@ -226,6 +231,8 @@ pub struct Server {
     next_query: u64,
     /// Files kept and offered, tickets, side connections.
     files: files::Files,
+    /// Plugins: what they may do, their runs, commands and timers.
+    plugins: plugins::Plugins,
 }
 
 impl Server {
@@ -248,6 +255,7 @@ impl Server {
             (offer, SeededRng::new(sc.rng_seed))
         });
         let files = files::Files::new(&config.files);
+        let plugins = plugins::Plugins::new(&config.plugins, config.rate_limit);
         let mut server = Server {
             secure,
             config,
@@ -275,8 +283,10 @@ impl Server {
             queries: HashMap::new(),
             next_query: 0,
             files,
+            plugins,
         };
         server.start_files(now);
+        server.start_plugins(now);
         server
     }
 
@@ -509,6 +519,7 @@ impl Server {
             }
         }
         self.timers.clear();
+        self.stop_plugins(now);
         self.actions.push_back(Action::Shutdown);
     }
 
