@@ -120,6 +120,11 @@ fn dice_answers_roll_in_a_room(bin: &str) {
         let sum = total(text).unwrap_or_else(|| panic!("not a roll of 2d6: {line:?}"));
         assert!((2..=12).contains(&sum), "{line}");
     }
+    // Our client's /help lists it, with the plugin's name.
+    ann.send("/help");
+    ann.wait_line("/roll in /help", |l| {
+        l.contains("/roll [NdM] (roll dice, like 2d6; dice bot)")
+    });
     // Its name is the bot's: nobody can take it.
     let dir = TempDir::new("client");
     let mut cmd = Command::new(bin);

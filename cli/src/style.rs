@@ -315,6 +315,7 @@ impl Style {
             }
             ClientEvent::Joined { .. }
             | ClientEvent::Roster { .. }
+            | ClientEvent::PluginCommands { .. }
             | ClientEvent::Presence { .. }
             | ClientEvent::Sent { .. }
             | ClientEvent::Queued { .. }

@@ -252,7 +252,7 @@ fn garbage_is_answered_with_errors_then_the_plugin_is_stopped() {
         .iter()
         .any(|a| matches!(a, Action::Plugin(r) if matches!(**r, PluginRequest::Stop { .. }))));
     s.at(3.5).say(alice, "chat goes on").unwrap();
-    assert_eq!(s.server.poll_timeout().is_some(), true);
+    assert!(s.server.poll_timeout().is_some(), "the idle deadline");
     s.summarised(false);
     s.timeout_at(100.0);
     assert!(started(&s.last).is_empty(), "not started again");

@@ -9,7 +9,8 @@
 //!
 //! One file per concern: `conn` (a connection's phase and wire), `wire`
 //! (bytes to lines), `login`, `approve` (host mode), `chat` (messages, rate
-//! limit, chat commands), `console` (the operator), `moderation`, `timers`,
+//! limit, chat commands), `console` (the operator), `moderation`, `plugins`
+//! (plugin processes: permissions, commands, restarts), `timers`,
 //! `fanout` (where lines go, events), `config` and `event` (what goes in and
 //! out besides bytes). This file holds the types and the entry points.
 

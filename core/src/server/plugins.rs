@@ -205,30 +205,6 @@ impl Plugins {
             .min()
     }
 
-    /// The plugins' commands for `/help`: `/roll <NdM> (roll dice; dice
-    /// bot)`.
-    pub(super) fn help(&self) -> String {
-        let mut out = String::new();
-        for p in self.list.iter().filter(|p| p.running().is_some()) {
-            for c in &p.commands {
-                out.push_str(" | /");
-                out.push_str(&c.name);
-                if !c.args.is_empty() {
-                    out.push(' ');
-                    out.push_str(&c.args);
-                }
-                out.push_str(" (");
-                if !c.help.is_empty() {
-                    out.push_str(&c.help);
-                    out.push_str("; ");
-                }
-                out.push_str(&p.spec.name);
-                out.push_str(" bot)");
-            }
-        }
-        out
-    }
-
     /// Every plugin command as clients of ours complete and list them.
     pub(super) fn commands(&self) -> Vec<protocol::PluginCommand> {
         let mut out = Vec::new();
@@ -773,6 +749,6 @@ impl Server {
     }
 
     pub(super) fn plugin_help(&self) -> String {
-        self.plugins.help()
+        protocol::plugin_help(&self.plugins.commands())
     }
 }
