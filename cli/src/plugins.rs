@@ -393,6 +393,126 @@ mod tests {
         assert!(specs(&["python3 dice.py".into(), "x/dice.sh".into()], &[]).is_err());
     }
 
+    /// A runner whose replies arrive on the returned channel.
+    fn runner() -> (PluginRunner, std::sync::mpsc::Receiver<PluginReply>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let tx = Mutex::new(tx);
+        let control: Control = Arc::new(move |c| {
+            if let Command::Plugin(reply) = c {
+                let _ = tx.lock().unwrap_or_else(|e| e.into_inner()).send(*reply);
+            }
+        });
+        (PluginRunner::new(control), rx)
+    }
+
+    /// Waits for the next reply (the bound only keeps a broken test from
+    /// hanging; nothing is timed).
+    fn next(rx: &std::sync::mpsc::Receiver<PluginReply>) -> PluginReply {
+        rx.recv_timeout(Duration::from_secs(60))
+            .expect("the plugin runner reported nothing")
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_plugin_that_does_not_read_is_cut_off_and_nothing_waits_for_it() {
+        let (mut runner, rx) = runner();
+        let id = PluginId(1);
+        runner.request(PluginRequest::Start {
+            id,
+            name: "hang".into(),
+            command: "sleep 100000".into(),
+        });
+        let mut line = vec![b'x'; 1023];
+        line.push(b'\n');
+        // Far more than the pipe's buffer and the queue hold: returning
+        // from every call is the point (the server's loop makes them).
+        for _ in 0..(PLUGIN_QUEUE + 2048) {
+            runner.request(PluginRequest::Send {
+                id,
+                line: line.clone(),
+            });
+        }
+        assert_eq!(
+            next(&rx),
+            PluginReply::Exited {
+                id,
+                why: PluginExit::CutOff
+            }
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn lines_stderr_and_the_exit_status_are_reported() {
+        let (mut runner, rx) = runner();
+        let id = PluginId(7);
+        runner.request(PluginRequest::Start {
+            id,
+            name: "t".into(),
+            command: "read l; echo \"got $l\"; echo oops >&2; exit 4".into(),
+        });
+        runner.request(PluginRequest::Send {
+            id,
+            line: b"hello\n".to_vec(),
+        });
+        let mut got = vec![next(&rx), next(&rx), next(&rx)];
+        got.sort_by_key(|r| format!("{r:?}"));
+        assert_eq!(
+            got,
+            [
+                PluginReply::Exited {
+                    id,
+                    why: PluginExit::Exited(Some(4))
+                },
+                PluginReply::Line {
+                    id,
+                    line: b"got hello".to_vec()
+                },
+                PluginReply::Stderr {
+                    id,
+                    line: b"oops".to_vec()
+                },
+            ]
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_command_that_cannot_start_is_reported() {
+        let (mut runner, rx) = runner();
+        let id = PluginId(2);
+        runner.request(PluginRequest::Start {
+            id,
+            name: "none".into(),
+            command: "this-program-does-not-exist-lantalk".into(),
+        });
+        // The shell starts, the program does not: the shell says why (on
+        // stderr, for the log) and its status says so.
+        let mut said = false;
+        loop {
+            match next(&rx) {
+                PluginReply::Stderr { .. } => said = true,
+                PluginReply::Exited { id: i, why } => {
+                    assert_eq!(i, id);
+                    assert!(
+                        matches!(why, PluginExit::Exited(Some(c)) if c != 0),
+                        "{why:?}"
+                    );
+                    break;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // Its stderr may come just after the exit.
+        if !said {
+            said = matches!(
+                rx.recv_timeout(Duration::from_secs(10)),
+                Ok(PluginReply::Stderr { .. })
+            );
+        }
+        assert!(said, "the shell's complaint reached the log");
+    }
+
     #[test]
     fn long_lines_are_skipped_without_being_kept() {
         let mut input = b"short\n".to_vec();
