@@ -210,26 +210,28 @@ fn kill(child: &Mutex<Child>) {
             let _ = killpg(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
         }
     }
+    // Not waited for here (this runs on the server's loop): the process's
+    // reader thread reaps it once its output closes.
     let _ = child.kill();
-    let _ = child.wait();
 }
 
-/// Waits for a process whose output ended; one that lingers is killed.
+/// Waits for a process whose output ended, and reaps it; one that lingers
+/// is killed.
 fn wait(child: &Mutex<Child>) -> Option<i32> {
     let deadline = Instant::now() + EXIT_GRACE;
+    let mut killed = false;
     loop {
-        {
+        let lingers = {
             let mut c = child.lock().unwrap_or_else(|e| e.into_inner());
             match c.try_wait() {
                 Ok(Some(status)) => return status.code(),
-                Ok(None) if Instant::now() >= deadline => {
-                    drop(c);
-                    kill(child);
-                    return None;
-                }
-                Ok(None) => {}
+                Ok(None) => !killed && Instant::now() >= deadline,
                 Err(_) => return None,
             }
+        };
+        if lingers {
+            kill(child);
+            killed = true;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
