@@ -396,6 +396,7 @@ mod tests {
     }
 
     /// A runner whose replies arrive on the returned channel.
+    #[cfg(unix)]
     fn runner() -> (PluginRunner, std::sync::mpsc::Receiver<PluginReply>) {
         let (tx, rx) = std::sync::mpsc::channel();
         let tx = Mutex::new(tx);
@@ -409,6 +410,7 @@ mod tests {
 
     /// Waits for the next reply (the bound only keeps a broken test from
     /// hanging; nothing is timed).
+    #[cfg(unix)]
     fn next(rx: &std::sync::mpsc::Receiver<PluginReply>) -> PluginReply {
         rx.recv_timeout(Duration::from_secs(60))
             .expect("the plugin runner reported nothing")
