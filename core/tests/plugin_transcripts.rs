@@ -93,6 +93,12 @@ fn hello_register_command_and_reply() {
             ["{\"type\": \"message\", \"ts\": \"12:00\", \"user\": \"dice\", \"text\": \"alice rolled 2d6: 3+4 = 7\"}\n"]
         );
     }
+    s.at(3.5).say(bob, "/users").unwrap();
+    assert!(
+        s.sent_to(bob)[0].contains("Online: alice, bob, dice [bot]"),
+        "{:?}",
+        s.sent_to(bob)
+    );
     s.at(4.0).say(bob, "hello dice").unwrap();
     s.at(4.5).say(bob, "/pm dice secret").unwrap();
     assert_snapshot!(s.transcript());

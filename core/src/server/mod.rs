@@ -557,7 +557,8 @@ impl Server {
     }
 
     /// Logged-in users as `/users` shows them: in login order, and marked
-    /// when they are not encrypted (only when encryption is on offer).
+    /// when they are not encrypted (only when encryption is on offer); then
+    /// the plugins running, marked as bots.
     pub fn roster(&self) -> Vec<String> {
         let mut users: Vec<(u64, String)> = self
             .conns
@@ -575,7 +576,11 @@ impl Server {
             })
             .collect();
         users.sort_unstable();
-        users.into_iter().map(|(_, name)| name).collect()
+        users
+            .into_iter()
+            .map(|(_, name)| name)
+            .chain(self.plugins.bots())
+            .collect()
     }
 
     /// Bytes of an unfinished line held for `conn`.

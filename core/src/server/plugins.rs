@@ -205,6 +205,15 @@ impl Plugins {
             .min()
     }
 
+    /// The plugins running, as `/users` lists them (`dice [bot]`).
+    pub(super) fn bots(&self) -> Vec<String> {
+        self.list
+            .iter()
+            .filter(|p| p.running().is_some())
+            .map(Plugin::shown)
+            .collect()
+    }
+
     /// Every plugin command as clients of ours complete and list them.
     pub(super) fn commands(&self) -> Vec<protocol::PluginCommand> {
         let mut out = Vec::new();
