@@ -48,6 +48,7 @@ macro_rules! tui_tests {
                 half_typed_line_survives_incoming_message,
                 wide_characters_survive_incoming_message,
                 tab_completes_commands_and_names,
+                tab_completes_a_plugins_command,
                 history_and_ctrl_u,
                 ctrl_c_leaves_cleanly,
                 wrong_password_offers_to_try_again,
@@ -942,6 +943,50 @@ fn tab_completes_commands_and_names(bin: &str) {
     assert_eq!(pm["text"], "psst", "{pm}");
     term.wait("the PM echoed to its sender", |s| {
         stamped_row(s, "PM to Alice: psst").is_some()
+    });
+}
+
+/// A plugin's command completes like a built-in one (the server tells
+/// clients of ours the plugins' commands).
+fn tab_completes_a_plugins_command(bin: &str) {
+    let dice = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins/examples/dice.py")
+        .display()
+        .to_string();
+    let server = Server::start(bin, &["--plugin", &format!("python3 {dice}")], &[]);
+    // Wait until the plugin has registered /roll: the server's /help (as
+    // LanTalk 2.0 clients get it) lists it then.
+    let mut alice = server.join("Alice");
+    let mut registered = false;
+    for _ in 0..200 {
+        alice.send_line(&json!({"type": "message", "text": "/help"}).to_string());
+        let help = alice.wait_for("the help", |v| {
+            v["type"] == "system"
+                && v["text"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("Commands:"))
+        });
+        if help
+            .last()
+            .is_some_and(|v| v["text"].as_str().is_some_and(|t| t.contains("/roll")))
+        {
+            registered = true;
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(registered, "the dice plugin never registered /roll");
+    let term = join_in_terminal(bin, &server, "Bob", &[]);
+    let prompt = chat_prompt("Bob");
+    // (`/ro` would offer /roll and /rooms.)
+    term.type_text("/rol");
+    term.wait_prompt(&format!("{prompt}/rol"));
+    term.press("Tab");
+    term.wait_prompt(&format!("{prompt}/roll "));
+    term.enter("2d6");
+    term.wait("dice's answer", |s| {
+        s.find(|l| l.contains("dice [bot]: Bob rolled 2d6: "))
+            .is_some()
     });
 }
 

@@ -250,6 +250,20 @@ pub struct ServerArgs {
     /// platform's Downloads folder].
     #[arg(long, value_name = "DIR", env = "LANTALK_DOWNLOAD_DIR")]
     pub download_dir: Option<PathBuf>,
+    /// Run a plugin: a program that reads events and writes actions as
+    /// JSON lines (see PLUGINS.md), like "python3 dice.py". Its name is the
+    /// program file's (dice), or give one: "dice=python3 dice.py". It is
+    /// started again if it stops. Repeatable.
+    #[arg(
+        long = "plugin",
+        value_name = "[NAME=]COMMAND",
+        allow_hyphen_values = true
+    )]
+    pub plugins: Vec<String>,
+    /// The rooms a plugin sees and speaks in, like dice=#lobby,#games
+    /// (default: #lobby). Repeatable, one per plugin.
+    #[arg(long = "plugin-rooms", value_name = "NAME=#ROOM,...")]
+    pub plugin_rooms: Vec<String>,
     #[command(flatten)]
     pub approval: ApprovalArgs,
 }

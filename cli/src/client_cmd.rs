@@ -457,7 +457,9 @@ fn interactive_session<R: Runtime>(
         // Per connection: a new session starts in the lobby again.
         let live = crate::rooms::live_prompt();
         let room_names = Names::default();
+        let plugin_commands = Names::default();
         let host = TtyHost {
+            plugin_commands: plugin_commands.clone(),
             rooms: crate::rooms::Rooms::for_terminal(live.clone(), &name, room_names.clone()),
             ours: false,
             prompt_waits: false,
@@ -534,6 +536,7 @@ fn interactive_session<R: Runtime>(
                     completions: Completions {
                         names: Arc::clone(&names),
                         rooms: room_names.clone(),
+                        commands: plugin_commands.clone(),
                     },
                     live: live.clone(),
                 };
@@ -755,6 +758,8 @@ struct TtyHost {
     queued: usize,
     /// The rooms, for the prompt, completion and where lines belong.
     rooms: crate::rooms::Rooms,
+    /// The server's plugins' commands, for completion.
+    plugin_commands: Names,
     /// The server is one of ours (it sent a roster).
     ours: bool,
     /// Logged in; the prompt is shown once the first room is known.
@@ -778,6 +783,19 @@ impl TtyHost {
     fn track_names(&self, event: &ClientEvent) {
         let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
         match event {
+            ClientEvent::PluginCommands { commands } => {
+                let mut more = self
+                    .plugin_commands
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                more.clear();
+                more.extend(
+                    commands
+                        .iter()
+                        .map(|c| c.name.to_lowercase())
+                        .filter(|n| completable(n)),
+                );
+            }
             ClientEvent::Roster { users } => {
                 names.clear();
                 names.extend(users.iter().filter(|n| completable(n)).cloned());

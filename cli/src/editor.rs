@@ -88,6 +88,8 @@ pub struct LineEditor {
 pub struct Completions {
     pub names: Names,
     pub rooms: Names,
+    /// Commands besides the built-in ones: the server's plugins' (`/roll`).
+    pub commands: Names,
 }
 
 impl LineEditor {
@@ -106,7 +108,7 @@ impl LineEditor {
             commands,
             Completions {
                 names,
-                rooms: Names::default(),
+                ..Completions::default()
             },
             None,
             None,
@@ -170,6 +172,7 @@ impl LineEditor {
                 commands,
                 names: completions.names,
                 rooms: completions.rooms,
+                more: completions.commands,
             }))
             .with_menu(ReedlineMenu::EngineCompleter(Box::new(menu)))
             .with_quick_completions(true)
@@ -323,6 +326,8 @@ struct Completion {
     commands: &'static [&'static str],
     names: Names,
     rooms: Names,
+    /// Plugins' commands, kept current by the chat.
+    more: Names,
 }
 
 impl Completer for Completion {
@@ -348,12 +353,17 @@ impl Completion {
             ..Suggestion::default()
         };
         if start == 0 && word.starts_with('/') {
-            return self
+            let more = self.more.lock().unwrap_or_else(|e| e.into_inner());
+            let mut found: Vec<String> = self
                 .commands
                 .iter()
+                .map(|c| c.to_string())
+                .chain(more.iter().cloned())
                 .filter(|c| c.starts_with(&lower))
-                .map(|c| suggest(c.to_string()))
                 .collect();
+            found.sort_unstable();
+            found.dedup();
+            return found.into_iter().map(suggest).collect();
         }
         if word.is_empty() {
             return Vec::new();
@@ -392,6 +402,7 @@ mod tests {
             rooms: Arc::new(Mutex::new(
                 ["#lobby", "#Team", "#tea"].map(String::from).into(),
             )),
+            more: Arc::new(Mutex::new(["/roll", "/poll"].map(String::from).into())),
         }
     }
 
@@ -408,7 +419,8 @@ mod tests {
     #[test]
     fn completes_commands_then_names() {
         let mut c = completion(&["Alice", "albert", "Bob"]);
-        assert_eq!(values(c.complete("/p", 2)), ["/pm"]);
+        assert_eq!(values(c.complete("/p", 2)), ["/pm", "/poll"]);
+        assert_eq!(values(c.complete("/r", 2)), ["/roll"]);
         assert_eq!(values(c.complete("/pm al", 6)), ["Alice", "albert"]);
         assert_eq!(c.complete("/pm al", 6)[0].span, Span::new(4, 6));
         assert_eq!(values(c.complete("bo", 2)), ["Bob:"]);

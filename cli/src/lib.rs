@@ -15,6 +15,7 @@ mod keys;
 mod logger;
 mod menu;
 mod password;
+mod plugins;
 mod rooms;
 mod scan_cmd;
 mod server_cmd;

@@ -143,6 +143,24 @@ fn start<R: Runtime>(
         )
     };
 
+    let plugins = crate::plugins::specs(&args.plugins, &args.plugin_rooms)?;
+    let plugins_said = if plugins.is_empty() {
+        "none (--plugin CMD runs one)".to_string()
+    } else {
+        plugins
+            .iter()
+            .map(|p| {
+                let rooms = if p.rooms.is_empty() {
+                    lantalk_core::rooms::LOBBY.to_string()
+                } else {
+                    p.rooms.join(",")
+                };
+                format!("{} ({}, in {rooms})", p.name, p.command)
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+
     let identity = crate::keys::load_or_create(&data_dir.join("server_key"))?;
     let fingerprint = identity.fingerprint();
     let mut rng_seed = [0u8; 32];
@@ -173,6 +191,7 @@ fn start<R: Runtime>(
         },
         first_message_id: history.as_ref().map_or(1, History::next_id),
         files: files_config,
+        plugins,
         ..ServerConfig::default()
     };
     let (logger, log_err) = Logger::open(args.log_level, &data_dir.join("lantalk.log"));
@@ -183,7 +202,11 @@ fn start<R: Runtime>(
         &data_dir,
         runtime_name,
         &fingerprint,
-        &[("History", &history_said), ("Files", &files_said)],
+        &[
+            ("History", &history_said),
+            ("Files", &files_said),
+            ("Plugins", &plugins_said),
+        ],
     );
     if let Some((a, path)) = &approval {
         term::print(&crate::host_cmd::banner(a, max_peers, path));
@@ -249,6 +272,8 @@ fn start<R: Runtime>(
             .clone()
             .unwrap_or_else(crate::transfer_io::default_download_dir),
         file_worker: None,
+        plugins: None,
+        plugins_early: Vec::new(),
         approval: approval.map(|(_, trusted_path)| crate::host_cmd::ApprovalConsole {
             trusted_path,
             show_chat: max_peers.is_some(),
@@ -490,6 +515,10 @@ struct CliServerHost {
     download_dir: PathBuf,
     /// Carries out file requests off the event loop (started once running).
     file_worker: Option<crate::transfer_io::FileWorker>,
+    /// Plugin processes (started once running).
+    plugins: Option<crate::plugins::PluginRunner>,
+    /// Plugin requests made before the server was running.
+    plugins_early: Vec<lantalk_core::plugin::PluginRequest>,
     /// Questions, trusted peers and (host mode) chat, when connections are
     /// approved.
     approval: Option<crate::host_cmd::ApprovalConsole>,
@@ -583,8 +612,20 @@ impl ServerHost for CliServerHost {
         }
     }
 
+    fn plugin(&mut self, request: lantalk_core::plugin::PluginRequest) {
+        match &mut self.plugins {
+            Some(runner) => runner.request(request),
+            None => self.plugins_early.push(request),
+        }
+    }
+
     fn ready(&mut self, local_addr: SocketAddr, control: Control) {
         self.control = Some(control.clone());
+        let mut runner = crate::plugins::PluginRunner::new(control.clone());
+        for request in self.plugins_early.drain(..) {
+            runner.request(request);
+        }
+        self.plugins = Some(runner);
         if let Some((files_dir, _)) = &self.files {
             let answer = control.clone();
             let downloads = Some(self.download_dir.clone());

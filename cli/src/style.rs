@@ -317,6 +317,7 @@ impl Style {
             }
             ClientEvent::Joined { .. }
             | ClientEvent::Roster { .. }
+            | ClientEvent::PluginCommands { .. }
             | ClientEvent::Presence { .. }
             | ClientEvent::Sent { .. }
             | ClientEvent::Queued { .. }

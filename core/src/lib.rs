@@ -17,6 +17,7 @@ pub mod history;
 pub mod json;
 pub mod names;
 pub mod password;
+pub mod plugin;
 pub mod protocol;
 pub mod ratelimit;
 pub mod rooms;

@@ -338,6 +338,56 @@ pub fn room_member(ts: WallTime, room: &str, user: &str, joined: bool, text: &st
         .finish_line()
 }
 
+/// A command a plugin offers, as clients of ours list and complete it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PluginCommand {
+    /// With its slash (`/roll`).
+    pub name: String,
+    #[serde(default)]
+    pub args: String,
+    #[serde(default)]
+    pub help: String,
+    /// The plugin that answers it.
+    #[serde(default)]
+    pub plugin: String,
+}
+
+/// Most plugin commands a client keeps (a server sends far fewer).
+pub const MAX_PLUGIN_COMMANDS: usize = 256;
+
+/// The plugins' commands as `/help` lists them after the built-in ones:
+/// ` | /roll <NdM> (roll dice; dice bot)`.
+pub fn plugin_help(commands: &[PluginCommand]) -> String {
+    let mut out = String::new();
+    for c in commands {
+        out.push_str(" | ");
+        out.push_str(&c.name);
+        if !c.args.is_empty() {
+            out.push(' ');
+            out.push_str(&c.args);
+        }
+        out.push_str(" (");
+        if !c.help.is_empty() {
+            out.push_str(&c.help);
+            out.push_str("; ");
+        }
+        out.push_str(&c.plugin);
+        out.push_str(" bot)");
+    }
+    out
+}
+
+/// The commands plugins offer now (at login, and whenever they change):
+/// for `/help` and Tab completion in clients of ours.
+pub fn plugin_commands(ts: WallTime, commands: &[PluginCommand]) -> String {
+    let list = serde_json::to_string(commands).unwrap_or_else(|_| "[]".to_string());
+    ObjectWriter::new()
+        .str("type", "plugin_commands")
+        .str("ts", &ts_str(ts))
+        .raw("commands", &list)
+        .finish_line()
+}
+
 // ── Client → server ──────────────────────────────────────────────────────────
 
 /// The login line. LanTalk 2.0 sends it without a `type` field.
@@ -861,6 +911,8 @@ pub enum ServerLine {
         user: String,
         online: bool,
     },
+    /// The commands plugins offer now (a server of ours).
+    PluginCommands(Vec<PluginCommand>),
     PmSent {
         ts: String,
         to_user: String,
@@ -992,6 +1044,20 @@ pub fn parse_server_line(line: &[u8]) -> Result<ServerLine, Malformed> {
             user: s("user")?,
             online: map.get("online").and_then(Value::as_bool).unwrap_or(false),
         },
+        "plugin_commands" => ServerLine::PluginCommands(
+            map.get("commands")
+                .cloned()
+                .and_then(|v| serde_json::from_value::<Vec<PluginCommand>>(v).ok())
+                .ok_or(Malformed("bad plugin_commands line"))?
+                .into_iter()
+                .filter(|c| {
+                    c.name.len() > 1
+                        && c.name.starts_with('/')
+                        && !c.name.contains(char::is_whitespace)
+                })
+                .take(MAX_PLUGIN_COMMANDS)
+                .collect(),
+        ),
         "pm_sent" => ServerLine::PmSent {
             ts: s("ts")?,
             to_user: s("to_user")?,

@@ -531,3 +531,25 @@ fn line_of_only_python_white_space_is_not_sent() {
     c.user("\u{1d}hi\u{1f}");
     assert_eq!(c.sent(), [chat("hi")]);
 }
+
+#[test]
+fn plugin_commands_join_help_and_are_reported() {
+    let mut c = joined("alice");
+    c.at(1.0).server(
+        "{\"type\": \"plugin_commands\", \"ts\": \"12:00\", \"commands\": [{\"name\": \"/roll\", \"args\": \"<NdM>\", \"help\": \"roll dice\", \"plugin\": \"dice\"}, {\"name\": \"not a command\"}]}\n",
+    );
+    let [ClientEvent::PluginCommands { commands }] = &events(&c.last)[..] else {
+        panic!("{:?}", c.last);
+    };
+    assert_eq!(commands.len(), 1, "a name that is not a command is dropped");
+    assert_eq!(commands[0].name, "/roll");
+    c.user("/help");
+    let shown = format!("{:?}", events(&c.last));
+    assert!(
+        shown.contains("/roll <NdM> (roll dice; dice bot)"),
+        "{shown}"
+    );
+    c.note("the plugin's command goes to the server like any other");
+    c.user("/roll 2d6");
+    assert_eq!(c.sent(), [chat("/roll 2d6")]);
+}

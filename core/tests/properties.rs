@@ -258,6 +258,7 @@ impl Tracker {
                 | Action::Store(_)
                 | Action::Files(_)
                 | Action::PersistFiles(_)
+                | Action::Plugin(_)
                 | Action::WatchDrain(_)
                 | Action::PauseReading { .. } => {}
             }

@@ -518,8 +518,13 @@ impl Harness {
                 | Action::PersistFiles(_)
                 | Action::WatchDrain(_)
                 | Action::PauseReading { .. } => {
-                    panic!("step {}: a file effect with sharing off: {action:?}", self.step)
+                    panic!(
+                        "step {}: a file effect with sharing off: {action:?}",
+                        self.step
+                    )
                 }
+                // No plugins are configured on the fuzzed servers.
+                Action::Plugin(_) => panic!("step {}: a plugin effect: {action:?}", self.step),
                 Action::Shutdown => {
                     assert!(
                         !self.shutdown_seen,

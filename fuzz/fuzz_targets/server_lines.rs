@@ -20,6 +20,17 @@ fn one_line(enc: &str) -> &[u8] {
 }
 
 fuzz_target!(|data: &[u8]| {
+    // A plugin's action re-encodes to one line that reads back the same.
+    if let Ok(action) = lantalk_core::plugin::parse_action(data) {
+        let enc = action.to_line();
+        let text = String::from_utf8(enc).expect("actions encode as UTF-8");
+        assert_eq!(
+            lantalk_core::plugin::parse_action(one_line(&text)),
+            Ok(action.clone()),
+            "plugin action {action:?}"
+        );
+    }
+
     if let Ok(ClientLine::Message {
         text,
         room: None,
@@ -187,6 +198,9 @@ fuzz_target!(|data: &[u8]| {
                     .raw("messages", &serde_json::Value::Array(list).to_string())
                     .bool("more", *more)
                     .finish_line()
+            }
+            ServerLine::PluginCommands(list) => {
+                protocol::plugin_commands(WallTime::default(), list)
             }
             ServerLine::Other => return,
         };

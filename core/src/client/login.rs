@@ -180,6 +180,10 @@ impl Client {
                 }
                 self.event(ClientEvent::Presence { user, online })
             }
+            (Phase::Chatting | Phase::Leaving, ServerLine::PluginCommands(commands)) => {
+                self.plugin_commands = commands.clone();
+                self.event(ClientEvent::PluginCommands { commands })
+            }
             (Phase::Chatting | Phase::Leaving, ServerLine::PmSent { to_user, text, .. }) => {
                 self.event(ClientEvent::PmSent { to: to_user, text })
             }

@@ -148,6 +148,11 @@ pub enum ClientEvent {
     /// Someone joined (`online`) or left, as a typed fact; the sentence
     /// everyone sees arrives as a [`ClientEvent::System`] line too.
     Presence { user: String, online: bool },
+    /// The commands the server's plugins offer now (for completion; our
+    /// `/help` lists them already).
+    PluginCommands {
+        commands: Vec<crate::protocol::PluginCommand>,
+    },
     /// The user's own chat message went to the server now (the server does
     /// not echo it). Lines held back by pacing are reported as
     /// [`ClientEvent::Queued`] first.
@@ -347,6 +352,8 @@ pub struct Client {
     awaiting_lobby: bool,
     /// Files being offered, sent and received.
     transfers: transfer::Transfers,
+    /// The commands the server's plugins offer (for `/help`).
+    plugin_commands: Vec<protocol::PluginCommand>,
     actions: VecDeque<ClientAction>,
 }
 
@@ -380,6 +387,7 @@ impl Client {
             early: VecDeque::new(),
             awaiting_lobby: false,
             transfers: transfer::Transfers::default(),
+            plugin_commands: Vec::new(),
             actions: VecDeque::new(),
         }
     }

@@ -75,7 +75,9 @@ impl Client {
                 "/quit" | "/exit" | "/q" => return self.handle_quit(now),
                 "/help" => {
                     let ours = !self.rooms.list.is_empty();
-                    return self.notice(crate::commands::chat_help(true, ours));
+                    let help = crate::commands::chat_help(true, ours)
+                        + &protocol::plugin_help(&self.plugin_commands);
+                    return self.notice(help);
                 }
                 "/switch" if !self.rooms.list.is_empty() => return self.switch_command(rest),
                 "/join" if !self.rooms.list.is_empty() && self.join_command(rest) => return,

@@ -138,8 +138,8 @@ impl ClientDriver {
             ClientInput::Command(Command::Trust(yes)) => client.handle_trust(now_full, yes),
             ClientInput::Command(Command::EndOfInput) => client.handle_quit(now_full),
             ClientInput::Command(Command::Shutdown) => client.handle_interrupt(now_full),
-            // Only servers keep history.
-            ClientInput::Command(Command::Stored(_)) => {}
+            // Only servers keep history and run plugins.
+            ClientInput::Command(Command::Stored(_) | Command::Plugin(_)) => {}
             ClientInput::Command(Command::Files(reply)) => {
                 client.handle_file_reply(now_full, *reply)
             }

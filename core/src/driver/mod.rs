@@ -53,6 +53,10 @@ pub trait ServerHost: Send + 'static {
     /// The files the server keeps changed: store the whole list
     /// (atomically), so offers survive a restart.
     fn persist_files(&mut self, files: &[crate::transfer::SharedFile]);
+    /// Start, feed or stop a plugin process (`cli/src/plugins.rs`), never
+    /// waiting for it; deliver what it writes and its end as
+    /// [`Command::Plugin`].
+    fn plugin(&mut self, request: crate::plugin::PluginRequest);
     /// The listener is bound and the server is running; `control` feeds it
     /// console lines and shutdown requests from any thread.
     fn ready(&mut self, local_addr: SocketAddr, control: Control);
@@ -89,6 +93,8 @@ pub enum Command {
     Stored(Box<crate::history::StoreReply>),
     /// The answer to a file request.
     Files(Box<crate::transfer::FileReply>),
+    /// A plugin process wrote a line or went away (servers only).
+    Plugin(Box<crate::plugin::PluginReply>),
 }
 
 /// A thread-safe way to deliver [`Command`]s to a running loop.

@@ -59,6 +59,7 @@ pub fn feed_server(server: &mut Server, now: Now, input: ServerInput) {
         ServerInput::Command(Command::Shutdown) => server.shutdown(now),
         ServerInput::Command(Command::Stored(reply)) => server.handle_store_reply(now, *reply),
         ServerInput::Command(Command::Files(reply)) => server.handle_file_reply(now, *reply),
+        ServerInput::Command(Command::Plugin(reply)) => server.handle_plugin(now, *reply),
         // What only a client is asked (passwords, trusting keys), and the end
         // of the console's input, which leaves the server running.
         ServerInput::Command(Command::Password(_) | Command::Trust(_) | Command::EndOfInput) => {}
@@ -89,6 +90,7 @@ pub fn dispatch_server(
             Action::AskOperator(request) => host.ask_operator(&request),
             Action::Store(request) => host.store(*request),
             Action::Files(request) => host.files(*request),
+            Action::Plugin(request) => host.plugin(*request),
             Action::PersistFiles(files) => host.persist_files(&files),
             Action::WatchDrain(conn) => transport.watch_drain(conn),
             Action::PauseReading { conn, paused } => transport.pause_reading(conn, paused),

@@ -82,7 +82,7 @@ impl Server {
     /// Whether `name` belongs to a user, or to a peer waiting for approval.
     pub(super) fn name_taken(&self, name: &str) -> bool {
         let key = name_key(name);
-        if self.users.contains_key(&key) {
+        if self.users.contains_key(&key) || self.plugins.is_reserved(name) {
             return true;
         }
         self.config.approval.is_some()
@@ -335,7 +335,7 @@ impl Server {
         if let Some(text) = self.busy() {
             return self.refuse_login(now, id, &text);
         }
-        if self.users.contains_key(&name_key(&name)) {
+        if self.users.contains_key(&name_key(&name)) || self.plugins.is_reserved(&name) {
             return self.refuse_login(now, id, "Username already taken.");
         }
         self.event(

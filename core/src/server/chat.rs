@@ -125,7 +125,7 @@ impl Server {
 
     /// The operator's view of a message (`#team <alice> hi`; lobby lines as
     /// LanTalk shows them).
-    fn chat_event(&mut self, room: &str, name: &str, text: &str) {
+    pub(super) fn chat_event(&mut self, room: &str, name: &str, text: &str) {
         if !self.config.chat_events {
             return;
         }
@@ -241,6 +241,16 @@ impl Server {
                             self.send(conn, protocol::pm_sent(now.wall, &to_name, body));
                         }
                     }
+                    None if self.plugin_pm_to(name, target, body) => {
+                        self.event(
+                            Level::Debug,
+                            EventKind::Chat,
+                            format!("PM {name} -> {target} (plugin)"),
+                        );
+                        if self.conns.get(&conn).is_some_and(Conn::is_secure) {
+                            self.send(conn, protocol::pm_sent(now.wall, target, body));
+                        }
+                    }
                     None => self.send(
                         conn,
                         protocol::system(now.wall, &format!("User '{target}' not found.")),
@@ -280,9 +290,10 @@ impl Server {
                 self.say_in_room(now, &room, conn, name, &text);
             }
             "/help" => {
-                let help = crate::commands::chat_help(false, false);
+                let help = crate::commands::chat_help(false, false) + &self.plugin_help();
                 self.send(conn, protocol::system(now.wall, &help));
             }
+            _ if self.plugin_command(now, conn, name, &cmd, rest, here.unwrap_or(LOBBY)) => {}
             _ => self.send(
                 conn,
                 protocol::system(

@@ -6,7 +6,7 @@ use crate::password::PasswordHash;
 use crate::ratelimit::Rate;
 use crate::secure::{StaticKey, Suite};
 
-use super::{FilesConfig, HistoryConfig, RoomLimits};
+use super::{FilesConfig, HistoryConfig, PluginSpec, RoomLimits};
 
 /// What the server needs to offer encryption.
 #[derive(Clone, Debug)]
@@ -106,6 +106,8 @@ pub struct ServerConfig {
     pub first_message_id: u64,
     /// Sharing files: limits, and what an earlier run kept.
     pub files: FilesConfig,
+    /// Plugin processes to start and keep running (`server --plugin`).
+    pub plugins: Vec<PluginSpec>,
 }
 
 impl Default for ServerConfig {
@@ -133,6 +135,7 @@ impl Default for ServerConfig {
             history: HistoryConfig::default(),
             first_message_id: 1,
             files: FilesConfig::default(),
+            plugins: Vec::new(),
         }
     }
 }

@@ -53,6 +53,8 @@ pub enum EventKind {
     Approval,
     /// Rooms created, joined, left; topics and invitations.
     Rooms,
+    /// Plugins started, stopped, refused; what they write on stderr.
+    Plugin,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -27,7 +27,7 @@ impl Server {
         }
         if let Some(name) = c.name() {
             self.users.remove(&name_key(name));
-            self.leave_all_rooms(conn);
+            self.leave_all_rooms(conn, name);
             self.session_gone(conn);
         }
         if matches!(c.phase, Phase::Side) {

@@ -247,6 +247,9 @@ impl Server {
             protocol::auth_ok(now.wall, &name, &self.config.name)
         };
         self.send(conn, ok);
+        if ours {
+            self.send_plugin_commands(now, conn);
+        }
         self.enter_lobby(now, conn);
         let message = format!("{name} joined from {ip}{how}");
         self.presence_event(Level::Info, EventKind::Join, message, &name, true);

@@ -9,7 +9,8 @@
 //!
 //! One file per concern: `conn` (a connection's phase and wire), `wire`
 //! (bytes to lines), `login`, `approve` (host mode), `chat` (messages, rate
-//! limit, chat commands), `console` (the operator), `moderation`, `timers`,
+//! limit, chat commands), `console` (the operator), `moderation`, `plugins`
+//! (plugin processes: permissions, commands, restarts), `timers`,
 //! `fanout` (where lines go, events), `config` and `event` (what goes in and
 //! out besides bytes). This file holds the types and the entry points.
 
@@ -24,6 +25,7 @@ mod files;
 mod history;
 mod login;
 mod moderation;
+mod plugins;
 mod rooms;
 mod timers;
 mod wire;
@@ -41,6 +43,7 @@ pub use console::console_help;
 pub use event::{ApprovalRequest, EventDetail, EventKind, Level, ServerEvent};
 pub use files::FilesConfig;
 pub use history::HistoryConfig;
+pub use plugins::PluginSpec;
 pub use rooms::RoomLimits;
 
 use crate::bans::{canonical, BanList};
@@ -146,6 +149,9 @@ pub enum Action {
     /// Carry out a file request in the server's files folder and give the
     /// answer to [`Server::handle_file_reply`].
     Files(Box<crate::transfer::FileRequest>),
+    /// Start, feed or stop a plugin process; what it says comes back
+    /// through [`Server::handle_plugin`].
+    Plugin(Box<crate::plugin::PluginRequest>),
     /// The files kept changed: store the whole list.
     PersistFiles(Vec<crate::transfer::SharedFile>),
     /// Feed `ServerInput::Drained` once everything queued for this
@@ -226,6 +232,8 @@ pub struct Server {
     next_query: u64,
     /// Files kept and offered, tickets, side connections.
     files: files::Files,
+    /// Plugins: what they may do, their runs, commands and timers.
+    plugins: plugins::Plugins,
 }
 
 impl Server {
@@ -248,6 +256,7 @@ impl Server {
             (offer, SeededRng::new(sc.rng_seed))
         });
         let files = files::Files::new(&config.files);
+        let plugins = plugins::Plugins::new(&config.plugins, config.rate_limit);
         let mut server = Server {
             secure,
             config,
@@ -275,8 +284,10 @@ impl Server {
             queries: HashMap::new(),
             next_query: 0,
             files,
+            plugins,
         };
         server.start_files(now);
+        server.start_plugins(now);
         server
     }
 
@@ -509,6 +520,7 @@ impl Server {
             }
         }
         self.timers.clear();
+        self.stop_plugins(now);
         self.actions.push_back(Action::Shutdown);
     }
 
@@ -545,7 +557,8 @@ impl Server {
     }
 
     /// Logged-in users as `/users` shows them: in login order, and marked
-    /// when they are not encrypted (only when encryption is on offer).
+    /// when they are not encrypted (only when encryption is on offer); then
+    /// the plugins running, marked as bots.
     pub fn roster(&self) -> Vec<String> {
         let mut users: Vec<(u64, String)> = self
             .conns
@@ -563,7 +576,11 @@ impl Server {
             })
             .collect();
         users.sort_unstable();
-        users.into_iter().map(|(_, name)| name).collect()
+        users
+            .into_iter()
+            .map(|(_, name)| name)
+            .chain(self.plugins.bots())
+            .collect()
     }
 
     /// Bytes of an unfinished line held for `conn`.

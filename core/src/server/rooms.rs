@@ -150,6 +150,22 @@ impl Server {
         user: &str,
         text: &str,
     ) {
+        self.plugins_message(room, user, text);
+        self.say_in_room_as(now, room, Some(from), (user, user), text);
+    }
+
+    /// [`Server::say_in_room`] for anyone: `from`, the sender's connection
+    /// if it has one (it is not sent its own line); `user`: the name shown
+    /// to clients of ours, then to LanTalk 2.0 clients (a plugin is marked
+    /// as a bot for ours only).
+    pub(super) fn say_in_room_as(
+        &mut self,
+        now: Now,
+        room: &str,
+        from: Option<ConnId>,
+        (user, plain_user): (&str, &str),
+        text: &str,
+    ) {
         let id = self.record(now, room, user, text);
         self.relayed += 1;
         let Some(r) = self.rooms.get(room) else {
@@ -162,11 +178,14 @@ impl Server {
         };
         let ours = protocol::message_in(now.wall, stamp, user, text);
         let lobby = room == LOBBY;
-        let plain: Option<Payload> =
-            lobby.then(|| protocol::message(now.wall, user, text).into_bytes().into());
+        let plain: Option<Payload> = lobby.then(|| {
+            protocol::message(now.wall, plain_user, text)
+                .into_bytes()
+                .into()
+        });
         let (actions, to_seal) = (&mut self.actions, &mut self.to_seal);
         for &member in &r.members {
-            if member == from {
+            if Some(member) == from {
                 continue;
             }
             let Some(c) = self.conns.get_mut(&member) else {
@@ -232,6 +251,10 @@ impl Server {
         if let Some(lobby) = self.rooms.get_mut(LOBBY) {
             lobby.members.insert(conn);
         }
+        if let Some(name) = self.conns.get(&conn).and_then(Conn::name) {
+            let name = name.to_string();
+            self.plugins_presence(LOBBY, &name, true);
+        }
         if self.conns.get(&conn).is_some_and(Conn::is_secure) {
             if let Some(view) = self.view(LOBBY) {
                 self.send(conn, protocol::room_state(now.wall, &view));
@@ -242,13 +265,19 @@ impl Server {
 
     /// Takes `conn` out of every room (it is leaving the server: the
     /// presence line everyone gets already says so).
-    pub(super) fn leave_all_rooms(&mut self, conn: ConnId) {
+    pub(super) fn leave_all_rooms(&mut self, conn: ConnId, name: &str) {
         let mut emptied = Vec::new();
+        let mut left = Vec::new();
         for (key, r) in self.rooms.iter_mut() {
-            if r.members.remove(&conn) && r.members.is_empty() && key != LOBBY && !r.is_protected()
-            {
-                emptied.push(key.clone());
+            if r.members.remove(&conn) {
+                left.push(key.clone());
+                if r.members.is_empty() && key != LOBBY && !r.is_protected() {
+                    emptied.push(key.clone());
+                }
             }
+        }
+        for room in left {
+            self.plugins_presence(&room, name, false);
         }
         for key in emptied {
             self.rooms.remove(&key);
@@ -471,6 +500,7 @@ impl Server {
         let text = format!("{name} joined {shown}.");
         let line = protocol::room_member(now.wall, &shown, &name, true, &text);
         self.tell_room(room, &line, Some(conn));
+        self.plugins_presence(room, &name, true);
         if let Some(view) = self.view(room) {
             self.send(conn, protocol::room_state(now.wall, &view));
         }
@@ -500,6 +530,7 @@ impl Server {
             None,
         );
         self.event(Level::Info, EventKind::Rooms, text);
+        self.plugins_presence(room, &name, false);
         if empty {
             self.rooms.remove(room);
         }
@@ -770,6 +801,7 @@ impl Server {
             None,
         );
         self.event(Level::Info, EventKind::Moderation, text);
+        self.plugins_presence(room, &name, false);
         if asker.is_none() {
             self.reply(format!("Removed {name} from {shown}."));
         }

@@ -7,6 +7,7 @@ impl Server {
     pub fn handle_timeout(&mut self, now: Now) {
         self.expire(now);
         self.sweep_files(now);
+        self.plugin_timeouts(now);
         self.ask_next(now);
     }
 
@@ -51,9 +52,9 @@ impl Server {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let conn = self.timers.peek().map(|Reverse((t, _))| *t);
-        match (conn, self.files_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [conn, self.files_timeout(), self.plugins.timeout()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }

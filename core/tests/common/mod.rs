@@ -174,8 +174,21 @@ pub fn show_action(action: &Action) -> String {
                 .collect();
             format!("persist-files {}", files.join(", "))
         }
+        Action::Plugin(request) => show_plugin_request(request),
         Action::WatchDrain(conn) => format!("watch-drain {conn}"),
         Action::PauseReading { conn, paused } => format!("pause-reading {conn} {paused}"),
+    }
+}
+
+/// A request about a plugin process as a transcript line.
+pub fn show_plugin_request(request: &lantalk_core::plugin::PluginRequest) -> String {
+    use lantalk_core::plugin::PluginRequest;
+    match request {
+        PluginRequest::Start { id, name, command } => {
+            format!("plugin-start {id} {name}: {}", show_text(command))
+        }
+        PluginRequest::Send { id, line } => format!("plugin-send {id} {}", show_bytes(line)),
+        PluginRequest::Stop { id } => format!("plugin-stop {id}"),
     }
 }
 
@@ -424,6 +437,19 @@ impl ServerScript {
         self.step(format!("answer check #{id}"), |s, now| {
             s.handle_password_checked(now, check.run())
         });
+        self
+    }
+
+    /// What the application reports about a plugin process.
+    pub fn plugin(&mut self, reply: lantalk_core::plugin::PluginReply) -> &mut Self {
+        use lantalk_core::plugin::PluginReply;
+        let header = match &reply {
+            PluginReply::Line { id, line } => format!("plugin {id} line {}", show_bytes(line)),
+            PluginReply::TooLong { id } => format!("plugin {id} too-long"),
+            PluginReply::Stderr { id, line } => format!("plugin {id} stderr {}", show_bytes(line)),
+            PluginReply::Exited { id, why } => format!("plugin {id} exited: {why}"),
+        };
+        self.step(header, |s, now| s.handle_plugin(now, reply));
         self
     }
 
