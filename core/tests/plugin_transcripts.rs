@@ -342,3 +342,36 @@ fn shutdown_stops_plugins() {
         .iter()
         .any(|a| matches!(a, Action::Plugin(r) if **r == PluginRequest::Stop { id: PluginId(1) })));
 }
+
+/// `register` costs what a line said does, and only a change of commands
+/// is told to clients of ours: a plugin cannot flood them with it.
+#[test]
+fn registering_again_and_again_does_not_flood_clients() {
+    use common::pair::Pair;
+    use common::secure_peer::SecurePeer;
+    use lantalk_core::secure::StaticKey;
+    use lantalk_core::server::SecureConfig;
+    let mut config = dice_config();
+    config.secure = Some(SecureConfig {
+        identity: StaticKey::from_private([0x11; 32]),
+        rng_seed: [5; 32],
+        suites: Vec::new(),
+    });
+    let mut pair = Pair::new(config);
+    pair.with_server(|s, now| s.handle_timeout(now));
+    let mut alice = SecurePeer::join(&mut pair, "alice", "10.0.0.1:4000", [0x21; 32]);
+    pair.drive();
+    let _ = alice.lines(&mut pair);
+    for _ in 0..500 {
+        pair.with_server(|s, now| {
+            s.handle_plugin(now, line(1, r#"{"type":"register","commands":[{"name":"roll","help":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}]}"#))
+        });
+    }
+    pair.drive();
+    let got = alice.lines(&mut pair);
+    assert!(
+        got.len() <= 1,
+        "{} lines pushed to alice in one instant",
+        got.len()
+    );
+}

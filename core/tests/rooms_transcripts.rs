@@ -666,3 +666,71 @@ fn search_pages_back_with_a_bare_search() {
     typed(&mut pair, ann, "/search number");
     assert_eq!(last_search(&pair), Some(("number".into(), None)));
 }
+
+/// A plugin command typed "in" a room the sender is not a member of never
+/// reaches the plugin (nor does its reply reach the room): only members
+/// speak in a room, to a bot as to people.
+#[test]
+fn a_plugin_command_from_outside_a_room_is_refused() {
+    use lantalk_core::plugin::{PluginId, PluginReply, PluginRequest};
+    use lantalk_core::server::PluginSpec;
+    let mut cfg = config();
+    cfg.plugins = vec![PluginSpec {
+        name: "echo".into(),
+        command: "x".into(),
+        rooms: vec!["#secret".into()],
+    }];
+    let mut hub = Hub::new(cfg);
+    hub.pair.with_server(|s, now| s.handle_timeout(now));
+    hub.pair.with_server(|s, now| {
+        s.handle_plugin(
+            now,
+            PluginReply::Line {
+                id: PluginId(1),
+                line: br#"{"type":"register","commands":[{"name":"echo"}]}"#.to_vec(),
+            },
+        )
+    });
+    hub.join("alice", 0x21);
+    hub.join("mallory", 0x23);
+    hub.say("alice", "#secret", "/join #secret sesame");
+    hub.say("mallory", "#secret", "hello?");
+    hub.say("mallory", "#secret", "/echo injected by mallory");
+    hub.pair.drive();
+    let sent: Vec<String> = hub
+        .pair
+        .server_actions()
+        .filter_map(|a| match a {
+            Action::Plugin(r) => match &**r {
+                PluginRequest::Send { line, .. } => {
+                    Some(String::from_utf8_lossy(line).into_owned())
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    let cmd = sent.iter().find(|l| l.contains("\"type\":\"command\""));
+    hub.pair.with_server(|s, now| {
+        s.handle_plugin(
+            now,
+            PluginReply::Line {
+                id: PluginId(1),
+                line: br#"{"type":"reply","id":1,"text":"injected by mallory"}"#.to_vec(),
+            },
+        )
+    });
+    hub.pair.drive();
+    hub.collect();
+    assert!(
+        !hub.log.contains("echo [bot]\", \"text\": \"injected"),
+        "the reply went to #secret"
+    );
+    assert!(
+        cmd.is_none(),
+        "a non-member's command reached the plugin: {cmd:?}"
+    );
+    assert!(hub
+        .log
+        .contains("You are not in #secret: /join #secret first."));
+}

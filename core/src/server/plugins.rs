@@ -397,8 +397,15 @@ impl Server {
         self.plugins.list[i].garbage = 0;
         let refused = match action {
             PluginAction::Register { commands } => {
-                self.plugin_register(now, i, commands);
-                None
+                // Registering tells every client of ours: it costs what a
+                // line said does.
+                let p = &mut self.plugins.list[i];
+                if p.rate.as_mut().is_none_or(|r| r.try_hit(now.instant)) {
+                    self.plugin_register(now, i, commands);
+                    None
+                } else {
+                    Some("rate limit: slow down".to_string())
+                }
             }
             PluginAction::Say { room, text } => self.plugin_say(now, i, &room, &text).err(),
             PluginAction::Reply { id, text } => {
@@ -498,8 +505,10 @@ impl Server {
             EventKind::Plugin,
             format!("Plugin {name} registered: {}", shown.join(" ")),
         );
-        self.plugins.list[i].commands = taken;
-        self.announce_plugin_commands(now);
+        if self.plugins.list[i].commands != taken {
+            self.plugins.list[i].commands = taken;
+            self.announce_plugin_commands(now);
+        }
     }
 
     /// Tells every client of ours the plugins' commands (for `/help` and
@@ -721,6 +730,18 @@ impl Server {
             .get(room)
             .map_or(room, |r| r.name.as_str())
             .to_string();
+        // Only a member speaks in a room, to a bot as to people: the room a
+        // line names is the sender's claim.
+        if !self
+            .rooms
+            .get(room)
+            .is_some_and(|r| r.members.contains(&conn))
+        {
+            let notice = format!("You are not in {shown}: /join {shown} first.");
+            let notice = crate::text::visible(&notice).into_owned();
+            self.send(conn, protocol::system(now.wall, &notice));
+            return true;
+        }
         let p = &mut self.plugins.list[i];
         if !p.sees(room) {
             let notice = format!(
