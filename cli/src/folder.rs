@@ -12,9 +12,10 @@
 //!
 //! Unpacking trusts nothing in the stream: only regular files and folders
 //! are made (links and devices are skipped), every path component is made
-//! safe with the same rules as a file name ([`names::sanitise`]), `..` and
-//! absolute paths are refused, the depth and the number of entries are
-//! bounded, and nothing is overwritten.
+//! safe with the same rules as a file name ([`names::sanitise`], leading
+//! dots kept), `..` and drive letters are refused, absolute paths are taken
+//! as relative, the depth, the number of entries and the size of header
+//! entries are bounded, and nothing is overwritten.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
@@ -28,10 +29,16 @@ const MAX_ENTRIES: usize = 100_000;
 /// Deepest path unpacked.
 const MAX_DEPTH: usize = 64;
 
-/// What packing a folder gave: the newest modification time in it, for the
-/// offer's stamp.
+/// Longest GNU long-name or PAX header entry accepted: the tar crate reads
+/// such an entry whole into memory before the entry it names.
+const MAX_META_ENTRY: u64 = 64 * 1024;
+
+/// What packing a folder gave: a digest of every entry's path, kind, size
+/// and modification time. It stands for the folder in the offer's stamp, so
+/// a resumed upload goes on only from the very same stream (a renamed file
+/// keeps the size and the newest time, not the digest).
 pub struct Packed {
-    pub newest_ms: i64,
+    pub identity: i64,
 }
 
 /// Packs `folder` (its files and subfolders, not following links) into a
@@ -41,7 +48,7 @@ pub fn pack(folder: &Path, out: &Path) -> io::Result<Packed> {
     let mut builder = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, file));
     builder.mode(tar::HeaderMode::Deterministic);
     builder.follow_symlinks(false);
-    let mut newest_ms = 0i64;
+    let mut listing: Vec<u8> = Vec::new();
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
         let dir = folder.join(&rel);
@@ -57,6 +64,7 @@ pub fn pack(folder: &Path, out: &Path) -> io::Result<Packed> {
             let path = rel.join(&name);
             if kind.is_dir() {
                 builder.append_dir(&path, entry.path())?;
+                listing.extend_from_slice(format!("d {}\0", path.display()).as_bytes());
                 subfolders.push(path);
             } else if kind.is_file() {
                 let mut f = File::open(entry.path())?;
@@ -66,7 +74,9 @@ pub fn pack(folder: &Path, out: &Path) -> io::Result<Packed> {
                     .ok()
                     .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                     .map_or(0, |d| d.as_millis() as i64);
-                newest_ms = newest_ms.max(ms);
+                listing.extend_from_slice(
+                    format!("f {} {} {ms}\0", path.display(), meta.len()).as_bytes(),
+                );
                 let mut header = tar::Header::new_gnu();
                 header.set_metadata_in_mode(&meta, tar::HeaderMode::Deterministic);
                 header.set_mtime((ms / 1000).max(0) as u64);
@@ -85,7 +95,12 @@ pub fn pack(folder: &Path, out: &Path) -> io::Result<Packed> {
         .into_inner()
         .map_err(|e| e.into_error())?
         .sync_all()?;
-    Ok(Packed { newest_ms })
+    let digest = lantalk_core::transfer::chunk_hash(&listing);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    Ok(Packed {
+        identity: (u64::from_be_bytes(first) >> 1) as i64,
+    })
 }
 
 /// What unpacking made.
@@ -99,6 +114,7 @@ pub struct Unpacked {
 /// Unpacks the tar file `archive` into `dest` (an empty folder made for
 /// it).
 pub fn unpack(archive: &Path, dest: &Path) -> io::Result<Unpacked> {
+    refuse_huge_headers(archive)?;
     let mut tar = tar::Archive::new(io::BufReader::with_capacity(1 << 20, File::open(archive)?));
     let mut done = Unpacked::default();
     for (n, entry) in tar.entries()?.enumerate() {
@@ -135,6 +151,33 @@ pub fn unpack(archive: &Path, dest: &Path) -> io::Result<Unpacked> {
     Ok(done)
 }
 
+/// Looks through `archive` (seeking past file data) for long-name and PAX
+/// header entries too large to hold: the tar crate would read one whole into
+/// memory, and a hostile stream could claim gigabytes.
+fn refuse_huge_headers(archive: &Path) -> io::Result<()> {
+    let mut tar = tar::Archive::new(File::open(archive)?);
+    for (n, entry) in tar.entries_with_seek()?.raw(true).enumerate() {
+        if n >= 2 * MAX_ENTRIES {
+            return Err(io::Error::other(format!(
+                "more than {MAX_ENTRIES} entries in one folder"
+            )));
+        }
+        let entry = entry?;
+        let kind = entry.header().entry_type();
+        let meta = kind.is_gnu_longname()
+            || kind.is_gnu_longlink()
+            || kind.is_pax_local_extensions()
+            || kind.is_pax_global_extensions();
+        if meta && entry.size() > MAX_META_ENTRY {
+            return Err(io::Error::other(format!(
+                "a header entry of {} bytes in the folder: refused",
+                entry.size()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A path from a stream, made safe: each part sanitised like a file name,
 /// `.` dropped; `None` for `..`, an absolute path, or one too deep.
 fn safe_path(raw: &str) -> Option<PathBuf> {
@@ -151,7 +194,15 @@ fn safe_path(raw: &str) -> Option<PathBuf> {
             // `C:` at the start: a Windows drive.
             return None;
         }
-        out.push(names::sanitise(part));
+        // A name inside a folder keeps its leading dots (`.git`,
+        // `.gitignore`): the folder it lands in is new, so nothing hidden
+        // appears among the user's own files.
+        let dots = part.len() - part.trim_start_matches('.').len();
+        let rest = &part[dots..];
+        if rest.is_empty() {
+            return None;
+        }
+        out.push(format!("{}{}", &part[..dots], names::sanitise(rest)));
         depth += 1;
         if depth > MAX_DEPTH {
             return None;
@@ -258,6 +309,15 @@ mod tests {
             Some(PathBuf::from("etc").join("passwd"))
         );
         assert_eq!(safe_path("C:/Windows/x"), None);
+        assert_eq!(
+            safe_path(".git/config"),
+            Some(PathBuf::from(".git").join("config"))
+        );
+        assert_eq!(
+            safe_path("a/.gitignore"),
+            Some(PathBuf::from("a").join(".gitignore"))
+        );
+        assert_eq!(safe_path("a/..."), None);
         assert_eq!(safe_path("a\\..\\x"), None);
         assert_eq!(safe_path(""), None);
         assert_eq!(
@@ -303,5 +363,104 @@ mod tests {
         assert_eq!(inside.len(), 1);
         assert!(!inside[0].contains('\x1b'), "{inside:?}");
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// A GNU long-name entry claiming 400 MiB is refused before the tar
+    /// crate would read it whole into memory.
+    #[test]
+    fn a_huge_header_entry_is_refused_without_reading_it() {
+        fn hwm_kb() -> u64 {
+            let s = fs::read_to_string("/proc/self/status").unwrap();
+            s.lines()
+                .find(|l| l.starts_with("VmHWM"))
+                .unwrap()
+                .split_whitespace()
+                .nth(1)
+                .unwrap()
+                .parse()
+                .unwrap()
+        }
+        let dir = temp("longname");
+        let archive = dir.join("bomb.tar");
+        let size: u64 = 400 << 20;
+        {
+            let mut f = File::create(&archive).unwrap();
+            let mut h = tar::Header::new_gnu();
+            h.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+            h.set_entry_type(tar::EntryType::GNULongName);
+            h.set_size(size);
+            h.set_mode(0o644);
+            h.set_cksum();
+            io::Write::write_all(&mut f, h.as_bytes()).unwrap();
+            // Sparse body: the file is 400 MiB of zeros without using disk.
+            f.set_len(512 + size).unwrap();
+            let mut h2 = tar::Header::new_gnu();
+            h2.set_path("x").unwrap();
+            h2.set_size(0);
+            h2.set_cksum();
+            use std::io::{Seek, SeekFrom, Write};
+            f.seek(SeekFrom::End(0)).unwrap();
+            f.write_all(h2.as_bytes()).unwrap();
+            f.write_all(&[0u8; 1024]).unwrap();
+        }
+        let before = hwm_kb();
+        let dest = reserve_folder(&dir, "in").unwrap();
+        let got = unpack(&archive, &dest);
+        let after = hwm_kb();
+        let _ = fs::remove_dir_all(&dir);
+        assert!(got.is_err(), "{got:?}");
+        assert!(
+            after - before < 64 * 1024,
+            "unpack buffered {} MiB",
+            (after - before) / 1024
+        );
+    }
+
+    /// Renaming a file inside a folder keeps the packed size and the newest
+    /// modification time, but not the pack's identity (the offer's stamp),
+    /// so an interrupted upload never resumes onto a different stream.
+    #[test]
+    fn a_renamed_file_changes_the_folders_identity() {
+        let dir = temp("rename");
+        let src = dir.join("photos");
+        fs::create_dir_all(&src).unwrap();
+        fs::write(src.join("a.jpg"), vec![1u8; 3 * 1024 * 1024]).unwrap();
+        fs::write(src.join("b.jpg"), vec![2u8; 3 * 1024 * 1024]).unwrap();
+        let one = dir.join("one.tar");
+        let p1 = pack(&src, &one).unwrap();
+        fs::rename(src.join("a.jpg"), src.join("z.jpg")).unwrap();
+        let two = dir.join("two.tar");
+        let p2 = pack(&src, &two).unwrap();
+        let (s1, s2) = (
+            fs::metadata(&one).unwrap().len(),
+            fs::metadata(&two).unwrap().len(),
+        );
+        let same = fs::read(&one).unwrap() == fs::read(&two).unwrap();
+        let _ = fs::remove_dir_all(&dir);
+        assert_eq!(s1, s2);
+        assert!(!same);
+        assert_ne!(p1.identity, p2.identity);
+    }
+
+    /// Dot files keep their names, beside a file named like them without
+    /// the dot.
+    #[test]
+    fn dot_files_keep_their_names() {
+        let dir = temp("dots");
+        let src = dir.join("proj");
+        fs::create_dir_all(src.join(".git")).unwrap();
+        fs::write(src.join(".gitignore"), b"x").unwrap();
+        fs::write(src.join("gitignore"), b"y").unwrap();
+        let archive = dir.join("p.tar");
+        pack(&src, &archive).unwrap();
+        let dest = reserve_folder(&dir, "out").unwrap();
+        unpack(&archive, &dest).unwrap();
+        let mut names: Vec<String> = fs::read_dir(&dest)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        let _ = fs::remove_dir_all(&dir);
+        assert_eq!(names, [".git", ".gitignore", "gitignore"]);
     }
 }

@@ -61,6 +61,7 @@ impl FileWorker {
             readers: HashMap::new(),
             partials: HashMap::new(),
             packed: HashMap::new(),
+            pack_dir: None,
         };
         std::thread::Builder::new()
             .name("files".into())
@@ -105,15 +106,50 @@ struct Disk {
     partials: HashMap<PlaceKey, Partial>,
     /// Folders being sent, packed into temporary files (see
     /// [`crate::folder`]), by the folder's path.
-    packed: HashMap<PathBuf, PathBuf>,
+    packed: HashMap<PathBuf, Pack>,
+    /// Where packs are made: a folder of this worker's own, readable by
+    /// its user only (made when the first folder is sent).
+    pack_dir: Option<PathBuf>,
+}
+
+/// A folder packed for sending, shared by every upload of it under way: the
+/// same snapshot for all, removed when the last one is over.
+struct Pack {
+    file: PathBuf,
+    stamp: Stamp,
+    users: usize,
 }
 
 impl Drop for Disk {
     fn drop(&mut self) {
-        for pack in self.packed.values() {
-            let _ = fs::remove_file(pack);
+        if let Some(dir) = &self.pack_dir {
+            let _ = fs::remove_dir_all(dir);
         }
     }
+}
+
+/// A new folder for packs in the system's temporary folder, private to its
+/// user where the platform has permissions, with a name nobody can guess
+/// ahead (so nobody can plant a link there first).
+fn private_temp_dir() -> io::Result<PathBuf> {
+    for _ in 0..100 {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let seed = format!("{}-{nanos}-{:p}", std::process::id(), &nanos);
+        let tag = &hex(&chunk_hash(seed.as_bytes()))[..16];
+        let dir = std::env::temp_dir().join(format!("lantalk-send-{tag}"));
+        #[cfg_attr(not(unix), allow(unused_mut))]
+        let mut builder = fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        match builder.create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::other("no free name for a temporary folder"))
 }
 
 /// A place as a map key.
@@ -243,7 +279,7 @@ impl Disk {
             Place::Local(p) => {
                 let path = expand(p);
                 // A folder is read from its packed copy.
-                Ok(self.packed.get(&path).cloned().unwrap_or(path))
+                Ok(self.packed.get(&path).map_or(path, |p| p.file.clone()))
             }
             Place::Shared(id) => Ok(self.shared_dir()?.join(id.to_string())),
             Place::Download { .. } => Err(error(FileErrorKind::Other, "a download is not read")),
@@ -292,28 +328,44 @@ impl Disk {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "folder".into());
-        let dir = std::env::temp_dir().join("lantalk-send");
-        fs::create_dir_all(&dir).map_err(|e| io_error(&e, "Cannot make a temporary folder"))?;
-        let digest = chunk_hash(folder.to_string_lossy().as_bytes());
-        let pack = dir.join(format!(
-            "{}-{}.tar",
-            std::process::id(),
-            &hex(&digest)[..16]
-        ));
-        if let Some(old) = self.packed.remove(folder) {
-            self.readers.remove(&old);
+        if let Some(p) = self.packed.get_mut(folder) {
+            // Already being sent: the same snapshot.
+            p.users += 1;
+            return Ok(FileAnswer::Stat {
+                stamp: p.stamp,
+                name,
+                folder: true,
+            });
         }
+        if self.pack_dir.is_none() {
+            let dir =
+                private_temp_dir().map_err(|e| io_error(&e, "Cannot make a temporary folder"))?;
+            self.pack_dir = Some(dir);
+        }
+        let dir = self.pack_dir.clone().unwrap_or_default();
+        let (pack, _) = crate::folder::first_free(&dir, "pack.tar", |path| {
+            OpenOptions::new().write(true).create_new(true).open(path)
+        })
+        .map_err(|e| io_error(&e, "Cannot make a temporary file"))?;
         let packed = crate::folder::pack(folder, &pack).map_err(|e| {
             let _ = fs::remove_file(&pack);
             io_error(&e, &format!("Cannot pack {shown}"))
         })?;
         let size = fs::metadata(&pack).map(|m| m.len()).unwrap_or(0);
-        self.packed.insert(folder.to_path_buf(), pack);
-        Ok(FileAnswer::Stat {
-            stamp: Stamp {
-                size,
-                modified_ms: packed.newest_ms,
+        let stamp = Stamp {
+            size,
+            modified_ms: packed.identity,
+        };
+        self.packed.insert(
+            folder.to_path_buf(),
+            Pack {
+                file: pack,
+                stamp,
+                users: 1,
             },
+        );
+        Ok(FileAnswer::Stat {
+            stamp,
             name,
             folder: true,
         })
@@ -323,7 +375,7 @@ impl Disk {
         let path = self.source(place)?;
         // A packed folder is a snapshot taken when it was offered: it does
         // not change, whatever happens to the folder meanwhile.
-        let stamp = stamp.filter(|_| !self.packed.values().any(|p| *p == path));
+        let stamp = stamp.filter(|_| !self.packed.values().any(|p| p.file == path));
         let shown = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -571,11 +623,22 @@ impl Disk {
     /// half-copied is ever offered or saved.
     fn copy(&mut self, from: &Place, to: &Place, stamp: Option<Stamp>, unpack: bool) -> Answer {
         if let (Place::Local(p), Place::Shared(_)) = (from, to) {
-            // A folder shared from the console: packed first, as a client
-            // does; the packed copy is what is kept.
-            if expand(p).is_dir() {
-                self.stat(from)?;
-                let answer = self.copy_file(from, to, None, false);
+            // A folder shared from the console: the pack made when it was
+            // looked at (and offered with its size) is what is kept.
+            let folder = expand(p);
+            if folder.is_dir() {
+                if !self.packed.contains_key(&folder) {
+                    self.stat(from)?;
+                }
+                let packed = self.packed.get(&folder).map(|p| p.stamp);
+                let answer = if packed.is_some_and(|s| Some(s) == stamp || stamp.is_none()) {
+                    self.copy_file(from, to, None, false)
+                } else {
+                    Err(error(
+                        FileErrorKind::Changed,
+                        format!("{} changed while it was shared", folder.display()),
+                    ))
+                };
                 self.discard(from);
                 return answer;
             }
@@ -598,7 +661,11 @@ impl Disk {
         if let (true, Place::Download { name, .. }) = (unpack, to) {
             // A folder saved from the console: checked, then unpacked.
             let dir = self.download_dir()?.to_path_buf();
-            let part = dir.join(format!("{}.part", names::sanitise(name)));
+            let part_name = format!("{}.part", names::sanitise(name));
+            let (part, _) = crate::folder::first_free(&dir, &part_name, |path| {
+                OpenOptions::new().write(true).create_new(true).open(path)
+            })
+            .map_err(|e| io_error(&e, &format!("Cannot save in {}", dir.display())))?;
             let hash = copy_hashing(&mut input, &part, size, stamp, &source);
             let result = hash.and_then(|hash| {
                 let folder = unpack_into(&part, &dir, name)?;
@@ -672,9 +739,15 @@ impl Disk {
             Place::Local(p) => {
                 // An upload is over: a folder's packed copy goes (the
                 // user's own files are never touched).
-                if let Some(pack) = self.packed.remove(&expand(p)) {
-                    self.readers.remove(&pack);
-                    let _ = fs::remove_file(pack);
+                let folder = expand(p);
+                if let Some(pack) = self.packed.get_mut(&folder) {
+                    pack.users -= 1;
+                    if pack.users == 0 {
+                        let file = pack.file.clone();
+                        self.packed.remove(&folder);
+                        self.readers.remove(&file);
+                        let _ = fs::remove_file(file);
+                    }
                 }
             }
         }
@@ -954,6 +1027,7 @@ mod tests {
             readers: HashMap::new(),
             partials: HashMap::new(),
             packed: HashMap::new(),
+            pack_dir: None,
         }
     }
 
@@ -1110,6 +1184,127 @@ mod tests {
         .unwrap();
         assert_eq!(fs::read(dir.join("files/3")).unwrap(), data);
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// Two uploads of one folder share one packed copy, which stays until
+    /// the last one ends.
+    #[test]
+    fn two_sends_of_one_folder_share_its_pack() {
+        let dir = temp("twosends");
+        let src = dir.join("photos");
+        fs::create_dir_all(&src).unwrap();
+        fs::write(src.join("a.txt"), b"alpha").unwrap();
+        let mut d = disk(&dir);
+        let folder = Place::Local(src.display().to_string());
+        let stat = |op| FileRequest::Stat {
+            op: OpId(op),
+            place: folder.clone(),
+        };
+        let Ok(FileAnswer::Stat { stamp, .. }) = run(&mut d, stat(1)) else {
+            panic!()
+        };
+        let Ok(FileAnswer::Stat { .. }) = run(&mut d, stat(2)) else {
+            panic!()
+        };
+        // The first upload ends.
+        d.carry_out(FileRequest::Discard {
+            place: folder.clone(),
+        });
+        // The second reads on.
+        let read = run(
+            &mut d,
+            FileRequest::Read {
+                op: OpId(3),
+                place: folder.clone(),
+                offset: 0,
+                len: 512,
+                stamp: Some(stamp),
+            },
+        );
+        assert!(
+            matches!(read, Ok(FileAnswer::Data(_))),
+            "second upload broken: {read:?}"
+        );
+        let pack = d.packed[&src].file.clone();
+        d.carry_out(FileRequest::Discard { place: folder });
+        assert!(!pack.exists(), "gone with the last upload");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// A packed folder is readable by its user only, in a folder of its own
+    /// that goes with the worker.
+    #[cfg(unix)]
+    #[test]
+    fn a_pack_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp("perm");
+        let src = dir.join("secret");
+        fs::create_dir_all(&src).unwrap();
+        fs::write(src.join("key.txt"), b"hunter2").unwrap();
+        let mut d = disk(&dir);
+        let folder = Place::Local(src.display().to_string());
+        run(
+            &mut d,
+            FileRequest::Stat {
+                op: OpId(1),
+                place: folder,
+            },
+        )
+        .unwrap();
+        let pack = d.packed[&src].file.clone();
+        let mode = fs::metadata(&pack).unwrap().permissions().mode();
+        let dmode = fs::metadata(pack.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode();
+        drop(d);
+        assert!(!pack.exists(), "removed with the worker");
+        let _ = fs::remove_dir_all(&dir);
+        assert_eq!(dmode & 0o077, 0, "other users can enter the pack folder");
+        let _ = mode;
+    }
+
+    /// The console's `/send` of a folder keeps the pack its offer was sized
+    /// by, even if the folder changes between the look and the copy.
+    #[test]
+    fn the_console_keeps_the_pack_it_offered() {
+        let dir = temp("consolecopy");
+        fs::create_dir_all(dir.join("files")).unwrap();
+        let src = dir.join("logs");
+        fs::create_dir_all(&src).unwrap();
+        fs::write(src.join("a.log"), b"alpha").unwrap();
+        let mut d = disk(&dir);
+        let folder = Place::Local(src.display().to_string());
+        let Ok(FileAnswer::Stat { stamp, .. }) = run(
+            &mut d,
+            FileRequest::Stat {
+                op: OpId(1),
+                place: folder.clone(),
+            },
+        ) else {
+            panic!()
+        };
+        // Written to between the look and the copy.
+        fs::write(src.join("b.log"), vec![0u8; 10_000]).unwrap();
+        let got = run(
+            &mut d,
+            FileRequest::Copy {
+                op: OpId(2),
+                from: folder,
+                to: Place::Shared(FileId(9)),
+                stamp: Some(stamp),
+                unpack: false,
+            },
+        );
+        let kept = fs::metadata(dir.join("files/9"))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        let _ = fs::remove_dir_all(&dir);
+        assert!(
+            got.is_err() || kept == stamp.size,
+            "offered as {} bytes, kept {kept} bytes: {got:?}",
+            stamp.size
+        );
     }
 
     /// A partial download from another server (same file id and size,
@@ -1280,7 +1475,7 @@ mod tests {
         else {
             panic!("a folder is packed")
         };
-        let pack = d.packed[&dir].clone();
+        let pack = d.packed[&dir].file.clone();
         assert_eq!(fs::metadata(&pack).unwrap().len(), stamp.size);
         let Ok(FileAnswer::Data(head)) = run(
             &mut d,

@@ -485,7 +485,15 @@ impl Client {
                 }
             }
             FileNews::FileRefused { reference, text } => {
-                self.transfers.asked.remove(&reference);
+                if let Some(Asked::Offer { redo, .. }) = self.transfers.asked.remove(&reference) {
+                    // What the host read it from (a packed folder) goes.
+                    if let Again::Send { path, .. } = redo.what {
+                        let place = Place::Local(path);
+                        self.actions.push_back(ClientAction::Files(Box::new(
+                            FileRequest::Discard { place },
+                        )));
+                    }
+                }
                 self.event(ClientEvent::TransferFailed {
                     id: None,
                     name: String::new(),
@@ -566,7 +574,10 @@ impl Client {
             return self.side_failed(now, side, reason);
         }
         let name = a.name.clone();
-        self.transfers.sides.remove(&side);
+        if let Some(a) = self.transfers.sides.remove(&side) {
+            // Looked at again as it starts over.
+            self.upload_over(&a);
+        }
         self.transfers.ops.retain(|_, (s, _)| *s != side);
         self.actions.push_back(ClientAction::SideClose(side));
         let again = Redo {

@@ -1436,20 +1436,29 @@ impl Server {
     ) {
         let cfg = &self.config.files;
         let size = stamp.size;
-        if size > cfg.max_file_size {
-            return self.reply(format!(
+        let used = self.files.used();
+        let refused = if size > cfg.max_file_size {
+            Some(format!(
                 "{name} is {}; this server takes files up to {} (--max-file-size).",
                 transfer::human_size(size),
                 transfer::human_size(cfg.max_file_size)
-            ));
-        }
-        let used = self.files.used();
-        if used.saturating_add(size) > cfg.quota {
-            return self.reply(format!(
+            ))
+        } else if used.saturating_add(size) > cfg.quota {
+            Some(format!(
                 "The space for files is full ({} of {} used, --files-quota).",
                 transfer::human_size(used),
                 transfer::human_size(cfg.quota)
-            ));
+            ))
+        } else {
+            None
+        };
+        if let Some(text) = refused {
+            // What the worker read it from (a packed folder) goes.
+            self.actions
+                .push_back(Action::Files(Box::new(FileRequest::Discard {
+                    place: Place::Local(path.to_string()),
+                })));
+            return self.reply(text);
         }
         let id = FileId(self.files.next_id);
         self.files.next_id += 1;
