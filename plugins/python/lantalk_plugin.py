@@ -21,8 +21,10 @@ plugin prints for people to read belongs on stderr (the server logs it);
 stdout is the protocol.
 """
 
+import heapq
 import json
 import sys
+import time
 
 PROTOCOL_VERSION = 1
 
@@ -84,8 +86,12 @@ class Plugin:
         self._commands = {}
         self._handlers = {"message": [], "join": [], "leave": [], "pm": [], "error": []}
         self._timers = {}
-        self._later = {}
+        # One-shot calls, soonest first: (due, seq, fn). The server keeps a
+        # few timers per plugin, so all of them ride on one timer ("later"),
+        # armed for the soonest.
+        self._later = []
         self._next_later = 0
+        self._armed = None
 
     # -- Decorators ----------------------------------------------------------
 
@@ -149,12 +155,31 @@ class Plugin:
         self.send({"type": "reply", "id": command_id, "text": text})
 
     def later(self, seconds, fn):
-        """Calls ``fn()`` once, ``seconds`` from now (at least 1 s)."""
+        """Calls ``fn()`` once, ``seconds`` from now (at least 1 s). Any
+        number may wait: they share one timer of the server's."""
         self._next_later += 1
-        name = "later-%d" % self._next_later
-        self._later[name] = fn
-        self.send({"type": "timer", "name": name, "after_ms": int(max(seconds, 1) * 1000)})
-        return name
+        due = time.monotonic() + max(seconds, 1)
+        heapq.heappush(self._later, (due, self._next_later, fn))
+        if self._armed is None or due < self._armed:
+            self._arm(due)
+
+    def _arm(self, due):
+        self._armed = due
+        wait = max(due - time.monotonic(), 1)
+        self.send({"type": "timer", "name": "later", "after_ms": round(wait * 1000)})
+
+    def _run_later(self):
+        """The shared timer rang: the soonest call is due (the server says
+        so), and any others whose time has come."""
+        self._armed = None
+        now = time.monotonic()
+        first = True
+        while self._later and (first or self._later[0][0] <= now):
+            first = False
+            _, _, fn = heapq.heappop(self._later)
+            fn()
+        if self._later:
+            self._arm(self._later[0][0])
 
     def log(self, text):
         """A line for the server's log."""
@@ -204,8 +229,9 @@ class Plugin:
                     self.pm(pm.user, answer)
         elif kind == "tick":
             name = event.get("timer", "")
-            if name in self._later:
-                self._later.pop(name)()
+            if name == "later":
+                if self._armed is not None:
+                    self._run_later()
             elif name in self._timers:
                 self._timers[name][0]()
         elif kind == "error":

@@ -84,11 +84,29 @@ class SdkTest(unittest.TestCase):
         actions = run(setup, [
             HELLO,
             {"type": "command", "id": 1, "command": "soon", "args": "", "user": "a", "room": "#lobby"},
-            {"type": "tick", "timer": "later-1"},
-            {"type": "tick", "timer": "later-1"},
+            {"type": "tick", "timer": "later"},
+            {"type": "tick", "timer": "later"},
         ])
-        self.assertIn({"type": "timer", "name": "later-1", "after_ms": 2500}, actions)
+        armed = [a for a in actions if a.get("type") == "timer"]
+        self.assertEqual(len(armed), 1)
+        self.assertEqual(armed[0]["name"], "later")
+        self.assertTrue(1000 <= armed[0]["after_ms"] <= 2500, armed)
         self.assertEqual(fired, [1])
+
+    def test_many_later_calls_share_one_server_timer(self):
+        fired = []
+
+        def setup(p):
+            @p.command("many")
+            def many(cmd):
+                for i in range(40):
+                    p.later(1 + i, lambda i=i: fired.append(i))
+
+        actions = run(setup, [HELLO, {"type": "command", "id": 1, "command": "many", "args": "", "user": "a", "room": "#lobby"}]
+                      + [{"type": "tick", "timer": "later"}] * 40)
+        names = {a["name"] for a in actions if a.get("type") == "timer"}
+        self.assertEqual(names, {"later"})
+        self.assertEqual(fired, list(range(40)))
 
     def test_a_failing_handler_or_bad_line_does_not_end_the_plugin(self):
         def setup(p):
