@@ -15,12 +15,17 @@
 //!   newer one than ours (only the stable toolchain is installed in CI, so
 //!   this and clippy's `incompatible_msrv` lint are how the MSRV is kept
 //!   honest).
+//! * `cargo xtask web [--check]`: builds the browser client's WebAssembly
+//!   into `web/dist/` (see `web.rs`); `--check` fails if the committed one
+//!   does not match its source.
 
 use std::env;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
+
+mod web;
 
 fn main() -> ExitCode {
     let mut args = env::args_os().skip(1);
@@ -29,8 +34,12 @@ fn main() -> ExitCode {
     let result = match command.as_deref() {
         Some("test") => test(&rest),
         Some("msrv") => msrv(),
+        Some("web") => web::web(&rest),
         _ => {
-            eprintln!("usage: cargo xtask test [ARGS for cargo test…]\n       cargo xtask msrv");
+            eprintln!(
+                "usage: cargo xtask test [ARGS for cargo test…]\n       cargo xtask msrv\n       \
+                 cargo xtask web [--check]"
+            );
             return ExitCode::from(2);
         }
     };
