@@ -377,10 +377,16 @@ function history(e) {
     return e.lines.forEach((l) => add(ui.current, { text: `[search] ${l.user}: ${l.text}`, kind: 'notice', at: l.at_ms }));
   }
   const r = addRoom(key);
-  const lines = e.lines.filter((l) => !r.ids.has(l.id)).map((l) => ({
-    id: l.id, from: l.user, text: l.text, at: l.at_ms, action: l.action, mine: l.user === conn.name,
-  }));
-  lines.forEach((l) => r.ids.add(l.id));
+  const lines = [];
+  for (const l of e.lines) {
+    if (r.ids.has(l.id)) continue;
+    r.ids.add(l.id);
+    // Our own lines were shown when sent, before the server gave them an
+    // id: a catch-up after a reconnection brings them back once, with it.
+    const own = l.user === conn.name && r.lines.find((x) => x.id == null && x.mine && x.text === l.text);
+    if (own) { own.id = l.id; continue; }
+    lines.push({ id: l.id, from: l.user, text: l.text, at: l.at_ms, action: l.action, mine: l.user === conn.name });
+  }
   if (e.reason === 'page' || (r.oldest !== null && lines.length && lines[lines.length - 1].id < r.oldest)) {
     r.lines = lines.concat(r.lines);
   } else {
@@ -478,7 +484,7 @@ function renderHead() {
   $('topic').textContent = r ? r.topic : '';
   $('message').placeholder = ui.current.startsWith('@')
     ? `Private message to ${ui.current.slice(1)}`
-    : `Message ${ui.current} — /help lists commands`;
+    : `Message ${ui.current}`;
   $('attach').title = `Send a file to ${ui.current.startsWith('@') ? ui.current.slice(1) : ui.current}`;
 }
 
@@ -662,8 +668,8 @@ function submit() {
 
 function grow() {
   const box = $('message');
-  box.style.height = 'auto';
-  box.style.height = `${Math.min(box.scrollHeight, 144)}px`;
+  box.style.height = '';
+  if (box.scrollHeight > box.clientHeight) box.style.height = `${Math.min(box.scrollHeight + 2, 144)}px`;
 }
 
 function closeSidebar() {
