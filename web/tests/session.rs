@@ -29,14 +29,15 @@ struct Net {
 
 impl Net {
     fn new(password: Option<&str>, server_key: u8) -> Net {
-        let mut config = ServerConfig::default();
-        config.secure = Some(SecureConfig {
-            identity: StaticKey::from_private([server_key; 32]),
-            rng_seed: [9; 32],
-            suites: Vec::new(),
-        });
-        config.password =
-            password.map(|p| PasswordHash::new(p, [1; 16], HashParams::INSECURE_FAST));
+        let config = ServerConfig {
+            secure: Some(SecureConfig {
+                identity: StaticKey::from_private([server_key; 32]),
+                rng_seed: [9; 32],
+                suites: Vec::new(),
+            }),
+            password: password.map(|p| PasswordHash::new(p, [1; 16], HashParams::INSECURE_FAST)),
+            ..ServerConfig::default()
+        };
         Net {
             server: Server::new(config, now(0.0), BanList::default()),
             ms: 0.0,
