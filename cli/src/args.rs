@@ -10,6 +10,8 @@ use lantalk_core::ratelimit::Rate;
 use lantalk_core::server::console_help;
 
 pub const DEFAULT_PORT: u16 = 5050;
+/// Where browsers find the web client.
+pub const DEFAULT_WEB_PORT: u16 = 5080;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -166,6 +168,14 @@ pub struct ServerArgs {
     /// TCP port to listen on (0 picks a free one).
     #[arg(long, short, value_name = "N", default_value_t = DEFAULT_PORT)]
     pub port: u16,
+    /// TCP port of the web client, for browsers (HTTP and WebSocket)
+    /// [default: 5080; with --port 0, 0 too]. If the default port is taken
+    /// the server runs without the web client; a port given here must be free.
+    #[arg(long, value_name = "N")]
+    pub web_port: Option<u16>,
+    /// Do not serve the web client.
+    #[arg(long, conflicts_with = "web_port")]
+    pub no_web: bool,
     /// The server's display name.
     #[arg(
         long,
