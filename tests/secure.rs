@@ -126,7 +126,8 @@ impl Server {
         loop {
             attempt += 1;
             let mut cmd = Command::new(bin);
-            cmd.args(["server", "--bind", "127.0.0.1", "--no-discovery", "--port"])
+            cmd.args(["server", "--bind", "127.0.0.1", "--no-discovery", "--no-web"])
+                .arg("--port")
                 .arg(port.to_string())
                 .arg("--data-dir")
                 .arg(dir)

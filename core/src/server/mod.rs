@@ -10,7 +10,8 @@
 //! One file per concern: `conn` (a connection's phase and wire), `wire`
 //! (bytes to lines), `login`, `approve` (host mode), `chat` (messages, rate
 //! limit, chat commands), `console` (the operator), `moderation`, `plugins`
-//! (plugin processes: permissions, commands, restarts), `timers`,
+//! (plugin processes: permissions, commands, restarts), `timers`, `web`
+//! (connections from the web listener: HTTP, then a WebSocket),
 //! `fanout` (where lines go, events), `config` and `event` (what goes in and
 //! out besides bytes). This file holds the types and the entry points.
 
