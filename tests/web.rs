@@ -68,7 +68,10 @@ fn exchange(port: u16, request: &str, enough: impl Fn(&[u8]) -> bool) -> Vec<u8>
         match stream.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) => panic!("reading the answer: {e}; got {:?}", String::from_utf8_lossy(&got)),
+            Err(e) => panic!(
+                "reading the answer: {e}; got {:?}",
+                String::from_utf8_lossy(&got)
+            ),
         }
     }
     got
@@ -126,7 +129,10 @@ fn websockets_from_other_sites_are_refused_and_ours_are_greeted(bin: &str) {
     });
     let end = head_end(&greeted).expect("an answer");
     let head = String::from_utf8_lossy(&greeted[..end]);
-    assert!(head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"), "{head}");
+    assert!(
+        head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+        "{head}"
+    );
     assert!(head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
     let frame = &greeted[end..];
     assert_eq!(frame[0], 0x82, "a final binary frame");

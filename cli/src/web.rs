@@ -103,6 +103,8 @@ mod tests {
     fn the_code_is_half_blocks() {
         let code = qr("http://192.168.1.5:5080/");
         assert!(code.lines().count() > 10);
-        assert!(code.chars().all(|c| " \u{2580}\u{2584}\u{2588}\n".contains(c)));
+        assert!(code
+            .chars()
+            .all(|c| " \u{2580}\u{2584}\u{2588}\n".contains(c)));
     }
 }

@@ -27,9 +27,7 @@ pub fn config() -> WebConfig {
             path: path.to_string(),
             content_type: content_type(path),
             body: Arc::from(body),
-            gzip: gzip(body)
-                .filter(|g| g.len() < body.len())
-                .map(Arc::from),
+            gzip: gzip(body).filter(|g| g.len() < body.len()).map(Arc::from),
         })
         .collect();
     WebConfig { assets }

@@ -48,7 +48,11 @@ fn ask(request: &str) -> String {
     let mut s = ServerScript::new(web_config());
     let conn = s.connect_web("10.0.0.9:40000");
     s.input(conn, request).unwrap();
-    assert!(s.closed(conn), "closed after the answer:\n{}", s.transcript());
+    assert!(
+        s.closed(conn),
+        "closed after the answer:\n{}",
+        s.transcript()
+    );
     text(&s.bytes_to(conn))
 }
 
@@ -73,7 +77,10 @@ fn the_page_is_served_gzipped_with_its_security_headers() {
          style-src 'self'; img-src 'self' data:; connect-src 'self'; manifest-src 'self'; \
          base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
     ] {
-        assert!(answer.contains(&format!("\r\n{header}\r\n")), "{header} in\n{answer}");
+        assert!(
+            answer.contains(&format!("\r\n{header}\r\n")),
+            "{header} in\n{answer}"
+        );
     }
     assert!(answer.ends_with(&format!("\r\n\r\n{}", text(PAGE_GZ))));
 
@@ -143,7 +150,10 @@ fn an_oversized_head_is_refused_as_it_grows() {
 fn too_many_headers_are_refused() {
     let headers = "A: b\r\n".repeat(65);
     let answer = ask(&format!("GET / HTTP/1.1\r\n{headers}\r\n"));
-    assert_eq!(status(&answer), "HTTP/1.1 431 Request Header Fields Too Large");
+    assert_eq!(
+        status(&answer),
+        "HTTP/1.1 431 Request Header Fields Too Large"
+    );
 }
 
 #[test]
@@ -189,7 +199,10 @@ fn upgraded(s: &mut ServerScript, origin: Option<&str>) -> (ConnId, Vec<(u8, Vec
     let bytes = s.bytes_to(conn);
     let end = bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     let head = text(&bytes[..end]);
-    assert!(head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"), "{head}");
+    assert!(
+        head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+        "{head}"
+    );
     assert!(head.contains("\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
     (conn, ServerFrames::default().push(&bytes[end..]))
 }
@@ -209,14 +222,22 @@ fn the_upgrade_answers_101_and_the_greeting_comes_in_a_binary_frame() {
 
     // A login split across frames and reads: one line to the server.
     let login = common::login("ana", "");
-    let framed = [binary(&login.as_bytes()[..5]), binary(&login.as_bytes()[5..])].concat();
+    let framed = [
+        binary(&login.as_bytes()[..5]),
+        binary(&login.as_bytes()[5..]),
+    ]
+    .concat();
     let (a, b) = framed.split_at(7);
     s.input(conn, a).unwrap();
     s.input(conn, b).unwrap();
     assert_eq!(s.server.usernames(), ["ana"]);
     let welcome = ServerFrames::default().push(&s.bytes_to(conn));
     assert!(welcome.iter().all(|(op, _)| *op == 0x2));
-    assert!(text(&welcome[0].1).contains("auth_ok"), "{}", s.transcript());
+    assert!(
+        text(&welcome[0].1).contains("auth_ok"),
+        "{}",
+        s.transcript()
+    );
 }
 
 #[test]
@@ -385,7 +406,9 @@ fn an_encrypted_login_and_chat_over_websockets() {
     drive(&mut server, now, &mut browsers);
     assert_eq!(server.usernames(), ["ana", "ben"]);
     let later = at(1.0);
-    browsers[0].client.handle_user_line(later, "hello over a WebSocket");
+    browsers[0]
+        .client
+        .handle_user_line(later, "hello over a WebSocket");
     drive(&mut server, later, &mut browsers);
     assert!(
         browsers[1].events.iter().any(|e| matches!(e,

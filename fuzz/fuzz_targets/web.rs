@@ -68,7 +68,9 @@ impl Seen {
             let op = frames[0] & 0x0f;
             assert!(matches!(op, 0x2 | 0x8 | 0xa), "opcode {op}");
             let (len, at) = match frames[1] & 0x7f {
-                126 if frames.len() >= 4 => (u16::from_be_bytes([frames[2], frames[3]]) as usize, 4),
+                126 if frames.len() >= 4 => {
+                    (u16::from_be_bytes([frames[2], frames[3]]) as usize, 4)
+                }
                 127 if frames.len() >= 10 => {
                     let mut b = [0; 8];
                     b.copy_from_slice(&frames[2..10]);
@@ -116,7 +118,11 @@ fuzz_target!(|data: &[u8]| {
     let (upgrade, assets) = (mode & 1 != 0, mode & 2 != 0);
     let k = r.u8() % 33;
     let offsets = r.bytes(k as usize).to_vec();
-    let mut stream = if upgrade { UPGRADE.to_vec() } else { Vec::new() };
+    let mut stream = if upgrade {
+        UPGRADE.to_vec()
+    } else {
+        Vec::new()
+    };
     stream.extend_from_slice(r.bytes(usize::MAX));
     let mut offsets: Vec<usize> = offsets
         .iter()
@@ -131,7 +137,9 @@ fuzz_target!(|data: &[u8]| {
     drain(&mut server, now, &mut seen, upgrade);
     for (i, chunk) in chunks(&stream, &offsets).into_iter().enumerate() {
         now = Now::from_secs_f64(i as f64 * 0.25);
-        server.handle_input(now, conn, chunk).expect("the id is the server's");
+        server
+            .handle_input(now, conn, chunk)
+            .expect("the id is the server's");
         drain(&mut server, now, &mut seen, upgrade);
     }
     if !upgrade || !seen.out.starts_with(b"HTTP/1.1 101 ") {

@@ -34,8 +34,8 @@ use std::time::Duration;
 
 use async_io::{Async, Timer};
 use lantalk_core::driver::{
-    accept_server, dispatch_server, feed_server, Listener, OutQueue, QueueFull, ServerHost, ServerInput, Transport,
-    DEFAULT_QUEUE_BYTES,
+    accept_server, dispatch_server, feed_server, Listener, OutQueue, QueueFull, ServerHost,
+    ServerInput, Transport, DEFAULT_QUEUE_BYTES,
 };
 use lantalk_core::password::PasswordCheck;
 use lantalk_core::server::{ConnId, Payload};

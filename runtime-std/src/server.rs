@@ -44,8 +44,8 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use lantalk_core::driver::{
-    accept_server, deliver_disconnect, Listener, dispatch_server, feed_server, OutQueue, QueueFull, ServerHost, ServerInput,
-    Transport, DEFAULT_QUEUE_BYTES,
+    accept_server, deliver_disconnect, dispatch_server, feed_server, Listener, OutQueue, QueueFull,
+    ServerHost, ServerInput, Transport, DEFAULT_QUEUE_BYTES,
 };
 use lantalk_core::password::{PasswordCheck, PasswordChecked};
 use lantalk_core::server::{ConnId, DisconnectCause, Payload};

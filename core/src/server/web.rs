@@ -142,7 +142,11 @@ impl Server {
             }
             return;
         }
-        let asset = self.config.web.as_ref().and_then(|w| w.asset(&request.path));
+        let asset = self
+            .config
+            .web
+            .as_ref()
+            .and_then(|w| w.asset(&request.path));
         let response = match asset {
             Some(asset) => http::asset_response(request, asset),
             None => http::error_response(Status::NotFound, head_only),

@@ -98,7 +98,13 @@ impl Request {
             .iter()
             .filter(|(n, _)| n.eq_ignore_ascii_case(name))
             .flat_map(|(_, v)| v.split(','))
-            .any(|t| t.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case(token))
+            .any(|t| {
+                t.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .eq_ignore_ascii_case(token)
+            })
     }
 
     /// Whether the body may be sent gzipped: `gzip` in Accept-Encoding and
@@ -210,12 +216,14 @@ fn parse(head: &[u8]) -> Result<Request, Status> {
     let method = match method {
         "GET" => Method::Get,
         "HEAD" => Method::Head,
-        m if !m.is_empty() && m.bytes().all(is_token_byte) => {
-            return Err(Status::MethodNotAllowed)
-        }
+        m if !m.is_empty() && m.bytes().all(is_token_byte) => return Err(Status::MethodNotAllowed),
         _ => return Err(Status::BadRequest),
     };
-    let path = target.split(['?', '#']).next().unwrap_or(target).to_string();
+    let path = target
+        .split(['?', '#'])
+        .next()
+        .unwrap_or(target)
+        .to_string();
     Ok(Request {
         method,
         path,
@@ -308,9 +316,9 @@ mod tests {
 
     #[test]
     fn a_get_with_query_and_headers() {
-        let Parsed::Request(req, rest) =
-            one(b"GET /app.js?v=2 HTTP/1.1\r\nHost: a:1\r\nAccept-Encoding: br, GZip;q=0.5\r\n\r\nxy")
-        else {
+        let Parsed::Request(req, rest) = one(
+            b"GET /app.js?v=2 HTTP/1.1\r\nHost: a:1\r\nAccept-Encoding: br, GZip;q=0.5\r\n\r\nxy",
+        ) else {
             panic!("not parsed");
         };
         assert_eq!(req.method, Method::Get);
@@ -322,16 +330,43 @@ mod tests {
 
     #[test]
     fn refusals() {
-        assert_eq!(one(b"POST / HTTP/1.1\r\n\r\n"), Parsed::Refused(Status::MethodNotAllowed));
-        assert_eq!(one(b"GET / HTTP/2\r\n\r\n"), Parsed::Refused(Status::BadRequest));
-        assert_eq!(one(b"GET http://x/ HTTP/1.1\r\n\r\n"), Parsed::Refused(Status::BadRequest));
-        assert_eq!(one(b"GET / HTTP/1.1\r\nA : b\r\n\r\n"), Parsed::Refused(Status::BadRequest));
-        assert_eq!(one(b"GET / HTTP/1.1\r\n folded\r\n\r\n"), Parsed::Refused(Status::BadRequest));
-        let many = format!("GET / HTTP/1.1\r\n{}\r\n", "A: b\r\n".repeat(MAX_HEADERS + 1));
-        assert_eq!(one(many.as_bytes()), Parsed::Refused(Status::HeaderFieldsTooLarge));
+        assert_eq!(
+            one(b"POST / HTTP/1.1\r\n\r\n"),
+            Parsed::Refused(Status::MethodNotAllowed)
+        );
+        assert_eq!(
+            one(b"GET / HTTP/2\r\n\r\n"),
+            Parsed::Refused(Status::BadRequest)
+        );
+        assert_eq!(
+            one(b"GET http://x/ HTTP/1.1\r\n\r\n"),
+            Parsed::Refused(Status::BadRequest)
+        );
+        assert_eq!(
+            one(b"GET / HTTP/1.1\r\nA : b\r\n\r\n"),
+            Parsed::Refused(Status::BadRequest)
+        );
+        assert_eq!(
+            one(b"GET / HTTP/1.1\r\n folded\r\n\r\n"),
+            Parsed::Refused(Status::BadRequest)
+        );
+        let many = format!(
+            "GET / HTTP/1.1\r\n{}\r\n",
+            "A: b\r\n".repeat(MAX_HEADERS + 1)
+        );
+        assert_eq!(
+            one(many.as_bytes()),
+            Parsed::Refused(Status::HeaderFieldsTooLarge)
+        );
         let big = format!("GET / HTTP/1.1\r\nA: {}\r\n\r\n", "b".repeat(MAX_HEAD));
-        assert_eq!(one(big.as_bytes()), Parsed::Refused(Status::HeaderFieldsTooLarge));
-        assert_eq!(one(&[b'a'; MAX_HEAD + 1]), Parsed::Refused(Status::HeaderFieldsTooLarge));
+        assert_eq!(
+            one(big.as_bytes()),
+            Parsed::Refused(Status::HeaderFieldsTooLarge)
+        );
+        assert_eq!(
+            one(&[b'a'; MAX_HEAD + 1]),
+            Parsed::Refused(Status::HeaderFieldsTooLarge)
+        );
         assert_eq!(one(&[b'a'; MAX_HEAD]), Parsed::Partial);
     }
 

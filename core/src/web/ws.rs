@@ -195,14 +195,21 @@ impl Decoder {
                     mask,
                     at,
                 } => {
-                    let n = usize::try_from(*left).unwrap_or(usize::MAX).min(input.len());
+                    let n = usize::try_from(*left)
+                        .unwrap_or(usize::MAX)
+                        .min(input.len());
                     let (chunk, rest) = input.split_at(n);
                     let out = if control.is_some() {
                         &mut self.control
                     } else {
                         &mut *data
                     };
-                    out.extend(chunk.iter().enumerate().map(|(i, b)| b ^ mask[(*at + i) % 4]));
+                    out.extend(
+                        chunk
+                            .iter()
+                            .enumerate()
+                            .map(|(i, b)| b ^ mask[(*at + i) % 4]),
+                    );
                     *at = (*at + n) % 4;
                     *left -= n as u64;
                     *input = rest;
@@ -251,7 +258,10 @@ impl Decoder {
             return Err(PROTOCOL_ERROR);
         }
         let (len, mask_at) = match b1 & 0x7f {
-            126 => (u64::from(u16::from_be_bytes([self.head[2], self.head[3]])), 4),
+            126 => (
+                u64::from(u16::from_be_bytes([self.head[2], self.head[3]])),
+                4,
+            ),
             127 => {
                 let mut b = [0; 8];
                 b.copy_from_slice(&self.head[2..10]);
@@ -373,7 +383,10 @@ mod tests {
 
     #[test]
     fn rfc_example_key() {
-        assert_eq!(accept_key("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(
+            accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
     }
 
     #[test]
@@ -391,7 +404,10 @@ mod tests {
     fn violations() {
         let unmasked = header(0x2, 1);
         assert_eq!(run(&[&unmasked]).1, [Event::Fail(PROTOCOL_ERROR)]);
-        assert_eq!(run(&[&masked(0x1, true, b"hi", [1; 4])]).1, [Event::Fail(UNSUPPORTED)]);
+        assert_eq!(
+            run(&[&masked(0x1, true, b"hi", [1; 4])]).1,
+            [Event::Fail(UNSUPPORTED)]
+        );
         let mut huge = vec![0x82, 0xff];
         huge.extend_from_slice(&(MAX_FRAME + 1).to_be_bytes());
         huge.extend_from_slice(&[0; 4]);
