@@ -404,6 +404,41 @@ def frame_seeds():
     }
 
 
+# ── web ─────────────────────────────────────────────────────────────────────
+
+
+def ws_frame(opcode, payload, mask=b"\x37\xfa\x21\x3d", fin=True):
+    head = bytes([(0x80 if fin else 0) | opcode])
+    n = len(payload)
+    if n < 126:
+        head += bytes([0x80 | n])
+    else:
+        head += bytes([0x80 | 126]) + n.to_bytes(2, "big")
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def web(mode, stream, offsets=()):
+    return bytes([mode, len(offsets)]) + bytes(offsets) + stream
+
+
+def web_seeds():
+    login = login_line("alice")
+    return {
+        "get_page": web(2, b"GET / HTTP/1.1\r\nHost: h\r\nAccept-Encoding: gzip\r\n\r\n", [9, 200]),
+        "head_404": web(2, b"HEAD /../etc/passwd?x HTTP/1.1\r\n\r\n"),
+        "many_headers": web(0, b"GET / HTTP/1.1\r\n" + b"A: b\r\n" * 70 + b"\r\n", [128]),
+        "slow": web(0, b"GET / HT"),
+        "bad_origin": web(0, b"GET /ws HTTP/1.1\r\nHost: h:1\r\nOrigin: http://evil\r\nUpgrade: websocket\r\n"
+                           b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"),
+        "login_in_frames": web(1, ws_frame(2, login[:5], fin=False) + ws_frame(9, b"p")
+                               + ws_frame(0, login[5:]) + ws_frame(2, chat_line("hi")), [180, 220]),
+        "close": web(1, ws_frame(8, b"\x03\xe8")),
+        "unmasked": web(1, b"\x82\x01x"),
+        "text": web(1, ws_frame(1, b"{}")),
+    }
+
+
 # ── bans ────────────────────────────────────────────────────────────────────
 
 
@@ -538,6 +573,7 @@ def main():
     write("visible", visible_seeds())
     write("rooms", rooms_seeds())
     write("transfer", transfer_seeds())
+    write("web", web_seeds())
 
 
 if __name__ == "__main__":

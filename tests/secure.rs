@@ -126,14 +126,21 @@ impl Server {
         loop {
             attempt += 1;
             let mut cmd = Command::new(bin);
-            cmd.args(["server", "--bind", "127.0.0.1", "--no-discovery", "--port"])
-                .arg(port.to_string())
-                .arg("--data-dir")
-                .arg(dir)
-                .args(args)
-                .env_remove("LANTALK_DATA_DIR")
-                .env_remove("LANTALK_LOG_LEVEL")
-                .current_dir(dir);
+            cmd.args([
+                "server",
+                "--bind",
+                "127.0.0.1",
+                "--no-discovery",
+                "--no-web",
+            ])
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--data-dir")
+            .arg(dir)
+            .args(args)
+            .env_remove("LANTALK_DATA_DIR")
+            .env_remove("LANTALK_LOG_LEVEL")
+            .current_dir(dir);
             if let Some(pw) = password {
                 cmd.args(["--password-env", PW_ENV]).env(PW_ENV, pw);
             }

@@ -470,6 +470,8 @@ impl Server {
             "--bind",
             "127.0.0.1",
             "--allow-plaintext",
+            // Restarted on its port: the web port is not this test's.
+            "--no-web",
         ])
         .args(["--name", Server::NAME, "--data-dir"])
         .arg(dir.path())
@@ -1268,6 +1270,7 @@ fn console_keeps_half_typed_command(bin: &str) {
             "--bind",
             "127.0.0.1",
             "--allow-plaintext",
+            "--no-web",
             "--name",
             "Hall",
             "--data-dir",
@@ -1450,6 +1453,7 @@ fn console_help_stays_on_screen(bin: &str) {
         "0",
         "--bind",
         "127.0.0.1",
+        "--no-web",
         "--name",
         "Hall",
     ];

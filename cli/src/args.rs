@@ -10,6 +10,8 @@ use lantalk_core::ratelimit::Rate;
 use lantalk_core::server::console_help;
 
 pub const DEFAULT_PORT: u16 = 5050;
+/// Where browsers find the web client.
+pub const DEFAULT_WEB_PORT: u16 = 5080;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -21,7 +23,7 @@ pub const DEFAULT_PORT: u16 = 5050;
         With --allow-plaintext it also speaks the LanTalk 2.0 protocol, so the Python `lantalk` \
         client and server interoperate with it.",
     after_help = "Examples:\n  \
-        lantalk-smol server                          start a server on port 5050\n  \
+        lantalk-smol server                          start a server on port 5050 (browsers: 5080)\n  \
         lantalk-smol client 192.168.1.5 --name Bob   join it from another machine\n  \
         lantalk-smol scan                            list the servers on the LAN\n  \
         lantalk-smol                                 the interactive menu"
@@ -103,7 +105,8 @@ fn server_after_help() -> String {
         "Examples:\n  \
         lantalk-smol server\n  \
         lantalk-smol server --name Hackathon --port 6000\n  \
-        LANTALK_PW=secret lantalk-smol server --password-env LANTALK_PW\n\n\
+        LANTALK_PW=secret lantalk-smol server --password-env LANTALK_PW\n  \
+        lantalk-smol server --web-port 8080     the web client for browsers on port 8080\n\n\
         Console commands once running:\n{}",
         indent(&console_help(false))
     )
@@ -166,6 +169,14 @@ pub struct ServerArgs {
     /// TCP port to listen on (0 picks a free one).
     #[arg(long, short, value_name = "N", default_value_t = DEFAULT_PORT)]
     pub port: u16,
+    /// TCP port of the web client, for browsers (HTTP and WebSocket)
+    /// [default: 5080; with --port 0, 0 too]. If the default port is taken
+    /// the server runs without the web client; a port given here must be free.
+    #[arg(long, value_name = "N")]
+    pub web_port: Option<u16>,
+    /// Do not serve the web client.
+    #[arg(long, conflicts_with = "web_port")]
+    pub no_web: bool,
     /// The server's display name.
     #[arg(
         long,
@@ -545,6 +556,23 @@ mod tests {
         };
         assert_eq!(s.timeout, Duration::from_secs(3));
         assert_eq!(s.discovery_port, DEFAULT_DISCOVERY_PORT);
+    }
+
+    #[test]
+    fn web_flags() {
+        let Some(Command::Host(h)) =
+            Cli::parse_from(["lantalk", "host", "--web-port", "8080"]).command
+        else {
+            panic!("host")
+        };
+        assert_eq!(h.server.web_port, Some(8080));
+        assert!(!h.server.no_web);
+        let Some(Command::Server(a)) = Cli::parse_from(["lantalk", "server", "--no-web"]).command
+        else {
+            panic!("server")
+        };
+        assert!(a.no_web && a.web_port.is_none());
+        assert!(Cli::try_parse_from(["lantalk", "server", "--no-web", "--web-port", "1"]).is_err());
     }
 
     #[test]

@@ -23,6 +23,8 @@ mod style;
 mod term;
 mod transfer_io;
 mod transfers;
+mod web;
+mod web_assets;
 
 use std::process::ExitCode;
 

@@ -165,7 +165,7 @@ fn start<R: Runtime>(
     let fingerprint = identity.fingerprint();
     let mut rng_seed = [0u8; 32];
     getrandom::getrandom(&mut rng_seed).map_err(|e| format!("no secure randomness: {e}"))?;
-    let config = ServerConfig {
+    let mut config = ServerConfig {
         name: args.name.clone(),
         password,
         secure: Some(SecureConfig {
@@ -219,6 +219,11 @@ fn start<R: Runtime>(
     }
 
     let bind = SocketAddr::new(args.bind, args.port);
+    let web = crate::web::bind(&args)?;
+    let web_addr = web.as_ref().and_then(|l| l.local_addr().ok());
+    if web.is_some() {
+        config.web = Some(crate::web_assets::config());
+    }
     let has_password = config.password.is_some();
     let server = Server::new(
         config,
@@ -258,6 +263,7 @@ fn start<R: Runtime>(
     let interactive = std::io::stdin().is_terminal();
     let host = CliServerHost {
         program: format!("lantalk-{runtime_name}"),
+        web: web_addr,
         logger,
         bans_path,
         names: Arc::clone(&names),
@@ -283,13 +289,13 @@ fn start<R: Runtime>(
         }),
     };
     if !interactive {
-        return R::serve(bind, server, Box::new(host)).map_err(|e| listen_error(bind, e));
+        return R::serve(bind, web, server, Box::new(host)).map_err(|e| listen_error(bind, e));
     }
 
     // On a terminal, the console gets the line editor on this thread while
     // the server runs on another.
     std::thread::spawn(move || {
-        let result = R::serve(bind, server, Box::new(host)).map_err(|e| listen_error(bind, e));
+        let result = R::serve(bind, web, server, Box::new(host)).map_err(|e| listen_error(bind, e));
         if EDITING.load(Ordering::SeqCst) {
             // Stopped by a signal while the operator had a line open: the
             // editor cannot be interrupted, so restore the terminal and go.
@@ -456,7 +462,19 @@ fn print_banner(
 /// bind, every non-loopback interface address.
 fn join_hint(program: &str, local: SocketAddr) -> String {
     let port = local.port();
-    let addrs: Vec<std::net::IpAddr> = if local.ip().is_unspecified() {
+    let mut hint = String::new();
+    for ip in lan_ips(local) {
+        let addr = SocketAddr::new(ip, port);
+        hint.push_str(&format!("  Others join with: {program} client {addr}\n"));
+    }
+    hint
+}
+
+/// The addresses others on the LAN reach a listener bound to `local` at:
+/// with a wildcard bind, every non-loopback interface address; none for a
+/// loopback bind.
+pub(crate) fn lan_ips(local: SocketAddr) -> Vec<std::net::IpAddr> {
+    if local.ip().is_unspecified() {
         if_addrs::get_if_addrs()
             .unwrap_or_default()
             .into_iter()
@@ -467,13 +485,7 @@ fn join_hint(program: &str, local: SocketAddr) -> String {
         Vec::new()
     } else {
         vec![local.ip()]
-    };
-    let mut hint = String::new();
-    for ip in addrs {
-        let addr = SocketAddr::new(ip, port);
-        hint.push_str(&format!("  Others join with: {program} client {addr}\n"));
     }
-    hint
 }
 
 /// Salt for the password hash, from the operating system's secure RNG.
@@ -494,6 +506,8 @@ fn random_salt() -> [u8; 16] {
 struct CliServerHost {
     /// `lantalk-smol` or `lantalk-std`, for the hints it prints.
     program: String,
+    /// Where the web client is served, if it is.
+    web: Option<SocketAddr>,
     logger: Logger,
     /// Who is online, for the console's completion.
     names: Names,
@@ -648,8 +662,9 @@ impl ServerHost for CliServerHost {
             term::eprint(&Line::plain(format!("warning: cannot handle Ctrl-C: {e}")));
         }
         term::print(&format!(
-            "Listening on {local_addr}\n{}",
-            join_hint(&self.program, local_addr)
+            "Listening on {local_addr}\n{}{}",
+            join_hint(&self.program, local_addr),
+            self.web.map(crate::web::announce).unwrap_or_default()
         ));
         self.logger
             .log(Level::Info, &format!("Server started on {local_addr}"));

@@ -26,6 +26,7 @@ pub mod server;
 pub mod text;
 pub mod time;
 pub mod transfer;
+pub mod web;
 
 pub use bans::BanList;
 pub use server::{Action, ConnId, Server, ServerConfig};

@@ -8,7 +8,7 @@ mod client;
 mod server;
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 
 use lantalk_core::client::ClientConfig;
 use lantalk_core::driver::{ClientHost, ClientOutcome, Runtime, ServerHost};
@@ -20,8 +20,13 @@ pub use client::CONNECT_TIMEOUT;
 pub struct SmolRuntime;
 
 impl Runtime for SmolRuntime {
-    fn serve(bind: SocketAddr, server: Server, host: Box<dyn ServerHost>) -> io::Result<()> {
-        server::serve(bind, server, host)
+    fn serve(
+        bind: SocketAddr,
+        web: Option<TcpListener>,
+        server: Server,
+        host: Box<dyn ServerHost>,
+    ) -> io::Result<()> {
+        server::serve(bind, web, server, host)
     }
 
     fn connect(

@@ -34,8 +34,8 @@ use std::time::Duration;
 
 use async_io::{Async, Timer};
 use lantalk_core::driver::{
-    dispatch_server, feed_server, OutQueue, QueueFull, ServerHost, ServerInput, Transport,
-    DEFAULT_QUEUE_BYTES,
+    accept_server, dispatch_server, feed_server, Listener, OutQueue, QueueFull, ServerHost,
+    ServerInput, Transport, DEFAULT_QUEUE_BYTES,
 };
 use lantalk_core::password::PasswordCheck;
 use lantalk_core::server::{ConnId, Payload};
@@ -61,24 +61,31 @@ const MAX_IOV: usize = 256;
 const SHRINK_AFTER: Duration = Duration::from_secs(1);
 
 enum Input {
-    Accepted(Async<StdStream>, SocketAddr),
+    Accepted(Async<StdStream>, SocketAddr, Listener),
     /// Anything else, for the server as it is.
     Core(ServerInput),
 }
 
-pub fn serve(bind: SocketAddr, server: Server, host: Box<dyn ServerHost>) -> io::Result<()> {
+pub fn serve(
+    bind: SocketAddr,
+    web: Option<StdListener>,
+    server: Server,
+    host: Box<dyn ServerHost>,
+) -> io::Result<()> {
     lantalk_os::raise_fd_limit();
     let ex = LocalExecutor::new();
-    future::block_on(ex.run(serve_on(&ex, bind, server, host)))
+    future::block_on(ex.run(serve_on(&ex, bind, web, server, host)))
 }
 
 async fn serve_on(
     ex: &LocalExecutor<'_>,
     bind: SocketAddr,
+    web: Option<StdListener>,
     mut server: Server,
     mut host: Box<dyn ServerHost>,
 ) -> io::Result<()> {
     let listener = Async::new(lantalk_os::listen(bind)?)?;
+    let web = web.map(Async::new).transpose()?;
     let local = listener.get_ref().local_addr()?;
     let clock = Clock::new();
     let (tx, rx) = bounded::<Input>(1024);
@@ -90,7 +97,8 @@ async fn serve_on(
             let _ = control_tx.send_blocking(Input::Core(ServerInput::Command(cmd)));
         }),
     );
-    let _accept = ex.spawn(accept_loop(listener, tx.clone()));
+    let _accept = ex.spawn(accept_loop(listener, Listener::Chat, tx.clone()));
+    let _accept_web = web.map(|web| ex.spawn(accept_loop(web, Listener::Web, tx.clone())));
 
     let mut conns = Conns {
         ex,
@@ -147,8 +155,8 @@ async fn run_loop(
         let now = clock.now(host.wall_time());
         match input {
             None => feed_server(server, now, ServerInput::Timeout),
-            Some(Input::Accepted(stream, addr)) => {
-                let id = server.handle_connect(now, addr);
+            Some(Input::Accepted(stream, addr, listener)) => {
+                let id = accept_server(server, now, listener, addr);
                 conns.open(id, stream);
             }
             Some(Input::Core(input)) => match input {
@@ -169,14 +177,14 @@ async fn run_loop(
     }
 }
 
-async fn accept_loop(listener: Async<StdListener>, tx: Sender<Input>) {
+async fn accept_loop(listener: Async<StdListener>, kind: Listener, tx: Sender<Input>) {
     let mut backoff = lantalk_os::AcceptBackoff::new();
     loop {
         match listener.accept().await {
             Ok((stream, addr)) => {
                 backoff.accepted();
                 let _ = stream.get_ref().set_nodelay(true);
-                if tx.send(Input::Accepted(stream, addr)).await.is_err() {
+                if tx.send(Input::Accepted(stream, addr, kind)).await.is_err() {
                     return;
                 }
             }

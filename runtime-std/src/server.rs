@@ -44,8 +44,8 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use lantalk_core::driver::{
-    deliver_disconnect, dispatch_server, feed_server, OutQueue, QueueFull, ServerHost, ServerInput,
-    Transport, DEFAULT_QUEUE_BYTES,
+    accept_server, deliver_disconnect, dispatch_server, feed_server, Listener, OutQueue, QueueFull,
+    ServerHost, ServerInput, Transport, DEFAULT_QUEUE_BYTES,
 };
 use lantalk_core::password::{PasswordCheck, PasswordChecked};
 use lantalk_core::server::{ConnId, DisconnectCause, Payload};
@@ -105,13 +105,14 @@ static ACTIVITY: AtomicU64 = AtomicU64::new(0);
 static MAPPINGS: AtomicUsize = AtomicUsize::new(0);
 
 enum Input {
-    Accepted(TcpStream, SocketAddr),
+    Accepted(TcpStream, SocketAddr, Listener),
     /// Anything else, for the server as it is.
     Core(ServerInput),
 }
 
 pub fn serve(
     bind: SocketAddr,
+    web: Option<TcpListener>,
     mut server: Server,
     mut host: Box<dyn ServerHost>,
 ) -> io::Result<()> {
@@ -131,7 +132,13 @@ pub fn serve(
     let accept_tx = tx.clone();
     thread::Builder::new()
         .name("accept".into())
-        .spawn(move || accept_loop(listener, accept_tx))?;
+        .spawn(move || accept_loop(listener, Listener::Chat, accept_tx))?;
+    if let Some(web) = web {
+        let accept_tx = tx.clone();
+        thread::Builder::new()
+            .name("accept-web".into())
+            .spawn(move || accept_loop(web, Listener::Web, accept_tx))?;
+    }
     thread::Builder::new()
         .name("trim".into())
         .stack_size(CONN_STACK)
@@ -233,8 +240,8 @@ fn handle(
     ACTIVITY.fetch_add(1, Ordering::Relaxed);
     match input {
         None => feed_server(server, now, ServerInput::Timeout),
-        Some(Input::Accepted(stream, addr)) => {
-            let id = server.handle_connect(now, addr);
+        Some(Input::Accepted(stream, addr, listener)) => {
+            let id = accept_server(server, now, listener, addr);
             conns.open(id, stream);
         }
         Some(Input::Core(input)) => match input {
@@ -257,14 +264,14 @@ fn handle(
     shut_down
 }
 
-fn accept_loop(listener: TcpListener, tx: SyncSender<Input>) {
+fn accept_loop(listener: TcpListener, kind: Listener, tx: SyncSender<Input>) {
     let mut backoff = lantalk_os::AcceptBackoff::new();
     loop {
         match listener.accept() {
             Ok((stream, addr)) => {
                 backoff.accepted();
                 let _ = stream.set_nodelay(true);
-                if tx.send(Input::Accepted(stream, addr)).is_err() {
+                if tx.send(Input::Accepted(stream, addr, kind)).is_err() {
                     return;
                 }
             }

@@ -9,6 +9,7 @@
 //! ([`OutQueue`]) — live here, written once, with no I/O of their own.
 
 use std::io;
+use std::net::TcpListener;
 use std::sync::Arc;
 
 use core::net::SocketAddr;
@@ -26,7 +27,8 @@ mod server;
 pub use client::{dispatch_client, ClientDriver, ClientInput, ClientOutput, LINGER};
 pub use queue::{OutQueue, QueueFull, DEFAULT_QUEUE_BYTES};
 pub use server::{
-    deliver_disconnect, deliver_input, dispatch_server, feed_server, ServerInput, Transport,
+    accept_server, deliver_disconnect, deliver_input, dispatch_server, feed_server, Listener,
+    ServerInput, Transport,
 };
 
 /// What the application does with everything that is not the network.
@@ -122,7 +124,15 @@ pub struct ClientOutcome {
 /// One way of running the core on real sockets.
 pub trait Runtime {
     /// Binds `bind`, serves until shut down, then flushes and returns.
-    fn serve(bind: SocketAddr, server: Server, host: Box<dyn ServerHost>) -> io::Result<()>;
+    /// Connections accepted on `web` (bound by the application, which
+    /// decides what to do when its port is taken) are web connections
+    /// ([`Server::handle_connect_web`]).
+    fn serve(
+        bind: SocketAddr,
+        web: Option<TcpListener>,
+        server: Server,
+        host: Box<dyn ServerHost>,
+    ) -> io::Result<()>;
     /// Connects to the first of `addrs` that answers and runs the client until
     /// it is done.
     fn connect(

@@ -3,6 +3,7 @@
 use crate::password::{PasswordCheck, PasswordChecked};
 use crate::server::{Action, ConnId, DisconnectCause, Error, Payload, Server};
 use crate::time::Now;
+use core::net::SocketAddr;
 
 use super::{Command, QueueFull, ServerHost};
 
@@ -45,6 +46,28 @@ pub enum ServerInput {
     Drained(ConnId),
     /// The operator's console, or a signal.
     Command(Command),
+}
+
+/// Which listener a connection was accepted on: the chat port, or the web
+/// port (HTTP, then a WebSocket).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    Chat,
+    Web,
+}
+
+/// Tells the server about a connection accepted on `listener`; the runtime
+/// keeps the socket under the id it gets.
+pub fn accept_server(
+    server: &mut Server,
+    now: Now,
+    listener: Listener,
+    addr: SocketAddr,
+) -> ConnId {
+    match listener {
+        Listener::Chat => server.handle_connect(now, addr),
+        Listener::Web => server.handle_connect_web(now, addr),
+    }
 }
 
 /// Hands `input` to the server.

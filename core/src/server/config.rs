@@ -5,6 +5,7 @@ use std::time::Duration;
 use crate::password::PasswordHash;
 use crate::ratelimit::Rate;
 use crate::secure::{StaticKey, Suite};
+use crate::web::WebConfig;
 
 use super::{FilesConfig, HistoryConfig, PluginSpec, RoomLimits};
 
@@ -108,6 +109,10 @@ pub struct ServerConfig {
     pub files: FilesConfig,
     /// Plugin processes to start and keep running (`server --plugin`).
     pub plugins: Vec<PluginSpec>,
+    /// The browser client's files, served to connections from the web
+    /// listener (`handle_connect_web`); `None` serves none (the WebSocket
+    /// still works).
+    pub web: Option<WebConfig>,
 }
 
 impl Default for ServerConfig {
@@ -136,6 +141,7 @@ impl Default for ServerConfig {
             first_message_id: 1,
             files: FilesConfig::default(),
             plugins: Vec::new(),
+            web: None,
         }
     }
 }

@@ -18,13 +18,7 @@ impl Server {
         if let Ok(Some(bytes)) = c.take_sealed() {
             self.actions.push_back(Action::Send { conn, bytes });
         }
-        let ip = c.ip();
-        if let Some(n) = self.per_address.get_mut(&ip) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_address.remove(&ip);
-            }
-        }
+        self.release_address(c.ip());
         if let Some(name) = c.name() {
             self.users.remove(&name_key(name));
             self.leave_all_rooms(conn, name);
@@ -37,6 +31,16 @@ impl Server {
             self.forget_approval(conn);
         }
         Some(c)
+    }
+
+    /// One connection fewer from `ip`.
+    pub(super) fn release_address(&mut self, ip: IpAddr) {
+        if let Some(n) = self.per_address.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_address.remove(&ip);
+            }
+        }
     }
 
     pub(super) fn announce_left(&mut self, now: Now, name: &str) {

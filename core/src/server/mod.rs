@@ -10,7 +10,8 @@
 //! One file per concern: `conn` (a connection's phase and wire), `wire`
 //! (bytes to lines), `login`, `approve` (host mode), `chat` (messages, rate
 //! limit, chat commands), `console` (the operator), `moderation`, `plugins`
-//! (plugin processes: permissions, commands, restarts), `timers`,
+//! (plugin processes: permissions, commands, restarts), `timers`, `web`
+//! (connections from the web listener: HTTP, then a WebSocket),
 //! `fanout` (where lines go, events), `config` and `event` (what goes in and
 //! out besides bytes). This file holds the types and the entry points.
 
@@ -28,6 +29,7 @@ mod moderation;
 mod plugins;
 mod rooms;
 mod timers;
+mod web;
 mod wire;
 
 use std::cmp::Reverse;
@@ -234,6 +236,9 @@ pub struct Server {
     files: files::Files,
     /// Plugins: what they may do, their runs, commands and timers.
     plugins: plugins::Plugins,
+    /// Connections from the web listener: their HTTP phase, then the
+    /// WebSocket that carries them.
+    web: web::WebConns,
 }
 
 impl Server {
@@ -285,6 +290,7 @@ impl Server {
             next_query: 0,
             files,
             plugins,
+            web: web::WebConns::default(),
         };
         server.start_files(now);
         server.start_plugins(now);
@@ -302,9 +308,27 @@ impl Server {
     /// A new transport connection from `addr`. Refusals (ban, full server,
     /// too many from one address, shutting down) come out as actions.
     pub fn handle_connect(&mut self, now: Now, addr: SocketAddr) -> ConnId {
-        self.expire(now);
+        let conn = self.new_conn_id();
+        self.connect_as(now, conn, addr);
+        conn
+    }
+
+    fn new_conn_id(&mut self) -> ConnId {
         let conn = ConnId(self.next_id);
         self.next_id += 1;
+        conn
+    }
+
+    /// Whether `ip` already has as many connections as one address may.
+    fn address_full(&self, ip: IpAddr) -> bool {
+        !(self.config.exempt_loopback && ip.is_loopback())
+            && self.per_address.get(&ip).copied().unwrap_or(0) >= self.config.max_per_address
+    }
+
+    /// `conn` starts speaking LanTalk: the checks of a new connection, then
+    /// the greeting (on a web connection, once it is a WebSocket).
+    fn connect_as(&mut self, now: Now, conn: ConnId, addr: SocketAddr) {
+        self.expire(now);
         let ip = canonical(addr.ip());
 
         let refusal = if self.shut_down {
@@ -325,9 +349,7 @@ impl Server {
                     self.config.max_clients
                 ),
             ))
-        } else if !(self.config.exempt_loopback && ip.is_loopback())
-            && self.per_address.get(&ip).copied().unwrap_or(0) >= self.config.max_per_address
-        {
+        } else if self.address_full(ip) {
             Some((
                 CloseReason::TooManyFromAddress,
                 "Too many connections from your address.".to_string(),
@@ -344,7 +366,7 @@ impl Server {
                 EventKind::Connection,
                 format!("Refused {ip}: {text}"),
             );
-            return conn;
+            return;
         }
 
         let deadline = now.instant + self.config.auth_timeout;
@@ -387,12 +409,22 @@ impl Server {
             EventKind::Connection,
             format!("Connection {conn} from {addr}"),
         );
-        conn
     }
 
     /// The transport under `conn` is gone. No `Close` action follows: the
     /// runtime has already dropped (or is dropping) the connection.
     pub fn handle_disconnect(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        cause: DisconnectCause,
+    ) -> Result<(), Error> {
+        self.web_gone(conn);
+        self.disconnected(now, conn, cause)
+    }
+
+    /// The peer is gone (its transport, or its WebSocket closing).
+    fn disconnected(
         &mut self,
         now: Now,
         conn: ConnId,
@@ -474,7 +506,10 @@ impl Server {
         if !self.to_seal.is_empty() {
             self.seal_pending();
         }
-        self.actions.pop_front()
+        if self.web.is_empty() {
+            return self.actions.pop_front();
+        }
+        self.poll_web()
     }
 
     /// Tell everyone the server is closing, close every connection, and emit
@@ -519,6 +554,7 @@ impl Server {
                 });
             }
         }
+        self.web_shutdown();
         self.timers.clear();
         self.stop_plugins(now);
         self.actions.push_back(Action::Shutdown);

@@ -18,6 +18,8 @@ impl Server {
             }
             self.timers.pop();
             let Some(c) = self.conns.get(&conn) else {
+                // Not speaking LanTalk yet: maybe a web request's deadline.
+                self.web_expire(now, conn);
                 continue;
             };
             let Some(real) = c.deadline(self.config.idle_timeout) else {

@@ -6,7 +6,11 @@ use super::*;
 impl Server {
     /// Bytes received on a connection, in whatever chunks the transport gave.
     pub fn handle_input(&mut self, now: Now, conn: ConnId, bytes: &[u8]) -> Result<(), Error> {
-        let result = self.input(now, conn, bytes);
+        let result = if self.web.carries(conn) {
+            self.web_input(now, conn, bytes)
+        } else {
+            self.input(now, conn, bytes)
+        };
         self.ask_next(now);
         result
     }

@@ -18,6 +18,7 @@
 pub mod disk;
 pub mod pair;
 pub mod secure_peer;
+pub mod ws;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -349,6 +350,35 @@ impl ServerScript {
         let conn = self.server.handle_connect(now, a);
         self.record(format!("connect {address} -> {conn}"));
         conn
+    }
+
+    /// A connection on the web listener.
+    pub fn connect_web(&mut self, address: &str) -> ConnId {
+        let a = addr(address);
+        let now = self.now;
+        let conn = self.server.handle_connect_web(now, a);
+        self.record(format!("connect web {address} -> {conn}"));
+        conn
+    }
+
+    /// Everything sent to `conn` in the last step, joined.
+    pub fn bytes_to(&self, conn: ConnId) -> Vec<u8> {
+        self.last
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send { conn: c, bytes } if *c == conn => Some(&bytes[..]),
+                _ => None,
+            })
+            .flatten()
+            .copied()
+            .collect()
+    }
+
+    /// Whether the last step closed `conn`.
+    pub fn closed(&self, conn: ConnId) -> bool {
+        self.last
+            .iter()
+            .any(|a| matches!(a, Action::Close { conn: c, .. } if *c == conn))
     }
 
     pub fn input(&mut self, conn: ConnId, bytes: impl AsRef<[u8]>) -> Result<(), Error> {
