@@ -124,10 +124,29 @@ fn http(
     stream
         .write_all(request.as_bytes())
         .map_err(|e| format!("{what}: cannot send: {e}"))?;
+    // chromedriver may keep the connection open despite `Connection:
+    // close`: read until the body is complete, not until the end.
     let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .map_err(|e| format!("{what}: no complete answer within {timeout:?}: {e}"))?;
+    let mut chunk = [0u8; 16384];
+    loop {
+        if let Some(split) = find(&raw, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+            let length = head.lines().find_map(|l| {
+                l.strip_prefix("content-length:")
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+            });
+            if length.is_some_and(|n| raw.len() >= split + 4 + n)
+                || (head.contains("chunked") && raw.ends_with(b"0\r\n\r\n"))
+            {
+                break;
+            }
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&chunk[..n]),
+            Err(e) => return Err(format!("{what}: no complete answer within {timeout:?}: {e}")),
+        }
+    }
     let split = find(&raw, b"\r\n\r\n").ok_or_else(|| {
         format!(
             "{what}: not an HTTP answer: {:?}",
