@@ -114,7 +114,12 @@ impl Server {
     /// The same on given ports (`--port P --web-port W`), as after a
     /// restart. A port just released may still be taken for a moment: that
     /// is retried, a bounded number of times.
-    fn start_on(bin: &str, dir: &Path, ports: Option<(u16, u16)>, password: Option<&str>) -> Server {
+    fn start_on(
+        bin: &str,
+        dir: &Path,
+        ports: Option<(u16, u16)>,
+        password: Option<&str>,
+    ) -> Server {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -424,12 +429,12 @@ fn users(b: &Browser) -> Vec<String> {
 
 /// The page's `lantalk.pins` (origin → fingerprint), `{}` when none.
 fn pins(b: &Browser) -> Value {
-    let raw = b.execute(
-        "return localStorage.getItem('lantalk.pins');",
-        json!([]),
-    );
+    let raw = b.execute("return localStorage.getItem('lantalk.pins');", json!([]));
     raw.as_str()
-        .map(|s| serde_json::from_str(s).unwrap_or_else(|e| panic!("lantalk.pins is not JSON ({e}): {s}")))
+        .map(|s| {
+            serde_json::from_str(s)
+                .unwrap_or_else(|e| panic!("lantalk.pins is not JSON ({e}): {s}"))
+        })
         .unwrap_or_else(|| json!({}))
 }
 
@@ -618,7 +623,9 @@ fn two_browsers_and_a_terminal_talk_in_two_rooms(bin: &str) {
         (unread(b, "#lobby") >= 1).then_some(())
     });
     assert!(
-        !messages(&bob).iter().any(|m| m.text == "meanwhile in the lobby"),
+        !messages(&bob)
+            .iter()
+            .any(|m| m.text == "meanwhile in the lobby"),
         "a lobby line is not shown in #team"
     );
     assert!(
@@ -706,7 +713,10 @@ fn the_page_reconnects_after_a_restart(bin: &str) {
     thread::sleep(Duration::from_secs(1));
     let shown = messages(&alice);
     let dups = duplicate_ids(&shown);
-    assert!(dups.is_empty(), "shown twice (data-id): {dups:?}\n{shown:#?}");
+    assert!(
+        dups.is_empty(),
+        "shown twice (data-id): {dups:?}\n{shown:#?}"
+    );
     for text in ["before the restart", "while you were away", "back again"] {
         let n = shown.iter().filter(|m| !m.system && m.text == text).count();
         assert_eq!(n, 1, "{text:?} shown {n} times:\n{shown:#?}");
@@ -761,7 +771,10 @@ fn a_changed_server_key_is_refused(bin: &str) {
         .unwrap_or_else(|| panic!("lantalk.pins has no pin for {origin}: {pinned}"))
         .to_string();
     let bare = key.strip_prefix("SHA256:").unwrap_or(&key);
-    assert!(pin.contains(bare), "the pin {pin:?} is the server's key {key:?}");
+    assert!(
+        pin.contains(bare),
+        "the pin {pin:?} is the server's key {key:?}"
+    );
 
     // Another server (another key) on the same ports.
     server.stop();
@@ -786,7 +799,11 @@ fn a_changed_server_key_is_refused(bin: &str) {
         "#error says the key changed after a reload: {error:?}"
     );
     // The pin is kept, not replaced by the new key.
-    assert_eq!(pins(&alice)[&origin].as_str(), Some(pin.as_str()), "the pin stays");
+    assert_eq!(
+        pins(&alice)[&origin].as_str(),
+        Some(pin.as_str()),
+        "the pin stays"
+    );
 
     // Nothing reached the impostor: no join, no line.
     thread::sleep(Duration::from_secs(1));
@@ -822,8 +839,14 @@ fn the_wire_carries_neither_text_nor_password(bin: &str) {
 
     let (up, down) = (relay.up(), relay.down());
     // The control: the relay did carry the page and its WebSocket.
-    assert!(contains(&up, b"GET / HTTP/1.1"), "the page came through the relay");
-    assert!(contains_ci(&up, "upgrade: websocket"), "so did the WebSocket");
+    assert!(
+        contains(&up, b"GET / HTTP/1.1"),
+        "the page came through the relay"
+    );
+    assert!(
+        contains_ci(&up, "upgrade: websocket"),
+        "so did the WebSocket"
+    );
     assert!(contains(&down, b"101 "), "the upgrade was answered");
     for (what, bytes) in [("browser → server", &up), ("server → browser", &down)] {
         for secret in [TO_SERVER, FROM_SERVER, PW] {
@@ -887,10 +910,20 @@ fn the_accessibility_contract_holds(bin: &str) {
     let server = Server::start(bin, dir.path(), None);
     let alice = Browser::start("alice");
     alice.navigate(&server.url());
-    alice.wait_until("the login form", STEP, |b| b.try_find("form#login #join").map(|_| ()));
-    assert_eq!(alice.find("#name").computed_label(), "Name", "the name field's label");
+    alice.wait_until("the login form", STEP, |b| {
+        b.try_find("form#login #join").map(|_| ())
+    });
+    assert_eq!(
+        alice.find("#name").computed_label(),
+        "Name",
+        "the name field's label"
+    );
     let password = alice.find("#password");
-    assert_eq!(password.computed_label(), "Password", "the password field's label");
+    assert_eq!(
+        password.computed_label(),
+        "Password",
+        "the password field's label"
+    );
     assert_eq!(password.attr("type").as_deref(), Some("password"));
     assert_eq!(alice.find("#error").attr("role").as_deref(), Some("alert"));
     assert!(alice.try_find("#status").is_some(), "#status");
@@ -898,23 +931,40 @@ fn the_accessibility_contract_holds(bin: &str) {
     join(&alice, &server.url(), "alice", None);
     let message = alice.find("#message");
     assert_eq!(message.attr("aria-label").as_deref(), Some("Message"));
-    assert_eq!(message.computed_label(), "Message", "the message box's label");
+    assert_eq!(
+        message.computed_label(),
+        "Message",
+        "the message box's label"
+    );
     let log = alice.find("#messages");
     let live = log.attr("aria-live").unwrap_or_default();
     assert!(
         live == "polite" || live == "assertive",
         "#messages is a live region: aria-live={live:?}"
     );
-    assert_eq!(log.attr("role").as_deref(), Some("log"), "#messages is a log");
+    assert_eq!(
+        log.attr("role").as_deref(),
+        Some("log"),
+        "#messages is a log"
+    );
     // Shift+Enter is a new line, not a send.
-    message.send_keys(&format!("first line{}{}{}second line", keys::SHIFT, keys::ENTER, keys::NULL));
+    message.send_keys(&format!(
+        "first line{}{}{}second line",
+        keys::SHIFT,
+        keys::ENTER,
+        keys::NULL
+    ));
     let value = message.prop("value");
-    assert_eq!(value.as_str(), Some("first line\nsecond line"), "Shift+Enter adds a line");
+    assert_eq!(
+        value.as_str(),
+        Some("first line\nsecond line"),
+        "Shift+Enter adds a line"
+    );
     message.send_keys(keys::ENTER);
     alice.wait_until("the two-line message sent", STEP, |b| {
-        messages(b)
-            .into_iter()
-            .find(|m| m.from == "alice" && m.text.contains("first line") && m.text.contains("second line"))
+        messages(b).into_iter().find(|m| {
+            m.from == "alice" && m.text.contains("first line") && m.text.contains("second line")
+        })
     });
     assert_eq!(
         message.prop("value").as_str(),
@@ -962,7 +1012,10 @@ fn screenshots_of_a_joined_page(bin: &str) {
         .execute("return document.documentElement.scrollWidth;", json!([]))
         .as_i64()
         .unwrap_or(i64::MAX);
-    assert!(width <= 390, "the page is {width} px wide on a 390 px screen");
+    assert!(
+        width <= 390,
+        "the page is {width} px wide on a 390 px screen"
+    );
     let phone = out("phone.png");
     alice.screenshot(&phone);
     for p in [&desktop, &phone] {
@@ -1104,7 +1157,12 @@ fn harness_drives_the_static_page() {
         let m = wait_msg(&ann, "ann", "hello harness");
         assert_eq!((m.id.as_str(), m.room.as_str()), ("1", "#lobby"));
         let message = ann.find("#message");
-        message.send_keys(&format!("one{}{}{}two", keys::SHIFT, keys::ENTER, keys::NULL));
+        message.send_keys(&format!(
+            "one{}{}{}two",
+            keys::SHIFT,
+            keys::ENTER,
+            keys::NULL
+        ));
         assert_eq!(message.prop("value").as_str(), Some("one\ntwo"));
         message.clear();
         assert_eq!(message.prop("value").as_str(), Some(""));
@@ -1121,11 +1179,17 @@ fn harness_drives_the_static_page() {
         assert_eq!(ann.find("#name").computed_label(), "Name");
         assert_eq!(ann.find("#password").computed_label(), "Password");
         assert_eq!(message.computed_label(), "Message");
-        assert_eq!(ann.find("#messages").attr("aria-live").as_deref(), Some("polite"));
+        assert_eq!(
+            ann.find("#messages").attr("aria-live").as_deref(),
+            Some("polite")
+        );
         assert_eq!(ann.find_all("#login input").len(), 2);
         assert!(ann.try_find("#nothing-here").is_none());
         assert_eq!(ann.find("#status").text(), "Joined as ann");
-        assert_eq!(ann.execute("return arguments[0] + 1;", json!([41])), json!(42));
+        assert_eq!(
+            ann.execute("return arguments[0] + 1;", json!([41])),
+            json!(42)
+        );
         assert_eq!(
             ann.execute_async(
                 "const done = arguments[arguments.length - 1]; setTimeout(() => done('later'), 10);",
@@ -1161,12 +1225,17 @@ fn harness_drives_the_static_page() {
             ann.wait_until("the impossible", Duration::from_millis(300), |_| None::<()>)
         }));
         let why = failed.expect_err("the wait fails");
-        let why = why
-            .downcast_ref::<String>()
-            .cloned()
-            .unwrap_or_default();
-        for part in ["the impossible", "[joined] Joined as ann", "hello harness", "ann"] {
-            assert!(why.contains(part), "{part:?} in the failure message:\n{why}");
+        let why = why.downcast_ref::<String>().cloned().unwrap_or_default();
+        for part in [
+            "the impossible",
+            "[joined] Joined as ann",
+            "hello harness",
+            "ann",
+        ] {
+            assert!(
+                why.contains(part),
+                "{part:?} in the failure message:\n{why}"
+            );
         }
     }
     // Dropped: no Chromium of theirs is left running.
@@ -1174,7 +1243,11 @@ fn harness_drives_the_static_page() {
     for p in &profiles {
         let needle = format!("--user-data-dir={}", p.display());
         while !webdriver::processes_mentioning(&needle).is_empty() {
-            assert!(Instant::now() < deadline, "Chromium left running for {}", p.display());
+            assert!(
+                Instant::now() < deadline,
+                "Chromium left running for {}",
+                p.display()
+            );
             thread::sleep(Duration::from_millis(100));
         }
     }
@@ -1206,10 +1279,16 @@ fn harness_missing_browser_fails_and_says_how_to_install() {
         .err()
         .expect("no browser, no driver");
     assert!(err.contains("cargo xtask test"), "{err}");
-    assert!(err.contains("apt-get install -y chromium chromium-driver"), "{err}");
-    let err = webdriver::Driver::start_with(&webdriver::programs().0, Path::new("/nonexistent/chromedriver"))
-        .err()
-        .expect("no chromedriver, no driver");
+    assert!(
+        err.contains("apt-get install -y chromium chromium-driver"),
+        "{err}"
+    );
+    let err = webdriver::Driver::start_with(
+        &webdriver::programs().0,
+        Path::new("/nonexistent/chromedriver"),
+    )
+    .err()
+    .expect("no chromedriver, no driver");
     assert!(err.contains("chromedriver"), "{err}");
 }
 

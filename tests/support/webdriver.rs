@@ -144,7 +144,11 @@ fn http(
         match stream.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => raw.extend_from_slice(&chunk[..n]),
-            Err(e) => return Err(format!("{what}: no complete answer within {timeout:?}: {e}")),
+            Err(e) => {
+                return Err(format!(
+                    "{what}: no complete answer within {timeout:?}: {e}"
+                ))
+            }
         }
     }
     let split = find(&raw, b"\r\n\r\n").ok_or_else(|| {
@@ -224,7 +228,10 @@ fn answer(what: &str, result: Result<(u16, Value), String>) -> Result<Value, WdE
         return Ok(value);
     }
     Err(WdError {
-        error: value["error"].as_str().unwrap_or("unknown error").to_string(),
+        error: value["error"]
+            .as_str()
+            .unwrap_or("unknown error")
+            .to_string(),
         message: format!(
             "{what}: HTTP {status}: {}",
             value["message"].as_str().unwrap_or(&value.to_string())
@@ -454,7 +461,12 @@ impl Browser {
 
     /// A raw WebDriver call under this session (`path` after
     /// `/session/ID`).
-    pub fn try_call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, WdError> {
+    pub fn try_call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, WdError> {
         let full = format!("/session/{}{path}", self.id);
         let what = format!("{}: {method} {path}", self.label);
         answer(
