@@ -4,7 +4,8 @@
 //! * `cargo xtask test [ARGS…]`: the one command that runs every test on a
 //!   fresh machine. Some end-to-end tests need tools besides Rust (tmux for
 //!   the terminal tests, python3 with venv for the LanTalk 2.0 interop
-//!   tests, iproute2's `ip` for the discovery tests in network namespaces);
+//!   tests, iproute2's `ip` for the discovery tests in network namespaces,
+//!   Debian's chromium and chromium-driver for the browser tests);
 //!   missing ones are installed with apt-get when that is possible without
 //!   asking (root, or passwordless sudo), else the exact command to install
 //!   them is printed and nothing runs. Then `cargo test --workspace ARGS…`,
@@ -101,6 +102,15 @@ const TOOLS: &[Tool] = &[
                 .any(|ip| runs(ip, &["-V"]))
         },
         packages: &["iproute2"],
+    },
+    Tool {
+        what: "chromium and chromedriver",
+        needed_by: "the browser tests (tests/web_browser.rs), which drive a headless Chromium",
+        present: || {
+            runs("/usr/bin/chromium", &["--version"])
+                && runs("/usr/bin/chromedriver", &["--version"])
+        },
+        packages: &["chromium", "chromium-driver"],
     },
 ];
 
