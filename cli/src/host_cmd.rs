@@ -117,6 +117,7 @@ impl ApprovalConsole {
                     user: user.clone(),
                     text: text.clone(),
                     room: None,
+                    id: None,
                     at_ms: None,
                 };
                 let at = crate::style::Whereabouts::default();

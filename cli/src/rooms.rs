@@ -161,6 +161,7 @@ mod tests {
             user: "bob".into(),
             text: "hi".into(),
             room: Some(room.into()),
+            id: None,
             at_ms: Some(at_ms),
         }
     }

@@ -471,6 +471,7 @@ mod tests {
             user: user.into(),
             text: text.into(),
             room: None,
+            id: None,
             at_ms: None,
         }
     }
@@ -535,6 +536,7 @@ mod tests {
             user: "Bob".into(),
             text: "hi".into(),
             room: Some("#team".into()),
+            id: None,
             at_ms: None,
         };
         assert_eq!(
@@ -601,6 +603,7 @@ mod tests {
                 user: h(),
                 text: h(),
                 room: Some(h()),
+                id: None,
                 at_ms: None,
             },
             ClientEvent::Message {
@@ -608,6 +611,7 @@ mod tests {
                 user: h(),
                 text: format!("/me {HOSTILE}"),
                 room: None,
+                id: None,
                 at_ms: None,
             },
             ClientEvent::RoomMember {

@@ -251,8 +251,12 @@ function event(e) {
       return setState('secured', 'Waiting for the host to approve you…');
     case 'joined': return joined(e);
     case 'refused': return undefined; // `done` follows with the reason
-    case 'message':
-      return add(e.room || LOBBY, { from: e.user, text: e.text, at: e.at_ms, mine: false });
+    case 'message': {
+      // Servers relay `/me` as the line itself; history marks it instead.
+      const action = e.text.startsWith('/me ');
+      const text = action ? e.text.slice(4) : e.text;
+      return add(e.room || LOBBY, { id: e.id, from: e.user, text, at: e.at_ms, action, mine: false });
+    }
     case 'pm': {
       const key = `@${e.from}`;
       addRoom(key);

@@ -40,10 +40,11 @@ pub fn to_json(event: &ClientEvent) -> Value {
             user,
             text,
             room,
+            id,
             at_ms,
         } => (
             "message",
-            json!({ "ts": ts, "user": user, "text": text, "room": room, "at_ms": at_ms }),
+            json!({ "ts": ts, "user": user, "text": text, "room": room, "id": id, "at_ms": at_ms }),
         ),
         ClientEvent::Pm {
             ts,

@@ -132,6 +132,7 @@ impl Client {
                     user,
                     text,
                     room,
+                    id,
                     at_ms,
                 })
             }

@@ -134,6 +134,10 @@ pub enum ClientEvent {
         text: String,
         /// The room it was said in (servers of ours).
         room: Option<String>,
+        /// The room's number for it (servers of ours): what a client that
+        /// lost its connection resumes after, and how a page that shows a
+        /// line twice (live, then in a catch-up) knows it is the same one.
+        id: Option<u64>,
         /// When, in milliseconds since the Unix epoch (servers of ours).
         at_ms: Option<i64>,
     },
