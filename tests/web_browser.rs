@@ -66,6 +66,7 @@ macro_rules! browser_tests {
                 a_phone_sized_viewport_fits,
                 the_accessibility_contract_holds,
                 screenshots_of_a_joined_page,
+                a_host_approves_a_browser_by_its_code,
             );
         }
     };
@@ -1015,6 +1016,9 @@ fn screenshots_of_a_joined_page(bin: &str) {
         width <= 390,
         "the page is {width} px wide on a 390 px screen"
     );
+    // The sidebar slides out of view when the layout turns narrow
+    // (a 0.15 s transition): let it finish, or it is caught halfway.
+    thread::sleep(Duration::from_millis(500));
     let phone = out("phone.png");
     alice.screenshot(&phone);
     for p in [&desktop, &phone] {
@@ -1297,4 +1301,68 @@ fn harness_decodes_base64() {
     assert_eq!(webdriver::base64_decode("aGVsbG8h").unwrap(), b"hello!");
     assert_eq!(webdriver::base64_decode("").unwrap(), b"");
     assert!(webdriver::base64_decode("a*b").is_none());
+}
+
+/// Host mode: a browser is a peer like any other. The page shows the code
+/// the host is asked about, waits, and chats once the host says yes.
+fn a_host_approves_a_browser_by_its_code(bin: &str) {
+    let dir = TempDir::new("host");
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "host",
+        "--bind",
+        "127.0.0.1",
+        "--no-discovery",
+        "--port",
+        "0",
+    ])
+    .args(["--name", "Hub"])
+    .arg("--data-dir")
+    .arg(dir.path())
+    .env_remove("LANTALK_DATA_DIR")
+    .current_dir(dir.path());
+    let mut host = Proc::spawn(format!("{} host", bin_label(bin)), cmd);
+    let (_, web_port, _) = Server::banner(&mut host)
+        .unwrap_or_else(|why| panic!("the host did not start: {why}\n{}", host.report()));
+    let alice = Browser::start("alice");
+    login(
+        &alice,
+        &format!("http://127.0.0.1:{web_port}/"),
+        "alice",
+        None,
+    );
+
+    // Both show the same code; the page waits meanwhile.
+    let asked = host.wait_line("the question about alice", |l| {
+        l.starts_with("Incoming connection from ")
+            && l.contains(" as alice, ")
+            && l.ends_with(". Approve? (y/n)")
+    });
+    let code = asked
+        .split(", code ")
+        .nth(1)
+        .map(|r| r.trim_end_matches(". Approve? (y/n)").to_string())
+        .unwrap_or_else(|| panic!("no code in {asked:?}"));
+    let shown = alice.wait_until("the code on the page", STEP, |b| {
+        let v = b.execute(
+            "const c = document.querySelector('#code-box'); \
+             return c && !c.hidden ? document.querySelector('#code').textContent.trim() : '';",
+            json!([]),
+        );
+        v.as_str().filter(|c| !c.is_empty()).map(str::to_string)
+    });
+    assert_eq!(shown, code, "the page shows the code the host compares");
+    assert_ne!(state(&alice), "joined", "not in before the host says yes");
+
+    host.send("y");
+    wait_state(&alice, "joined");
+    say(&alice, "hello host");
+    host.wait_line("alice's line on the console", |l| {
+        l.ends_with("alice: hello host")
+    });
+    host.send("hi alice");
+    let line = alice.wait_until("the host's line", STEP, |b| {
+        messages(b).into_iter().find(|m| m.text == "hi alice")
+    });
+    assert!(line.from.starts_with("Hub"), "from the host: {line:?}");
 }
