@@ -116,6 +116,9 @@ function wsUrl() { return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${
 function connect(fresh) {
   clearTimeout(conn.retry);
   clearInterval(conn.countdown);
+  // Marks for measuring (bench/web_join.py): the page's timeline, read
+  // with performance.getEntriesByType('mark').
+  performance.mark(fresh ? 'lantalk-connect' : 'lantalk-reconnect');
   const ws = new WebSocket(wsUrl());
   ws.binaryType = 'arraybuffer';
   conn.ws = ws;
@@ -310,6 +313,7 @@ function event(e) {
 }
 
 function joined(e) {
+  performance.mark('lantalk-joined');
   conn.joined = true;
   conn.everJoined = true;
   conn.tries = 0;
@@ -757,6 +761,7 @@ async function main() {
   }
   setState('closed', 'Not connected');
   $('join').disabled = false;
+  performance.mark('lantalk-ready');
   ($('name').value ? $('password') : $('name')).focus();
 }
 
