@@ -719,14 +719,17 @@ impl Drop for Browser {
             None,
             Duration::from_secs(20),
         );
-        // Anything of this profile's Chromium still running is ours to end.
-        let needle = format!("--user-data-dir={}", self.profile.path().display());
-        for pid in processes_mentioning(&needle) {
-            #[cfg(unix)]
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+        // Anything of this profile's Chromium still running is ours to end
+        // (found through /proc: Linux only, where the browser tests run).
+        #[cfg(unix)]
+        {
+            let needle = format!("--user-data-dir={}", self.profile.path().display());
+            for pid in processes_mentioning(&needle) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
         }
     }
 }

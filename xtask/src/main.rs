@@ -127,8 +127,13 @@ fn runs(program: &str, args: &[&str]) -> bool {
 
 fn test(extra: &[OsString]) -> Result<ExitCode, String> {
     ensure_tools()?;
+    // Every test binary runs even after one fails, so that the closing
+    // `tests: N passed, M failed` counts them all (cargo stops at the first
+    // failing binary of a package otherwise, and hides the rest).
+    let keep_going = (!extra.iter().any(|a| a == "--no-fail-fast")).then_some("--no-fail-fast");
     let mut child = cargo()
         .args(["test", "--workspace"])
+        .args(keep_going)
         .args(extra)
         .stdout(Stdio::piped())
         .spawn()
