@@ -6,6 +6,7 @@
 mod common;
 
 use common::pair::{Pair, PeerId, Seen};
+use common::secs;
 use common::secure_peer::SecurePeer;
 use insta::assert_snapshot;
 use lantalk_core::history::{QueryId, Record, RecordKind, Scope, StoreReply, StoreRequest, Want};
@@ -525,6 +526,96 @@ fn our_client_in_rooms_and_back_after_a_reconnection() {
         )],
         "exactly what was missed: no join page, nothing twice"
     );
+}
+
+/// After a reconnection, a line typed while the connection was down (or
+/// before the room is entered again) is said in the room the user spoke
+/// in, never in the lobby the new session starts in; if the room does not
+/// take them back, the line is shown as not sent, and said nowhere.
+#[test]
+fn a_line_kept_through_a_reconnection_is_said_where_it_was_typed() {
+    use lantalk_core::client::{Client, ClientEvent};
+
+    let said = |pair: &Pair, peer: PeerId, text: &str| -> Vec<Option<String>> {
+        pair.events(peer)
+            .filter_map(|e| match e {
+                ClientEvent::Message { text: t, room, .. } if t == text => Some(room.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let notices = |pair: &Pair, peer: PeerId| -> Vec<String> {
+        pair.events(peer)
+            .filter_map(|e| match e {
+                ClientEvent::Notice(text) => Some(text.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+
+    let mut pair = Pair::new(config());
+    let ann = pair.connect("ann", "10.0.0.1:1", ours("ann", 0x31));
+    let bob = pair.connect("bob", "10.0.0.2:1", ours("bob", 0x32));
+    typed(&mut pair, ann, "/join #team");
+    typed(&mut pair, bob, "/join #team");
+    typed(&mut pair, ann, "/switch #lobby");
+    let rejoin = pair.client(bob).rejoin_points();
+    pair.hang_up(bob);
+
+    let mut again = ours("bob", 0x32);
+    again.rejoin = rejoin.clone();
+    let mut client = Client::new(again, pair.now());
+    client.handle_user_line(pair.now(), "kept for the team");
+    client.handle_user_line(pair.now(), "/me is back");
+    let bob2 = pair.connect_client("bob", "10.0.0.2:2", client);
+    assert_eq!(pair.client(bob2).current_room(), Some("#team"));
+    assert_eq!(
+        said(&pair, ann, "kept for the team"),
+        [Some("#team".into())]
+    );
+    assert_eq!(
+        pair.events(bob2)
+            .filter(|e| matches!(e, ClientEvent::ActionSent { text, room }
+                if text == "is back" && room.as_deref() == Some("#team")))
+            .count(),
+        1
+    );
+
+    // The room takes a key while bob is away: his way back in is refused,
+    // and what he kept for it is not said in the lobby instead.
+    typed(&mut pair, ann, "/switch #team");
+    typed(&mut pair, ann, "/key letmein");
+    let rejoin = pair.client(bob2).rejoin_points();
+    pair.hang_up(bob2);
+    let mut again = ours("bob", 0x32);
+    again.rejoin = rejoin
+        .into_iter()
+        .map(|mut r| {
+            r.key = None;
+            r
+        })
+        .collect();
+    let mut client = Client::new(again, pair.now());
+    client.handle_user_line(pair.now(), "meant for the team only");
+    let bob3 = pair.connect_client("bob", "10.0.0.2:3", client);
+    assert_eq!(pair.client(bob3).current_room(), Some("#lobby"));
+    assert!(said(&pair, ann, "meant for the team only").is_empty());
+    let at = secs(pair.now().instant) + 11.0;
+    pair.jump_to(at);
+    assert!(
+        said(&pair, ann, "meant for the team only").is_empty(),
+        "said nowhere"
+    );
+    assert!(
+        notices(&pair, bob3)
+            .iter()
+            .any(|n| n == "Not sent (not back in #team): meant for the team only"),
+        "{:?}",
+        notices(&pair, bob3)
+    );
+    // Typed now, in the lobby the prompt shows, a line is said there.
+    typed(&mut pair, bob3, "hello lobby");
+    assert_eq!(said(&pair, ann, "hello lobby"), [Some("#lobby".into())]);
 }
 
 /// Once the store has said a room has nothing older than what it sent, the

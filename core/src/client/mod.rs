@@ -354,6 +354,11 @@ pub struct Client {
     early: VecDeque<String>,
     /// Logged in to a server of ours whose lobby has not arrived yet.
     awaiting_lobby: bool,
+    /// After a reconnection: the room the user was speaking in, asked for
+    /// again, and until when typed lines wait in `early` for it. Lines kept
+    /// while the connection was down were meant for that room; said in the
+    /// lobby instead they would reach people they were not written for.
+    rejoin_hold: Option<(String, Instant)>,
     /// Files being offered, sent and received.
     transfers: transfer::Transfers,
     /// The commands the server's plugins offer (for `/help`).
@@ -390,6 +395,7 @@ impl Client {
             join_asked: None,
             early: VecDeque::new(),
             awaiting_lobby: false,
+            rejoin_hold: None,
             transfers: transfer::Transfers::default(),
             plugin_commands: Vec::new(),
             actions: VecDeque::new(),
@@ -507,6 +513,7 @@ impl Client {
 
     pub fn handle_timeout(&mut self, now: Now) {
         self.expire(now);
+        self.give_up_rejoin_hold(now);
         self.flush(now);
     }
 
@@ -528,7 +535,8 @@ impl Client {
             (Some(every), Phase::Chatting) => Some(self.last_sent + every),
             _ => None,
         };
-        [self.deadline, pacing, keepalive]
+        let hold = self.rejoin_hold.as_ref().map(|(_, until)| *until);
+        [self.deadline, pacing, keepalive, hold]
             .into_iter()
             .flatten()
             .min()

@@ -58,6 +58,14 @@ impl Client {
         if text.is_empty() {
             return;
         }
+        // Said in a room (a message, `/me`, `//literal`) while we are not
+        // yet back in the room the user spoke in: it waits for that room.
+        let said_in_room = !text.starts_with('/')
+            || text.starts_with("//")
+            || protocol::split_word(text).0.eq_ignore_ascii_case("/me");
+        if said_in_room && self.rejoin_hold.is_some() {
+            return self.early.push_back(line.to_string());
+        }
         let chars = text.chars().count();
         if chars > MAX_TEXT_CHARS {
             return self.notice(format!(
@@ -113,8 +121,25 @@ impl Client {
     /// Takes up the lines typed before the server was known, in order.
     pub(super) fn replay_early(&mut self, now: Now) {
         self.awaiting_lobby = false;
-        while let Some(line) = self.early.pop_front() {
+        // Taken first: a line may be held again (see `rejoin_hold`).
+        for line in std::mem::take(&mut self.early) {
             self.user_line(now, &line);
+        }
+    }
+
+    /// The room spoken in before a reconnection did not take us back in
+    /// time (refused, or gone): the lines kept for it are not said
+    /// elsewhere; they are shown, so nothing typed is lost silently.
+    pub(super) fn give_up_rejoin_hold(&mut self, now: Now) {
+        let Some((room, until)) = self.rejoin_hold.take() else {
+            return;
+        };
+        if now.instant < until {
+            self.rejoin_hold = Some((room, until));
+            return;
+        }
+        for line in std::mem::take(&mut self.early) {
+            self.notice(format!("Not sent (not back in {room}): {line}"));
         }
     }
 

@@ -11,6 +11,12 @@ use crate::protocol::{HistoryReason, PastLine, Place, RoomView};
 use crate::rooms::{room_key, LOBBY};
 use outbox::OutKind;
 
+/// How long lines typed for the room we spoke in wait, after a
+/// reconnection, for the server to let us back in: long enough for a slow
+/// server, short enough that a refused `/join` is said while the person
+/// still remembers what they typed.
+const REJOIN_HOLD: Duration = Duration::from_secs(10);
+
 /// A room to go back into after a reconnection, and the last message id
 /// seen there: what was said since is asked for, so nothing is missed and
 /// nothing shown twice.
@@ -177,7 +183,14 @@ impl Client {
         }
         if first {
             // Logged in again after a reconnection: back into the rooms we
-            // were in (the lobby is where everyone starts).
+            // were in (the lobby is where everyone starts). Lines typed for
+            // the room we spoke in wait until we are back in it.
+            self.rejoin_hold = self
+                .config
+                .rejoin
+                .iter()
+                .find(|r| r.current && room_key(&r.room) != LOBBY)
+                .map(|r| (r.room.clone(), now.instant + REJOIN_HOLD));
             for r in self.config.rejoin.clone() {
                 let line = match &r.key {
                     Some(key) => format!("/join {} {key}", r.room),
@@ -191,6 +204,9 @@ impl Client {
         if first || was_current || (!lobby && back_into.is_none()) {
             self.join_asked = None;
             self.switch_to(i);
+        }
+        if was_current && self.rejoin_hold.take().is_some() {
+            self.replay_early(now);
         }
         if first && self.awaiting_lobby {
             self.replay_early(now);

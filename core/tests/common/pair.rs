@@ -155,6 +155,12 @@ impl Pair {
         self.open(label, address, Some(client))
     }
 
+    /// Our client, already given input (lines typed before it connected),
+    /// connects from `address` and runs until both sides wait.
+    pub fn connect_client(&mut self, label: &str, address: &str, client: Client) -> PeerId {
+        self.open(label, address, Some(client))
+    }
+
     /// A raw peer connects from `address`; it says nothing until
     /// [`Pair::send_raw`].
     pub fn connect_raw(&mut self, label: &str, address: &str) -> PeerId {
