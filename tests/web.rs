@@ -98,8 +98,12 @@ fn the_page_and_the_wasm_are_served_with_their_headers(bin: &str) {
 }
 
 fn upgrade(port: u16, origin: &str) -> String {
+    upgrade_to(&format!("127.0.0.1:{port}"), origin)
+}
+
+fn upgrade_to(host: &str, origin: &str) -> String {
     format!(
-        "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: {origin}\r\nUpgrade: websocket\r\n\
+        "GET /ws HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\nUpgrade: websocket\r\n\
          Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
     )
@@ -111,6 +115,18 @@ fn websockets_from_other_sites_are_refused_and_ours_are_greeted(bin: &str) {
     let refused = exchange(port, &upgrade(port, "http://evil.example"), |_| false);
     let refused = String::from_utf8_lossy(&refused);
     assert!(refused.starts_with("HTTP/1.1 403 "), "{refused}");
+    // DNS rebinding: a page on evil.example whose name was made to resolve
+    // to this server is same-origin with itself; its Host gives it away.
+    let rebound = exchange(
+        port,
+        &upgrade_to(
+            &format!("evil.example:{port}"),
+            &format!("http://evil.example:{port}"),
+        ),
+        |_| false,
+    );
+    let rebound = String::from_utf8_lossy(&rebound);
+    assert!(rebound.starts_with("HTTP/1.1 403 "), "{rebound}");
 
     let origin = format!("http://127.0.0.1:{port}");
     let head_end = |b: &[u8]| b.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);

@@ -191,6 +191,22 @@ fn a_websocket_from_another_site_is_refused() {
     assert_eq!(s.server.connection_count(), 0);
 }
 
+/// DNS rebinding: `evil.example` made to resolve to the server's address
+/// is same-origin with itself, but its `Host` is no LAN name.
+#[test]
+fn a_websocket_from_a_rebound_name_is_refused() {
+    let mut s = ServerScript::new(web_config());
+    let conn = s.connect_web("10.0.0.9:40000");
+    s.input(
+        conn,
+        upgrade_request("evil.example:5080", Some("http://evil.example:5080")),
+    )
+    .unwrap();
+    assert!(s.closed(conn));
+    assert_eq!(status(&text(&s.bytes_to(conn))), "HTTP/1.1 403 Forbidden");
+    assert_eq!(s.server.connection_count(), 0);
+}
+
 /// A web connection upgraded to a WebSocket; the frames it was sent.
 fn upgraded(s: &mut ServerScript, origin: Option<&str>) -> (ConnId, Vec<(u8, Vec<u8>)>) {
     let conn = s.connect_web("10.0.0.9:40000");

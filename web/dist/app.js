@@ -161,6 +161,12 @@ function lost(reason) {
 
 function done(msg) {
   conn.joined = false;
+  // The core's session is over, whoever ended it: the socket goes too, or
+  // the server would hold our name until its idle timeout and a rejoin
+  // would be refused as taken. (A close waits for what is queued.)
+  const ws = conn.ws;
+  conn.ws = null;
+  if (ws) ws.close();
   sides.forEach((s) => s.ws.close());
   sides.clear();
   if (msg.refused) {

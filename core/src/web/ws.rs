@@ -66,7 +66,7 @@ pub fn accept(request: &Request) -> Result<String, Refusal> {
         .ok_or(Refusal::Malformed)?;
     if let Some(origin) = request.header("origin") {
         let host = request.header("host").ok_or(Refusal::Origin)?;
-        if !same_origin(origin, host) {
+        if !same_origin(origin, host) || !local_host(host) {
             return Err(Refusal::Origin);
         }
     }
@@ -95,6 +95,24 @@ pub fn same_origin(origin: &str, host: &str) -> bool {
         (Some(a), Some(b)) => a.0.eq_ignore_ascii_case(b.0) && a.1 == b.1,
         _ => false,
     }
+}
+
+/// Whether a browser's `Host` names this machine on the LAN by a name no
+/// one outside can point elsewhere: an IP address, `localhost`, or an mDNS
+/// `.local` name. A page on `evil.example` whose name is made to resolve to
+/// this server's address (DNS rebinding) is same-origin with itself, so
+/// matching `Origin` to `Host` alone would let it in; its `Host` is
+/// `evil.example`, refused here.
+pub fn local_host(host: &str) -> bool {
+    let Some((name, _)) = authority(host, 80) else {
+        return false;
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    let bare = name.trim_start_matches('[').trim_end_matches(']');
+    bare.parse::<std::net::IpAddr>().is_ok()
+        || name == "localhost"
+        || name.ends_with(".localhost")
+        || (name.ends_with(".local") && name.len() > ".local".len())
 }
 
 /// `host[:port]` split, `[v6]` kept bracketed; `None` if malformed.
@@ -387,6 +405,30 @@ mod tests {
             accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
             "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
+    }
+
+    #[test]
+    fn only_lan_names_are_trusted_hosts() {
+        for ok in [
+            "192.168.1.5:5080",
+            "[::1]:5080",
+            "[fe80::1]:5080",
+            "localhost:5080",
+            "LanTalk-Box.local:5080",
+            "box.local.:5080",
+        ] {
+            assert!(local_host(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example:5080",
+            "192.168.1.5.evil.example:5080",
+            "local:5080",
+            ".local:5080",
+            "evil.example",
+            "",
+        ] {
+            assert!(!local_host(bad), "{bad}");
+        }
     }
 
     #[test]
