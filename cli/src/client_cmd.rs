@@ -17,9 +17,10 @@ use std::sync::{Arc, LazyLock, Mutex};
 
 use lantalk_core::client::{ClientConfig, ClientEvent, ClientSecure, NewKey, Refusal};
 use lantalk_core::commands;
-use lantalk_core::driver::{ClientHost, ClientOutcome, Command, Control, Runtime};
+use lantalk_core::driver::{ClientHost, ClientOutcome, Command, Control};
 use lantalk_core::names::validate_username;
 use lantalk_core::text::is_forbidden;
+use lantalk_os::Runtime;
 
 use crate::args::{ClientArgs, DEFAULT_PORT};
 use crate::editor::{Completions, Input, LineEditor, Names};

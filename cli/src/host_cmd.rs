@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use lantalk_core::client::ClientEvent;
-use lantalk_core::driver::Runtime;
 use lantalk_core::server::{
     Approval, ApprovalRequest, EventDetail, Level, ServerEvent, TrustedPeer,
 };
+use lantalk_os::Runtime;
 
 use crate::args::{ApprovalArgs, HostArgs};
 use crate::keys;

@@ -29,7 +29,7 @@ mod web_assets;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
-use lantalk_core::driver::Runtime;
+use lantalk_os::Runtime;
 
 use args::{Cli, Command, HostArgs, ServerArgs};
 

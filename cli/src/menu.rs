@@ -4,8 +4,8 @@
 use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 
-use lantalk_core::driver::Runtime;
 use lantalk_core::names::validate_username;
+use lantalk_os::Runtime;
 
 use crate::args::{ClientArgs, HostArgs, PasswordArgs, ServerArgs, DEFAULT_PORT};
 use crate::style::Line;

@@ -10,7 +10,7 @@ use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, LazyLock};
 
 use lantalk_core::commands;
-use lantalk_core::driver::{Command, Control, Runtime, ServerHost};
+use lantalk_core::driver::{Command, Control, ServerHost};
 use lantalk_core::history::StoreRequest;
 use lantalk_core::password::{HashParams, PasswordHash};
 use lantalk_core::secure::Suite;
@@ -21,6 +21,7 @@ use lantalk_core::server::{
 use lantalk_core::server::{FilesConfig, HistoryConfig};
 use lantalk_core::text::is_forbidden;
 use lantalk_core::{BanList, Now, Server, ServerConfig};
+use lantalk_os::Runtime;
 
 /// How long history stays on disk unless `--history-keep` says otherwise.
 const DEFAULT_HISTORY_KEEP: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);

@@ -1,9 +1,11 @@
-//! What both runtimes ask of the operating system, written once: a listener
+//! What both runtimes ask of the operating system, written once, and the
+//! [`Runtime`] trait they implement: a listener
 //! that survives a burst of connections (and the back-off when accepting
 //! fails), as many file descriptors as the system allows, freed memory given
 //! back once a server is quiet, and the monotonic clock the core is given.
 //!
-//! Nothing here knows the protocol; the runtimes stay the only users.
+//! Nothing here knows the protocol; the runtimes, and the CLI that picks
+//! one, are its only users.
 
 mod backoff;
 mod clock;
@@ -14,6 +16,29 @@ pub use clock::Clock;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
+
+/// One way of running the core on real sockets. It lives here, beside
+/// the runtimes' other glue, not in the core: its listener is an I/O handle,
+/// and the core holds none.
+pub trait Runtime {
+    /// Binds `bind`, serves until shut down, then flushes and returns.
+    /// Connections accepted on `web` (bound by the application, which
+    /// decides what to do when its port is taken) are web connections
+    /// ([`lantalk_core::Server::handle_connect_web`]).
+    fn serve(
+        bind: SocketAddr,
+        web: Option<TcpListener>,
+        server: lantalk_core::Server,
+        host: Box<dyn lantalk_core::driver::ServerHost>,
+    ) -> io::Result<()>;
+    /// Connects to the first of `addrs` that answers and runs the client until
+    /// it is done.
+    fn connect(
+        addrs: &[SocketAddr],
+        config: lantalk_core::client::ClientConfig,
+        host: Box<dyn lantalk_core::driver::ClientHost>,
+    ) -> io::Result<lantalk_core::driver::ClientOutcome>;
+}
 
 /// Connections waiting to be accepted. Far above std's 128, which drops
 /// connections when hundreds of clients arrive at once (the kernel caps it

@@ -11,8 +11,9 @@ use std::io;
 use std::net::{SocketAddr, TcpListener};
 
 use lantalk_core::client::ClientConfig;
-use lantalk_core::driver::{ClientHost, ClientOutcome, Runtime, ServerHost};
+use lantalk_core::driver::{ClientHost, ClientOutcome, ServerHost};
 use lantalk_core::Server;
+use lantalk_os::Runtime;
 
 pub use client::CONNECT_TIMEOUT;
 

@@ -8,16 +8,14 @@
 //! [`deliver_disconnect`]), bounding each connection's outbound queue
 //! ([`OutQueue`]) — live here, written once, with no I/O of their own.
 
-use std::io;
-use std::net::TcpListener;
 use std::sync::Arc;
 
 use core::net::SocketAddr;
 
 use crate::bans::BanList;
-use crate::client::{ClientConfig, ClientEvent};
+use crate::client::ClientEvent;
 use crate::protocol::Refusal;
-use crate::server::{ApprovalRequest, Server, ServerEvent, TrustedPeer};
+use crate::server::{ApprovalRequest, ServerEvent, TrustedPeer};
 use crate::time::WallTime;
 
 mod client;
@@ -119,25 +117,4 @@ pub struct ClientOutcome {
     /// again from their last checked chunk (`/send #team slides.pdf`,
     /// `/get 3`): typed again after reconnecting.
     pub resume: Vec<String>,
-}
-
-/// One way of running the core on real sockets.
-pub trait Runtime {
-    /// Binds `bind`, serves until shut down, then flushes and returns.
-    /// Connections accepted on `web` (bound by the application, which
-    /// decides what to do when its port is taken) are web connections
-    /// ([`Server::handle_connect_web`]).
-    fn serve(
-        bind: SocketAddr,
-        web: Option<TcpListener>,
-        server: Server,
-        host: Box<dyn ServerHost>,
-    ) -> io::Result<()>;
-    /// Connects to the first of `addrs` that answers and runs the client until
-    /// it is done.
-    fn connect(
-        addrs: &[SocketAddr],
-        config: ClientConfig,
-        host: Box<dyn ClientHost>,
-    ) -> io::Result<ClientOutcome>;
 }
