@@ -663,6 +663,36 @@ fn two_browsers_and_a_terminal_talk_in_two_rooms(bin: &str) {
         let d = duplicate_ids(&messages(b));
         assert!(d.is_empty(), "{}: shown twice: {d:?}", b.label);
     }
+
+    // In a private conversation nothing typed lands in a public room:
+    // `/me` is refused there, `//literal` goes privately.
+    say(&alice, "/pm bob psst");
+    switch_room(&bob, "@alice");
+    wait_msg(&bob, "alice", "psst");
+    say(&bob, "/me waves");
+    bob.wait_until("/me refused in a private view", STEP, |b| {
+        messages(b)
+            .iter()
+            .any(|m| m.text.contains("/me is for rooms"))
+            .then_some(())
+    });
+    say(&bob, "//literal, privately");
+    // The people list is made of buttons (a keyboard reaches them): bob's
+    // opens the conversation with him.
+    let opened = alice.execute(
+        "const b = [...document.querySelectorAll('#users button.user')]
+             .find((x) => x.textContent === 'bob');
+         if (!b) return false;
+         b.focus(); const focused = document.activeElement === b; b.click(); return focused;",
+        json!([]),
+    );
+    assert_eq!(opened, json!(true), "a focusable button for bob in #users");
+    wait_current_room(&alice, "@bob");
+    wait_msg(&alice, "bob", "/literal, privately");
+    assert!(
+        !carol.has_line(|l| l.contains("waves") || l.contains("literal, privately")),
+        "a line typed in a private view reached a room"
+    );
 }
 
 fn history_appears_on_join(bin: &str) {
@@ -690,6 +720,10 @@ fn the_page_reconnects_after_a_restart(bin: &str) {
     let (url, ports, key) = (server.url(), server.ports(), server.fingerprint.clone());
     let alice = Browser::start("alice");
     join(&alice, &url, "alice", None);
+    // alice is in #team too, looking at the lobby.
+    say(&alice, "/join #team");
+    wait_current_room(&alice, "#team");
+    switch_room(&alice, "#lobby");
     let mut carol = terminal(bin, server.port, "carol", None);
     carol.send("before the restart");
     wait_msg(&alice, "carol", "before the restart");
@@ -698,14 +732,39 @@ fn the_page_reconnects_after_a_restart(bin: &str) {
     // The server goes away; the page notices and keeps trying.
     server.stop();
     wait_state(&alice, "reconnecting");
+    // The live region says the state once; the countdown beside it is
+    // hidden from screen readers, which would announce every second.
+    let spoken = alice.execute(
+        "const s = document.querySelector('#status');
+         const t = s.querySelector('.tick');
+         return [s.firstChild.textContent, t ? t.getAttribute('aria-hidden') : null];",
+        json!([]),
+    );
+    assert_eq!(
+        spoken,
+        json!(["Connection lost. Reconnecting…", "true"]),
+        "what #status announces"
+    );
 
     // Back on the same ports, with the same data directory (and key).
     let server = Server::start_on(bin, dir.path(), Some(ports), None);
     assert_eq!(server.fingerprint, key, "the same identity after a restart");
     let mut carol = terminal(bin, server.port, "carol", None);
+    carol.send("/join #team");
+    carol.wait_line("carol in #team", |l| {
+        l.starts_with("#team ") && l.contains("You are in #team")
+    });
+    carol.send("for the team while you were away");
+    carol.send("/switch 1");
     carol.send("while you were away");
     wait_state(&alice, "joined");
     wait_msg(&alice, "carol", "while you were away");
+    // #team's line, caught up on rejoining (or live, if alice was back
+    // first), is unread there: she is looking at the lobby.
+    alice.wait_until("#team's missed line counted as unread", STEP, |b| {
+        (unread(b, "#team") >= 1).then_some(())
+    });
+    assert_eq!(current_room(&alice), "#lobby");
     say(&alice, "back again");
     carol.wait_line("alice after the restart", lobby_line("alice", "back again"));
     wait_msg(&alice, "alice", "back again");

@@ -83,11 +83,25 @@ function drain() {
 function hex(bytes) { return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join(''); }
 function randomHex(n) { return hex(crypto.getRandomValues(new Uint8Array(n))); }
 
+// What was stored, also kept in memory: where localStorage is refused
+// (some private modes, full storage), the identity and the pinned server key
+// still hold for the page's life, so a reconnection is not a first contact.
+const kept = new Map();
+let keptOnlyHere = false;
 function stored(key, fallback) {
+  if (kept.has(key)) return kept.get(key);
   try { const v = localStorage.getItem(key); return v === null ? fallback : JSON.parse(v); } catch { return fallback; }
 }
 function store(key, value) {
-  try { localStorage.setItem(key, JSON.stringify(value)); } catch { /* private mode: kept for this visit only */ }
+  kept.set(key, value);
+  try {
+    localStorage.setItem(key, JSON.stringify(value));
+  } catch {
+    if (!keptOnlyHere) {
+      keptOnlyHere = true;
+      notice('This browser does not let the page store data: the server\'s key is remembered only until this tab closes.');
+    }
+  }
 }
 
 function identity() {
@@ -153,7 +167,7 @@ function lost(reason) {
   const wait = BACKOFF[Math.min(conn.tries, BACKOFF.length - 1)];
   conn.tries += 1;
   let left = wait;
-  const tick = () => setState('reconnecting', `Connection lost. Reconnecting in ${left} s…`);
+  const tick = () => setState('reconnecting', 'Connection lost. Reconnecting…', `(in ${left} s)`);
   tick();
   conn.countdown = setInterval(() => { left -= 1; if (left > 0) tick(); }, 1000);
   conn.retry = setTimeout(() => connect(false), wait * 1000);
@@ -284,6 +298,9 @@ function event(e) {
       return renderUsers();
     case 'room_entered':
     case 'room_updated': {
+      // Entered again (after a reconnection): its join page may hold lines
+      // missed meanwhile (see `history`).
+      if (e.e === 'room_entered' && ui.rooms.has(e.room)) ui.rooms.get(e.room).entered = true;
       const r = addRoom(e.room);
       r.topic = e.topic;
       r.members = e.members;
@@ -323,6 +340,9 @@ function joined(e) {
   conn.joined = true;
   conn.everJoined = true;
   conn.tries = 0;
+  // A `/history` page asked for on the last connection will never be
+  // answered: scrolling up may ask again.
+  ui.loadingOlder = false;
   store('lantalk.name', e.username);
   conn.name = e.username;
   $('server-name').textContent = e.server_name;
@@ -391,6 +411,8 @@ function history(e) {
     return e.lines.forEach((l) => add(ui.current, { text: `[search] ${l.user}: ${l.text}`, kind: 'notice', at: l.at_ms }));
   }
   const r = addRoom(key);
+  // The newest line shown before this answer: what is newer was missed.
+  const newest = r.ids.size ? Math.max(...r.ids) : null;
   const lines = [];
   for (const l of e.lines) {
     if (r.ids.has(l.id)) continue;
@@ -410,6 +432,16 @@ function history(e) {
   if (ids.length) r.oldest = Math.min(r.oldest ?? Infinity, ...ids);
   if (e.reason !== 'resume') r.more = e.more;
   ui.loadingOlder = false;
+  // What was missed while the connection was down is unread like any new
+  // line, in the rooms not on screen (or all of them, the tab hidden): a
+  // catch-up, or the page a room sends on entering it again (when nothing
+  // had been seen in it, there was nothing to resume after).
+  const rejoined = e.reason === 'resume' || (e.reason === 'join' && r.entered);
+  const missed = rejoined ? lines.filter((l) => !l.mine && (newest === null || l.id > newest)).length : 0;
+  if (missed && (key !== ui.current || document.hidden)) {
+    r.unread += missed;
+    renderRooms();
+  }
   if (key === ui.current) {
     const s = $('scroller');
     const fromBottom = s.scrollHeight - s.scrollTop;
@@ -528,17 +560,38 @@ function renderRooms() {
 function renderUsers() {
   const names = [...ui.users].sort((a, b) => a.localeCompare(b));
   $('users').replaceChildren(...names.map((n) => {
-    const li = el('li', '', n);
-    li.title = `Double-click to message ${n} privately`;
-    li.addEventListener('dblclick', () => { addRoom(`@${n}`); pick(`@${n}`); });
+    // A button, so a keyboard (Tab, Enter) opens the conversation too.
+    const b = el('button', 'user', n);
+    b.type = 'button';
+    b.title = `Message ${n} privately`;
+    b.addEventListener('click', () => { addRoom(`@${n}`); pick(`@${n}`); });
+    const li = el('li');
+    li.append(b);
     return li;
   }));
   $('user-count').textContent = `(${names.length})`;
 }
 
-function setState(state, text) {
-  $('status').dataset.state = state;
-  $('status').textContent = text;
+/**
+ * `#status` is a live region: screen readers say each change. `text` is said
+ * once per state; `ticking` (a countdown) is shown but hidden from them, or
+ * they would announce every second.
+ */
+function setState(state, text, ticking) {
+  const status = $('status');
+  if (status.dataset.state !== state || status.firstChild?.textContent !== text) {
+    status.dataset.state = state;
+    status.replaceChildren(el('span', '', text));
+  }
+  if (ticking !== undefined) {
+    let tick = status.querySelector('.tick');
+    if (!tick) {
+      tick = el('span', 'tick');
+      tick.setAttribute('aria-hidden', 'true');
+      status.append(tick);
+    }
+    tick.textContent = ` ${ticking}`;
+  }
 }
 
 function showError(text) { $('error').textContent = text; }
@@ -669,7 +722,17 @@ function submit() {
   grow();
   for (const raw of lines) {
     let text = raw;
-    if (ui.current.startsWith('@') && !text.startsWith('/')) text = `/pm ${ui.current.slice(1)} ${text}`;
+    if (ui.current.startsWith('@')) {
+      // In a private conversation, nothing typed may land in a public room:
+      // a message (and `//literal`) goes privately; `/me` has no private form.
+      const to = ui.current.slice(1);
+      if (/^\/me(\s|$)/i.test(text)) {
+        notice(`/me is for rooms; not sent to ${to}: "${raw}"`);
+        continue;
+      }
+      if (!text.startsWith('/')) text = `/pm ${to} ${text}`;
+      else if (text.startsWith('//')) text = `/pm ${to} ${text.slice(1)}`;
+    }
     if (/^\/(quit|exit|q)\b/i.test(text)) conn.quitting = true;
     if (!conn.joined) {
       conn.unsent.push(text);
