@@ -121,8 +121,13 @@ impl Client {
     /// Takes up the lines typed before the server was known, in order.
     pub(super) fn replay_early(&mut self, now: Now) {
         self.awaiting_lobby = false;
-        // Taken first: a line may be held again (see `rejoin_hold`).
-        for line in std::mem::take(&mut self.early) {
+        // One at a time, the rest still queued (a leaving client waits for
+        // them), and each only once: a line may be held again at the back
+        // (see `rejoin_hold`).
+        for _ in 0..self.early.len() {
+            let Some(line) = self.early.pop_front() else {
+                break;
+            };
             self.user_line(now, &line);
         }
     }
