@@ -174,16 +174,13 @@ fn a_slow_head_is_closed_after_ten_seconds() {
     assert_eq!(status(&text(&s.bytes_to(again))), "HTTP/1.1 200 OK");
 }
 
-#[test]
-fn a_websocket_from_another_site_is_refused() {
+/// An upgrade to `host` from a page at `origin` is refused with a 403 and
+/// a warning naming the origin, and leaves no connection behind.
+fn refused_upgrade(host: &str, origin: &str) {
     let mut s = ServerScript::new(web_config());
     let conn = s.connect_web("10.0.0.9:40000");
-    s.input(
-        conn,
-        upgrade_request("192.168.1.5:5080", Some("http://evil.example")),
-    )
-    .unwrap();
-    assert!(s.closed(conn));
+    s.input(conn, upgrade_request(host, Some(origin))).unwrap();
+    assert!(s.closed(conn), "{host} from {origin}");
     assert_eq!(status(&text(&s.bytes_to(conn))), "HTTP/1.1 403 Forbidden");
     assert!(s.last.iter().any(|a| matches!(a,
         Action::Event(e) if e.level == Level::Warning && e.kind == EventKind::Connection
@@ -191,20 +188,16 @@ fn a_websocket_from_another_site_is_refused() {
     assert_eq!(s.server.connection_count(), 0);
 }
 
+#[test]
+fn a_websocket_from_another_site_is_refused() {
+    refused_upgrade("192.168.1.5:5080", "http://evil.example");
+}
+
 /// DNS rebinding: `evil.example` made to resolve to the server's address
 /// is same-origin with itself, but its `Host` is no LAN name.
 #[test]
 fn a_websocket_from_a_rebound_name_is_refused() {
-    let mut s = ServerScript::new(web_config());
-    let conn = s.connect_web("10.0.0.9:40000");
-    s.input(
-        conn,
-        upgrade_request("evil.example:5080", Some("http://evil.example:5080")),
-    )
-    .unwrap();
-    assert!(s.closed(conn));
-    assert_eq!(status(&text(&s.bytes_to(conn))), "HTTP/1.1 403 Forbidden");
-    assert_eq!(s.server.connection_count(), 0);
+    refused_upgrade("evil.example:5080", "http://evil.example:5080");
 }
 
 /// A web connection upgraded to a WebSocket; the frames it was sent.

@@ -109,7 +109,7 @@ pub fn local_host(host: &str) -> bool {
     };
     let name = name.trim_end_matches('.').to_ascii_lowercase();
     let bare = name.trim_start_matches('[').trim_end_matches(']');
-    bare.parse::<std::net::IpAddr>().is_ok()
+    bare.parse::<core::net::IpAddr>().is_ok()
         || name == "localhost"
         || name.ends_with(".localhost")
         || (name.ends_with(".local") && name.len() > ".local".len())
